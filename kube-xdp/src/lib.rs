@@ -1,0 +1,8 @@
+//! kube-xdp: an XDP layer-4 load balancer for Kubernetes control planes and
+//! NodePorts. This library holds everything but the command line, so the
+//! end-to-end tests and the benchmarks drive the same code as the binary.
+
+pub mod bpffs;
+pub mod config;
+pub mod datapath;
+pub mod ebpf;

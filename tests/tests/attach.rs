@@ -1,0 +1,85 @@
+//! End to end: the real `kube-xdp run` attaches to a veth in a namespace,
+//! counts real traffic, and the CLI reads the counters from the pins.
+
+use kube_xdp_tests::{
+    daemon::cli,
+    require_root,
+    topology::{LB_ADDR, TwoHosts},
+};
+
+fn counter(json: &serde_json::Value, name: &str) -> u64 {
+    json["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("counter {name} missing in {json}"))
+}
+
+fn stats(hosts: &TwoHosts) -> serde_json::Value {
+    let pin = hosts.pins.path().to_str().unwrap();
+    let out = cli(&hosts.lb, &["stats", "--json", "--pin-path", pin]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn daemon_attaches_counts_pings_and_detach_removes_pins() {
+    require_root();
+    let hosts = TwoHosts::new().unwrap();
+    let mut daemon = hosts.start_daemon().unwrap();
+
+    let link = hosts.lb.ip(&["link", "show", &hosts.lb_if]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "the program is attached: {}",
+        String::from_utf8_lossy(&link.stdout)
+    );
+
+    let before = stats(&hosts);
+    hosts
+        .client
+        .exec("ping", &["-c", "5", "-i", "0.05", "-W", "2", LB_ADDR])
+        .expect("pings through the XDP program are answered");
+    let after = stats(&hosts);
+    // Five echo requests (ICMP: left to the kernel), plus the ARP exchange.
+    let icmp = counter(&after, "pass_other_protocol") - counter(&before, "pass_other_protocol");
+    assert!(icmp >= 5, "ICMP echo counted: {icmp}");
+    assert!(counter(&after, "verdict_pass") >= counter(&before, "verdict_pass") + 5);
+    assert_eq!(counter(&after, "verdict_drop"), 0);
+
+    let status = daemon.stop().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {}", daemon.log());
+    let link = hosts.lb.ip(&["link", "show", &hosts.lb_if]).unwrap();
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
+
+    // The counters outlive the daemon in the pins, until detach.
+    assert!(counter(&stats(&hosts), "pass_other_protocol") >= 5);
+    let pin = hosts.pins.path().to_str().unwrap();
+    let out = cli(&hosts.lb, &["detach", "--pin-path", pin]).unwrap();
+    assert!(out.status.success());
+    assert!(!hosts.pins.path().exists(), "detach removed the pins");
+    let out = cli(&hosts.lb, &["stats", "--pin-path", pin]).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing is pinned"), "{err}");
+}
+
+#[test]
+fn run_refuses_an_interface_that_does_not_exist() {
+    require_root();
+    let hosts = TwoHosts::new().unwrap();
+    std::fs::write(&hosts.config, "[daemon]\ninterfaces = [\"kxnosuchif0\"]\n").unwrap();
+    let out = cli(
+        &hosts.lb,
+        &["run", "--config", hosts.config.to_str().unwrap()],
+    )
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kxnosuchif0") && err.contains("does not exist"),
+        "{err}"
+    );
+}

@@ -1,0 +1,92 @@
+//! `cargo xtask setup`: installs what is missing and nothing else.
+
+use crate::run;
+use anyhow::{Context, bail};
+use std::process::{Command, Stdio};
+
+/// Debian packages: LLVM 22 for bpf-linker, and the tools the tests drive.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+    "ethtool",
+    "iputils-ping",
+    "util-linux",
+    "procps",
+];
+
+pub fn setup() -> anyhow::Result<()> {
+    install_packages()?;
+    install_rust_src()?;
+    install_bpf_linker()
+}
+
+fn quiet(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn install_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .context("installing Debian packages (run as root)")
+}
+
+fn install_rust_src() -> anyhow::Result<()> {
+    if !quiet(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        bail!(
+            "the nightly toolchain is missing; it is needed to build the eBPF object (rustup toolchain install nightly)"
+        );
+    }
+    let sysroot = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+    if std::path::Path::new(&sysroot)
+        .join("lib/rustlib/src/rust/library/core")
+        .exists()
+    {
+        return Ok(());
+    }
+    eprintln!("setup: adding rust-src to nightly");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn install_bpf_linker() -> anyhow::Result<()> {
+    if quiet(Command::new("bpf-linker").arg("--version")) {
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker against LLVM 22 (about a minute)");
+    let path = format!(
+        "/usr/lib/llvm-22/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--version", "0.13.0"])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("PATH", path)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO"))
+    .context("installing bpf-linker")
+}
