@@ -1,72 +1,82 @@
 //! Global verdict and reason counters (a per-CPU array indexed by
 //! [`Counter`]).
 
-/// One slot of the global per-CPU counter array.
-///
-/// The first five slots count packets by XDP verdict and share its numeric
-/// value (`XDP_ABORTED` = 0 … `XDP_REDIRECT` = 4); the rest count why a
-/// packet got its verdict. A packet bumps one verdict slot and one reason
-/// slot.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    VerdictAborted = 0,
-    VerdictDrop = 1,
-    VerdictPass = 2,
-    VerdictTx = 3,
-    VerdictRedirect = 4,
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident = $slot:literal => $name:literal,)*) => {
+        /// One slot of the global per-CPU counter array.
+        ///
+        /// The first five slots count packets by XDP verdict and share its
+        /// numeric value (`XDP_ABORTED` = 0 … `XDP_REDIRECT` = 4); the rest
+        /// count why a packet got its verdict. A packet bumps one verdict
+        /// slot and one reason slot.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $($(#[$doc])* $variant = $slot,)*
+        }
+
+        impl Counter {
+            /// Every counter, in slot order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+
+            /// The name used by `kube-xdp stats`, metrics and logs.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    VerdictAborted = 0 => "verdict_aborted",
+    VerdictDrop = 1 => "verdict_drop",
+    VerdictPass = 2 => "verdict_pass",
+    VerdictTx = 3 => "verdict_tx",
+    VerdictRedirect = 4 => "verdict_redirect",
     /// Not IPv4 (ARP, IPv6, …): left to the kernel.
-    PassNotIpv4 = 5,
-    /// IPv4 but not TCP or UDP (ICMP, …) and not about a flow.
-    PassOtherProtocol = 6,
+    PassNotIpv4 = 5 => "pass_not_ipv4",
+    /// IPv4 but neither TCP nor UDP nor an ICMP error about a flow.
+    PassOtherProtocol = 6 => "pass_other_protocol",
     /// TCP or UDP to no service.
-    PassNoService = 7,
-    /// A frame too short for the header it announces (Ethernet, IPv4, TCP
-    /// or UDP), or an IPv4 header with IHL < 5.
-    Malformed = 8,
+    PassNoService = 7 => "pass_no_service",
+    /// Truncated headers, IHL < 5, TCP data offset < 5, a bad UDP length:
+    /// dropped when sent to a VIP, left to the kernel otherwise.
+    Malformed = 8 => "malformed",
+    /// A packet of an established flow sent on to its backend.
+    ToBackend = 9 => "to_backend",
+    /// A SYN (or first UDP datagram) that opened a flow.
+    NewFlow = 10 => "new_flow",
+    /// A backend's reply sent back to the client.
+    ToClient = 11 => "to_client",
+    /// No usable backend: a SYN is answered with a RST, the rest dropped.
+    NoBackend = 12 => "no_backend",
+    /// A TCP segment without SYN that matches no flow: answered with a RST
+    /// so the client reconnects at once.
+    NoFlow = 13 => "no_flow",
+    /// No free SNAT port: the SYN is answered with a RST.
+    SnatExhausted = 14 => "snat_exhausted",
+    /// The backend's next hop is not resolved: dropped.
+    NeighbourMiss = 15 => "neighbour_miss",
+    /// The flow table refused a new entry: the SYN is answered with a RST.
+    FlowTableFull = 16 => "flow_table_full",
+    /// A packet of a flow whose backend is down, under
+    /// `on_backend_down = "reset"`: answered with a RST.
+    BackendDownReset = 17 => "backend_down_reset",
+    /// An ICMP error from the backend side, translated to the client.
+    IcmpToClient = 18 => "icmp_to_client",
+    /// An ICMP error from the client side, translated to the backend.
+    IcmpToBackend = 19 => "icmp_to_backend",
+    /// A later fragment translated like its first.
+    FragmentTranslated = 20 => "fragment_translated",
+    /// A later fragment to a VIP whose first was not seen: dropped.
+    FragmentOrphan = 21 => "fragment_orphan",
+    /// A packet to a service whose TTL ran out here: dropped.
+    TtlExceeded = 22 => "ttl_exceeded",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 9;
+pub const COUNTER_SLOTS: u32 = 23;
 
-impl Counter {
-    /// Every counter, in slot order.
-    pub const ALL: [Counter; COUNTER_SLOTS as usize] = [
-        Counter::VerdictAborted,
-        Counter::VerdictDrop,
-        Counter::VerdictPass,
-        Counter::VerdictTx,
-        Counter::VerdictRedirect,
-        Counter::PassNotIpv4,
-        Counter::PassOtherProtocol,
-        Counter::PassNoService,
-        Counter::Malformed,
-    ];
-
-    /// The name used by `kube-xdp stats`, metrics and logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::VerdictAborted => "verdict_aborted",
-            Counter::VerdictDrop => "verdict_drop",
-            Counter::VerdictPass => "verdict_pass",
-            Counter::VerdictTx => "verdict_tx",
-            Counter::VerdictRedirect => "verdict_redirect",
-            Counter::PassNotIpv4 => "pass_not_ipv4",
-            Counter::PassOtherProtocol => "pass_other_protocol",
-            Counter::PassNoService => "pass_no_service",
-            Counter::Malformed => "malformed",
-        }
-    }
-
-    /// The counter for an XDP verdict (`xdp_action`), if it is one.
-    pub const fn for_verdict(verdict: u32) -> Option<Counter> {
-        match verdict {
-            0 => Some(Counter::VerdictAborted),
-            1 => Some(Counter::VerdictDrop),
-            2 => Some(Counter::VerdictPass),
-            3 => Some(Counter::VerdictTx),
-            4 => Some(Counter::VerdictRedirect),
-            _ => None,
-        }
-    }
-}
+const _: () = assert!(Counter::ALL.len() == COUNTER_SLOTS as usize);

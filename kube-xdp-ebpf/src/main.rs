@@ -1,39 +1,79 @@
-//! The kube-xdp XDP program: maps and entry points only; each stage of the
-//! packet's path lives in its own module.
+//! The kube-xdp XDP program: the maps and the entry points. Each stage of a
+//! packet's path lives in its own module: parse → service → flow → nat
+//! (rewrite, send) → stats, with icmp, frag and reset beside them.
 #![no_std]
 #![no_main]
 
+mod csum;
+mod flow;
+mod frag;
+mod icmp;
+mod ingress;
+mod nat;
 mod parse;
+mod reset;
+mod service;
 mod stats;
+mod tcpopt;
 
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::PerCpuArray,
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
-use kube_xdp_common::stats::{COUNTER_SLOTS, Counter};
+use kube_xdp_common::{
+    maps::{
+        Backend, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey, Interface,
+        MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_MAGLEV_TABLE, MAX_SERVICE_PORTS,
+        MAX_SERVICES, Meta, Pool, ReverseFlow, Service, ServiceKey, Settings, Traffic,
+    },
+    stats::COUNTER_SLOTS,
+};
 
-/// Global verdict/reason counters (`kube_xdp_common::map_name::STATS`).
+// Names match `kube_xdp_common::map_name`; the daemon opens them by name.
+
 #[map(name = "KXDP_STATS")]
-static KXDP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+#[map(name = "KXDP_SERVICES")]
+static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICE_PORTS, 0);
+#[map(name = "KXDP_VIPS")]
+static VIPS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "KXDP_POOLS")]
+static POOLS: Array<Pool> = Array::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "KXDP_MAGLEV")]
+static MAGLEV: Array<u32> = Array::with_max_entries(MAX_SERVICES * 2 * MAX_MAGLEV_TABLE, 0);
+#[map(name = "KXDP_BACKENDS")]
+static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+// LRU so that dead entries (flows that ended, never looked up again) make
+// room by themselves; sized so that live flows are not evicted.
+#[map(name = "KXDP_FLOWS")]
+static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+#[map(name = "KXDP_REVERSE")]
+static REVERSE: LruHashMap<FlowKey, ReverseFlow> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+#[map(name = "KXDP_FRAGMENTS")]
+static FRAGMENTS: LruHashMap<FragmentKey, Fragment> =
+    LruHashMap::with_max_entries(MAX_FRAGMENTS, 0);
+#[map(name = "KXDP_SETTINGS")]
+static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+#[map(name = "KXDP_INTERFACES")]
+static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+#[map(name = "KXDP_TX_PORTS")]
+static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
+#[map(name = "KXDP_SERVICE_STATS")]
+static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "KXDP_BACKEND_STATS")]
+static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+#[map(name = "KXDP_META")]
+static META: Array<Meta> = Array::with_max_entries(1, 0);
 
 /// The load balancer's entry point.
 #[xdp]
 pub fn kube_xdp(ctx: XdpContext) -> u32 {
-    let (verdict, reason) = process(&ctx);
-    stats::count(&KXDP_STATS, verdict, reason);
+    let (verdict, reason) = ingress::process(&ctx);
+    stats::count(verdict, reason);
     verdict
-}
-
-fn process(ctx: &XdpContext) -> (u32, Counter) {
-    match parse::parse(ctx) {
-        Err(reason) => (xdp_action::XDP_PASS, reason),
-        Ok(parse::Parsed::NotIpv4) => (xdp_action::XDP_PASS, Counter::PassNotIpv4),
-        Ok(parse::Parsed::Ipv4Other) => (xdp_action::XDP_PASS, Counter::PassOtherProtocol),
-        // No service table yet: every TCP/UDP packet is for the kernel.
-        Ok(parse::Parsed::Ipv4L4(_)) => (xdp_action::XDP_PASS, Counter::PassNoService),
-    }
 }
 
 /// Returns `XDP_PASS`. Attached to the peer of a veth whose other end sends

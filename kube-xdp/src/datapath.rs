@@ -1,9 +1,22 @@
-//! The one API that programs and reads the datapath's maps.
+//! The one API that programs and reads the datapath's maps. The daemon,
+//! the CLI and the tests all go through it; nothing else touches a map.
 
-use aya::maps::{Map, MapData, PerCpuArray};
-use kube_xdp_common::{map_name, stats::Counter};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+};
+use kube_xdp_common::{
+    map_name,
+    maps::{
+        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, Backend, Flow, FlowKey, Interface,
+        MAX_BACKENDS, MAX_MAGLEV_TABLE, MAX_SERVICES, Meta, Pool, ReverseFlow,
+        SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
+    },
+    stats::Counter,
+};
 use std::{
-    borrow::Borrow,
+    net::Ipv4Addr,
+    ops::RangeInclusive,
     path::{Path, PathBuf},
 };
 
@@ -11,11 +24,127 @@ use std::{
 pub enum DatapathError {
     #[error("nothing is pinned at {path}: start `kube-xdp run` (or pass the --pin-path it uses)")]
     NotPinned { path: PathBuf },
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
-        source: aya::maps::MapError,
+        source: MapError,
     },
+    #[error("service id {0} is out of range (0..{MAX_SERVICES})")]
+    ServiceId(u32),
+    #[error("backend id {0} is out of range (0..{MAX_BACKENDS})")]
+    BackendId(u32),
+    #[error("a Maglev table of {0} slots is larger than the datapath's {MAX_MAGLEV_TABLE}")]
+    TableSize(usize),
+}
+
+type Result<T> = std::result::Result<T, DatapathError>;
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+/// Network byte order, as the datapath keeps it.
+pub fn be_addr(addr: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(addr.octets())
+}
+
+pub fn addr_from_be(addr: u32) -> Ipv4Addr {
+    Ipv4Addr::from(addr.to_ne_bytes())
+}
+
+pub fn be_port(port: u16) -> u16 {
+    port.to_be()
+}
+
+/// A service as the datapath sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub vip: Ipv4Addr,
+    /// One port, or a range (NodePorts) whose backends keep the client's
+    /// destination port.
+    pub ports: RangeInclusive<u16>,
+    pub protocol: u8,
+    pub reset_on_down: bool,
+}
+
+/// A backend's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendState {
+    Up,
+    Down,
+    Draining,
+}
+
+impl BackendState {
+    fn raw(self) -> u8 {
+        match self {
+            BackendState::Up => BACKEND_UP,
+            BackendState::Down => BACKEND_DOWN,
+            BackendState::Draining => BACKEND_DRAINING,
+        }
+    }
+
+    fn from_raw(raw: u8) -> Option<Self> {
+        match raw {
+            BACKEND_UP => Some(BackendState::Up),
+            BACKEND_DOWN => Some(BackendState::Down),
+            BACKEND_DRAINING => Some(BackendState::Draining),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Up => "UP",
+            BackendState::Down => "DOWN",
+            BackendState::Draining => "DRAIN",
+        }
+    }
+}
+
+/// A backend as the datapath sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub service_id: u32,
+    pub addr: Ipv4Addr,
+    /// `None`: the client's destination port (port-range services).
+    pub port: Option<u16>,
+    pub state: BackendState,
+    /// The next hop's MAC; `None` until resolved.
+    pub mac: Option<[u8; 6]>,
+    /// The interface the next hop is on; 0 = the one the packet came in on.
+    pub ifindex: u32,
+}
+
+impl BackendSpec {
+    fn raw(&self) -> Backend {
+        Backend {
+            addr: be_addr(self.addr),
+            port: self.port.map_or(0, be_port),
+            state: self.state.raw(),
+            _pad: 0,
+            mac: self.mac.unwrap_or([0; 6]),
+            _pad2: [0; 2],
+            ifindex: self.ifindex,
+            service_id: self.service_id,
+        }
+    }
+
+    fn from_raw(raw: &Backend) -> Option<Self> {
+        if raw.addr == 0 {
+            return None;
+        }
+        Some(BackendSpec {
+            service_id: raw.service_id,
+            addr: addr_from_be(raw.addr),
+            port: (raw.port != 0).then(|| u16::from_be(raw.port)),
+            state: BackendState::from_raw(raw.state)?,
+            mac: (raw.mac != [0; 6]).then_some(raw.mac),
+            ifindex: raw.ifindex,
+        })
+    }
 }
 
 /// The global counters, summed over CPUs, in [`Counter::ALL`] order.
@@ -34,43 +163,316 @@ impl GlobalStats {
     }
 }
 
-/// Reads the global counters from a per-CPU array map.
-///
-/// # Errors
-///
-/// When the map cannot be read.
-pub fn read_global_stats<T: Borrow<MapData>>(
-    map: &PerCpuArray<T, u64>,
-) -> Result<GlobalStats, DatapathError> {
-    let err = |source| DatapathError::Map {
-        name: map_name::STATS,
-        source,
-    };
-    let mut counters = Vec::with_capacity(Counter::ALL.len());
-    for counter in Counter::ALL {
-        let values = map.get(&(counter as u32), 0).map_err(err)?;
-        counters.push((counter, values.iter().sum()));
-    }
-    Ok(GlobalStats { counters })
+/// Every map of the datapath.
+pub struct Datapath {
+    stats: PerCpuArray<MapData, u64>,
+    services: HashMap<MapData, ServiceKey, Service>,
+    vips: HashMap<MapData, u32, u32>,
+    pools: Array<MapData, Pool>,
+    maglev: Array<MapData, u32>,
+    backends: Array<MapData, Backend>,
+    flows: HashMap<MapData, FlowKey, Flow>,
+    reverse: HashMap<MapData, FlowKey, ReverseFlow>,
+    settings: Array<MapData, Settings>,
+    interfaces: HashMap<MapData, u32, Interface>,
+    service_stats: PerCpuArray<MapData, Traffic>,
+    backend_stats: PerCpuArray<MapData, Traffic>,
+    meta: Array<MapData, Meta>,
 }
 
-/// Opens the global counter map pinned under `pin_path`.
-///
-/// # Errors
-///
-/// [`DatapathError::NotPinned`] when no daemon has pinned its maps there.
-pub fn open_pinned_stats(pin_path: &Path) -> Result<PerCpuArray<MapData, u64>, DatapathError> {
-    let path = pin_path.join(map_name::STATS);
-    if !path.exists() {
-        return Err(DatapathError::NotPinned {
-            path: pin_path.to_owned(),
-        });
+/// Opens every map through `open(name) -> Result<Map>`.
+macro_rules! open_all {
+    ($open:expr) => {{
+        let open = &mut $open;
+        Datapath {
+            stats: typed(map_name::STATS, open(map_name::STATS)?)?,
+            services: typed(map_name::SERVICES, open(map_name::SERVICES)?)?,
+            vips: typed(map_name::VIPS, open(map_name::VIPS)?)?,
+            pools: typed(map_name::POOLS, open(map_name::POOLS)?)?,
+            maglev: typed(map_name::MAGLEV, open(map_name::MAGLEV)?)?,
+            backends: typed(map_name::BACKENDS, open(map_name::BACKENDS)?)?,
+            flows: typed(map_name::FLOWS, open(map_name::FLOWS)?)?,
+            reverse: typed(map_name::REVERSE, open(map_name::REVERSE)?)?,
+            settings: typed(map_name::SETTINGS, open(map_name::SETTINGS)?)?,
+            interfaces: typed(map_name::INTERFACES, open(map_name::INTERFACES)?)?,
+            service_stats: typed(map_name::SERVICE_STATS, open(map_name::SERVICE_STATS)?)?,
+            backend_stats: typed(map_name::BACKEND_STATS, open(map_name::BACKEND_STATS)?)?,
+            meta: typed(map_name::META, open(map_name::META)?)?,
+        }
+    }};
+}
+
+fn typed<T: TryFrom<Map, Error = MapError>>(name: &'static str, map: Map) -> Result<T> {
+    T::try_from(map).map_err(map_err(name))
+}
+
+impl Datapath {
+    /// Takes the maps out of a loaded object (the program keeps its own
+    /// references to them).
+    ///
+    /// # Errors
+    ///
+    /// When a map is missing or of another type.
+    pub fn from_ebpf(bpf: &mut Ebpf) -> Result<Self> {
+        Ok(open_all!(|name: &'static str| {
+            bpf.take_map(name).ok_or(DatapathError::MissingMap(name))
+        }))
     }
-    let err = |source| DatapathError::Map {
-        name: map_name::STATS,
-        source,
-    };
-    let data = MapData::from_pin(&path).map_err(err)?;
-    let map = Map::from_map_data(data).map_err(err)?;
-    PerCpuArray::try_from(map).map_err(err)
+
+    /// Opens the maps pinned under `pin_path`.
+    ///
+    /// # Errors
+    ///
+    /// [`DatapathError::NotPinned`] when no daemon pinned its maps there.
+    pub fn open_pinned(pin_path: &Path) -> Result<Self> {
+        if !pin_path.join(map_name::STATS).exists() {
+            return Err(DatapathError::NotPinned {
+                path: pin_path.to_owned(),
+            });
+        }
+        Ok(open_all!(|name: &'static str| {
+            let data = MapData::from_pin(pin_path.join(name)).map_err(map_err(name))?;
+            Map::from_map_data(data).map_err(map_err(name))
+        }))
+    }
+
+    pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
+        self.settings
+            .set(0, settings, 0)
+            .map_err(map_err(map_name::SETTINGS))
+    }
+
+    pub fn settings(&self) -> Result<Settings> {
+        self.settings
+            .get(&0, 0)
+            .map_err(map_err(map_name::SETTINGS))
+    }
+
+    pub fn set_meta(&mut self, meta: &Meta) -> Result<()> {
+        self.meta.set(0, meta, 0).map_err(map_err(map_name::META))
+    }
+
+    pub fn meta(&self) -> Result<Meta> {
+        self.meta.get(&0, 0).map_err(map_err(map_name::META))
+    }
+
+    /// Records an interface frames may be redirected to.
+    pub fn set_interface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<()> {
+        let value = Interface { mac, _pad: [0; 2] };
+        self.interfaces
+            .insert(ifindex, value, 0)
+            .map_err(map_err(map_name::INTERFACES))
+    }
+
+    fn check_service(id: u32) -> Result<()> {
+        if id >= MAX_SERVICES {
+            return Err(DatapathError::ServiceId(id));
+        }
+        Ok(())
+    }
+
+    fn service_keys(spec: &ServiceSpec) -> impl Iterator<Item = ServiceKey> + '_ {
+        spec.ports.clone().map(|port| ServiceKey {
+            vip: be_addr(spec.vip),
+            port: be_port(port),
+            protocol: spec.protocol,
+            _pad: 0,
+        })
+    }
+
+    /// Adds or updates a service under `id` (one entry per port).
+    pub fn set_service(&mut self, id: u32, spec: &ServiceSpec) -> Result<()> {
+        Self::check_service(id)?;
+        let value = Service {
+            id,
+            flags: if spec.reset_on_down {
+                SERVICE_RESET_ON_DOWN
+            } else {
+                0
+            },
+        };
+        for key in Self::service_keys(spec) {
+            self.services
+                .insert(key, value, 0)
+                .map_err(map_err(map_name::SERVICES))?;
+        }
+        self.refresh_vip(spec.vip)
+    }
+
+    /// Removes a service's entries (its flows find no service afterwards).
+    pub fn remove_service(&mut self, spec: &ServiceSpec) -> Result<()> {
+        for key in Self::service_keys(spec) {
+            match self.services.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(map_name::SERVICES)(e)),
+            }
+        }
+        self.refresh_vip(spec.vip)
+    }
+
+    /// Keeps `VIPS` in step with `SERVICES` for one address.
+    fn refresh_vip(&mut self, vip: Ipv4Addr) -> Result<()> {
+        let addr = be_addr(vip);
+        let mut count = 0u32;
+        for key in self.services.keys() {
+            let key = key.map_err(map_err(map_name::SERVICES))?;
+            count += u32::from(key.vip == addr);
+        }
+        let result = if count == 0 {
+            match self.vips.remove(&addr) {
+                Err(MapError::KeyNotFound) => Ok(()),
+                other => other,
+            }
+        } else {
+            self.vips.insert(addr, count, 0)
+        };
+        result.map_err(map_err(map_name::VIPS))
+    }
+
+    fn check_backend(id: u32) -> Result<()> {
+        if id >= MAX_BACKENDS {
+            return Err(DatapathError::BackendId(id));
+        }
+        Ok(())
+    }
+
+    /// Adds or updates the backend `id`.
+    pub fn set_backend(&mut self, id: u32, spec: &BackendSpec) -> Result<()> {
+        Self::check_backend(id)?;
+        self.backends
+            .set(id, spec.raw(), 0)
+            .map_err(map_err(map_name::BACKENDS))
+    }
+
+    /// Frees the backend slot `id`: flows still pointing at it end (their
+    /// next packet is answered with a RST).
+    pub fn remove_backend(&mut self, id: u32) -> Result<()> {
+        Self::check_backend(id)?;
+        self.backends
+            .set(id, Backend::default(), 0)
+            .map_err(map_err(map_name::BACKENDS))
+    }
+
+    pub fn backend(&self, id: u32) -> Result<Option<BackendSpec>> {
+        Self::check_backend(id)?;
+        let raw = self
+            .backends
+            .get(&id, 0)
+            .map_err(map_err(map_name::BACKENDS))?;
+        Ok(BackendSpec::from_raw(&raw))
+    }
+
+    /// Replaces a pool's Maglev table (backend ids; empty = no usable
+    /// backend). The idle half is written whole, then one update of the
+    /// pool flips the datapath over to it.
+    pub fn set_pool_table(&mut self, service_id: u32, table: &[u32]) -> Result<()> {
+        Self::check_service(service_id)?;
+        if table.len() > MAX_MAGLEV_TABLE as usize {
+            return Err(DatapathError::TableSize(table.len()));
+        }
+        let pool = self
+            .pools
+            .get(&service_id, 0)
+            .map_err(map_err(map_name::POOLS))?;
+        let idle = (pool.active & 1) ^ 1;
+        for (slot, backend) in table.iter().enumerate() {
+            self.maglev
+                .set(maglev_index(service_id, idle, slot as u32), backend, 0)
+                .map_err(map_err(map_name::MAGLEV))?;
+        }
+        let flipped = Pool {
+            active: idle,
+            table_size: table.len() as u32,
+        };
+        self.pools
+            .set(service_id, flipped, 0)
+            .map_err(map_err(map_name::POOLS))
+    }
+
+    /// The live Maglev table of a pool.
+    pub fn pool_table(&self, service_id: u32) -> Result<Vec<u32>> {
+        Self::check_service(service_id)?;
+        let pool = self
+            .pools
+            .get(&service_id, 0)
+            .map_err(map_err(map_name::POOLS))?;
+        (0..pool.table_size)
+            .map(|slot| {
+                self.maglev
+                    .get(&maglev_index(service_id, pool.active & 1, slot), 0)
+                    .map_err(map_err(map_name::MAGLEV))
+            })
+            .collect()
+    }
+
+    /// The global counters, summed over CPUs.
+    pub fn global_stats(&self) -> Result<GlobalStats> {
+        let counters = Counter::ALL
+            .iter()
+            .map(|c| {
+                let values = self
+                    .stats
+                    .get(&(*c as u32), 0)
+                    .map_err(map_err(map_name::STATS))?;
+                Ok((*c, values.iter().sum()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(GlobalStats { counters })
+    }
+
+    fn sum_traffic(values: &PerCpuValues<Traffic>) -> Traffic {
+        values.iter().fold(Traffic::default(), |a, t| Traffic {
+            packets: a.packets + t.packets,
+            bytes: a.bytes + t.bytes,
+            new_flows: a.new_flows + t.new_flows,
+        })
+    }
+
+    pub fn service_traffic(&self, id: u32) -> Result<Traffic> {
+        Self::check_service(id)?;
+        let v = self
+            .service_stats
+            .get(&id, 0)
+            .map_err(map_err(map_name::SERVICE_STATS))?;
+        Ok(Self::sum_traffic(&v))
+    }
+
+    pub fn backend_traffic(&self, id: u32) -> Result<Traffic> {
+        Self::check_backend(id)?;
+        let v = self
+            .backend_stats
+            .get(&id, 0)
+            .map_err(map_err(map_name::BACKEND_STATS))?;
+        Ok(Self::sum_traffic(&v))
+    }
+
+    /// Every forward entry of the flow table (live or not).
+    pub fn flows(&self) -> Result<Vec<(FlowKey, Flow)>> {
+        self.flows
+            .iter()
+            .map(|r| r.map_err(map_err(map_name::FLOWS)))
+            .collect()
+    }
+
+    /// The reverse entry of a backend-side 5-tuple.
+    pub fn reverse(&self, key: &FlowKey) -> Result<Option<ReverseFlow>> {
+        match self.reverse.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(map_name::REVERSE)(e)),
+        }
+    }
+
+    /// Empties the flow table (both directions).
+    pub fn clear_flows(&mut self) -> Result<()> {
+        let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.flows.remove(&key);
+        }
+        let keys: Vec<FlowKey> = self.reverse.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.reverse.remove(&key);
+        }
+        Ok(())
+    }
 }

@@ -31,15 +31,23 @@ pub fn object() -> Result<&'static [u8], EbpfError> {
     }
 }
 
+fn loader(flow_table_size: u32) -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(map_name::FLOWS, flow_table_size)
+        .map_max_entries(map_name::REVERSE, flow_table_size);
+    loader
+}
+
 /// Loads the object into the kernel, re-using the maps pinned in `pin_dir`
 /// (a directory on a bpffs) and pinning there the ones that are not yet.
 ///
 /// # Errors
 ///
 /// When the object is missing or the kernel refuses a map or program.
-pub fn load_pinned(pin_dir: &Path) -> Result<Ebpf, EbpfError> {
+pub fn load_pinned(pin_dir: &Path, flow_table_size: u32) -> Result<Ebpf, EbpfError> {
     let object = object()?;
-    let mut loader = EbpfLoader::new();
+    let mut loader = loader(flow_table_size);
     for name in map_name::PINNED {
         loader.map_pin_path(name, pin_dir.join(name));
     }
@@ -52,6 +60,6 @@ pub fn load_pinned(pin_dir: &Path) -> Result<Ebpf, EbpfError> {
 /// # Errors
 ///
 /// When the object is missing or the kernel refuses a map or program.
-pub fn load_private() -> Result<Ebpf, EbpfError> {
-    Ok(EbpfLoader::new().load(object()?)?)
+pub fn load_private(flow_table_size: u32) -> Result<Ebpf, EbpfError> {
+    Ok(loader(flow_table_size).load(object()?)?)
 }

@@ -6,3 +6,4 @@ pub mod bpffs;
 pub mod config;
 pub mod datapath;
 pub mod ebpf;
+pub mod maglev;

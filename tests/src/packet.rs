@@ -1,32 +1,318 @@
-//! Packet fixtures, built with `etherparse` (independently of the eBPF
-//! parser, so the two cannot agree by construction).
+//! Packet fixtures, built and checked with `etherparse` — independently of
+//! the eBPF parser, so the two cannot agree by construction. Every address
+//! is from 198.18.0.0/15.
 
-use etherparse::PacketBuilder;
+use etherparse::{
+    EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketHeaders, TcpHeader, TcpOptionElement,
+    TransportHeader, UdpHeader,
+};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const CLIENT_IP: [u8; 4] = [198, 18, 0, 1];
+/// The LB's own address, which is also the SNAT address in fixtures.
 pub const LB_IP: [u8; 4] = [198, 18, 0, 2];
+pub const VIP: [u8; 4] = [198, 18, 0, 10];
+pub const BACKEND_IPS: [[u8; 4]; 3] = [[198, 18, 0, 11], [198, 18, 0, 12], [198, 18, 0, 13]];
+/// Another backend, for tests that add one.
+pub const EXTRA_BACKEND_IP: [u8; 4] = [198, 18, 0, 14];
 
-/// An Ethernet/IPv4/TCP SYN from the client to `dst:port`.
-pub fn tcp_syn(dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
-        .ipv4(CLIENT_IP, dst, 64)
-        .tcp(sport, dport, 1000, 64240)
-        .syn();
-    let mut out = Vec::with_capacity(builder.size(0));
-    builder.write(&mut out, &[]).unwrap();
-    out
+/// TCP flag bits.
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+/// The fixture MAC of a backend: 02:00:00:00:00:<last octet>.
+pub fn backend_mac(addr: [u8; 4]) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, addr[3]]
 }
 
-/// An Ethernet/IPv4/UDP datagram from the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        /// (TSval, TSecr) in a NOP, NOP, TIMESTAMP option.
+        ts: Option<(u32, u32)>,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+        /// Send without a checksum (0).
+        no_checksum: bool,
+    },
+}
+
+/// An Ethernet/IPv4 packet to build.
+#[derive(Clone, Debug)]
+pub struct Pkt {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+    pub id: u16,
+    pub ip_options: Vec<u8>,
+    pub transport: Transport,
+    pub payload: Vec<u8>,
+}
+
+impl Pkt {
+    /// A TCP segment from the client to `dst:dport`.
+    pub fn tcp(sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Pkt {
+        Pkt {
+            src_mac: CLIENT_MAC,
+            dst_mac: LB_MAC,
+            src: CLIENT_IP,
+            dst,
+            ttl: 64,
+            id: 0x1234,
+            ip_options: Vec::new(),
+            transport: Transport::Tcp {
+                sport,
+                dport,
+                seq: 1000,
+                ack: if flags & ACK != 0 { 5000 } else { 0 },
+                flags,
+                ts: Some((100_000, if flags & ACK != 0 { 7_000 } else { 0 })),
+            },
+            payload: Vec::new(),
+        }
+    }
+
+    /// A UDP datagram from the client to `dst:dport`.
+    pub fn udp(sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Pkt {
+        Pkt {
+            transport: Transport::Udp {
+                sport,
+                dport,
+                no_checksum: false,
+            },
+            payload: payload.to_vec(),
+            ..Pkt::tcp(sport, dst, dport, 0)
+        }
+    }
+
+    /// Sent by `src` (a backend, say) with its fixture MAC.
+    pub fn from(mut self, src: [u8; 4], src_mac: [u8; 6]) -> Pkt {
+        self.src = src;
+        self.src_mac = src_mac;
+        self
+    }
+
+    pub fn ts(mut self, value: Option<(u32, u32)>) -> Pkt {
+        if let Transport::Tcp { ts, .. } = &mut self.transport {
+            *ts = value;
+        }
+        self
+    }
+
+    pub fn seq_ack(mut self, s: u32, a: u32) -> Pkt {
+        if let Transport::Tcp { seq, ack, .. } = &mut self.transport {
+            *seq = s;
+            *ack = a;
+        }
+        self
+    }
+
+    pub fn payload(mut self, payload: &[u8]) -> Pkt {
+        self.payload = payload.to_vec();
+        self
+    }
+
+    fn ip_header(&self, payload_len: usize, protocol: IpNumber) -> Ipv4Header {
+        let mut ip =
+            Ipv4Header::new(payload_len as u16, self.ttl, protocol, self.src, self.dst).unwrap();
+        ip.identification = self.id;
+        ip.options = self.ip_options.as_slice().try_into().unwrap();
+        ip.total_len = (ip.header_len() + payload_len) as u16;
+        ip.header_checksum = ip.calc_header_checksum();
+        ip
+    }
+
+    /// The bytes on the wire, every checksum right.
+    pub fn build(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        Ethernet2Header {
+            source: self.src_mac,
+            destination: self.dst_mac,
+            ether_type: EtherType::IPV4,
+        }
+        .write(&mut out)
+        .unwrap();
+        match &self.transport {
+            Transport::Tcp {
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                ts,
+            } => {
+                let mut tcp = TcpHeader::new(*sport, *dport, *seq, 64240);
+                tcp.fin = flags & FIN != 0;
+                tcp.syn = flags & SYN != 0;
+                tcp.rst = flags & RST != 0;
+                tcp.psh = flags & PSH != 0;
+                tcp.ack = flags & ACK != 0;
+                tcp.acknowledgment_number = *ack;
+                if let Some((val, ecr)) = ts {
+                    tcp.set_options(&[
+                        TcpOptionElement::Noop,
+                        TcpOptionElement::Noop,
+                        TcpOptionElement::Timestamp(*val, *ecr),
+                    ])
+                    .unwrap();
+                }
+                let ip = self.ip_header(tcp.header_len() + self.payload.len(), IpNumber::TCP);
+                tcp.checksum = tcp.calc_checksum_ipv4(&ip, &self.payload).unwrap();
+                ip.write(&mut out).unwrap();
+                tcp.write(&mut out).unwrap();
+            }
+            Transport::Udp {
+                sport,
+                dport,
+                no_checksum,
+            } => {
+                let ip = self.ip_header(8 + self.payload.len(), IpNumber::UDP);
+                let mut udp =
+                    UdpHeader::with_ipv4_checksum(*sport, *dport, &ip, &self.payload).unwrap();
+                if *no_checksum {
+                    udp.checksum = 0;
+                }
+                ip.write(&mut out).unwrap();
+                udp.write(&mut out).unwrap();
+            }
+        }
+        out.extend_from_slice(&self.payload);
+        out
+    }
+}
+
+/// What a test sees of a frame the program sent out, after checking every
+/// checksum from scratch (the IPv4 header's, and the transport's over the
+/// pseudo-header and payload; a UDP checksum of 0 is accepted as "none").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+    pub id: u16,
+    pub ip_options: Vec<u8>,
+    pub transport: Transport,
+    pub payload: Vec<u8>,
+}
+
+impl Seen {
+    pub fn parse(frame: &[u8]) -> Seen {
+        let headers = PacketHeaders::from_ethernet_slice(frame).expect("a parseable frame");
+        let eth = headers.link.unwrap().ethernet2().unwrap();
+        let Some(etherparse::NetHeaders::Ipv4(ip, _)) = headers.net else {
+            panic!("not IPv4: {frame:02x?}");
+        };
+        assert_eq!(
+            ip.header_checksum,
+            ip.calc_header_checksum(),
+            "IPv4 header checksum"
+        );
+        let payload = headers.payload.slice().to_vec();
+        let transport = match headers.transport.expect("a transport header") {
+            TransportHeader::Tcp(tcp) => {
+                assert_eq!(
+                    tcp.checksum,
+                    tcp.calc_checksum_ipv4(&ip, &payload).unwrap(),
+                    "TCP checksum"
+                );
+                let ts = tcp.options_iterator().find_map(|o| match o {
+                    Ok(TcpOptionElement::Timestamp(v, e)) => Some((v, e)),
+                    _ => None,
+                });
+                let flags = [
+                    (tcp.fin, FIN),
+                    (tcp.syn, SYN),
+                    (tcp.rst, RST),
+                    (tcp.psh, PSH),
+                    (tcp.ack, ACK),
+                ]
+                .iter()
+                .filter(|(set, _)| *set)
+                .fold(0, |acc, (_, bit)| acc | bit);
+                Transport::Tcp {
+                    sport: tcp.source_port,
+                    dport: tcp.destination_port,
+                    seq: tcp.sequence_number,
+                    ack: tcp.acknowledgment_number,
+                    flags,
+                    ts,
+                }
+            }
+            TransportHeader::Udp(udp) => {
+                if udp.checksum != 0 {
+                    assert_eq!(
+                        udp.checksum,
+                        udp.calc_checksum_ipv4(&ip, &payload).unwrap(),
+                        "UDP checksum"
+                    );
+                }
+                Transport::Udp {
+                    sport: udp.source_port,
+                    dport: udp.destination_port,
+                    no_checksum: udp.checksum == 0,
+                }
+            }
+            other => panic!("unexpected transport {other:?}"),
+        };
+        Seen {
+            src_mac: eth.source,
+            dst_mac: eth.destination,
+            src: ip.source,
+            dst: ip.destination,
+            ttl: ip.time_to_live,
+            id: ip.identification,
+            ip_options: ip.options.as_slice().to_vec(),
+            transport,
+            payload,
+        }
+    }
+
+    pub fn ports(&self) -> (u16, u16) {
+        match self.transport {
+            Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport, .. } => {
+                (sport, dport)
+            }
+        }
+    }
+
+    pub fn tcp_flags(&self) -> u8 {
+        match self.transport {
+            Transport::Tcp { flags, .. } => flags,
+            Transport::Udp { .. } => panic!("not TCP"),
+        }
+    }
+
+    pub fn ts(&self) -> Option<(u32, u32)> {
+        match self.transport {
+            Transport::Tcp { ts, .. } => ts,
+            Transport::Udp { .. } => None,
+        }
+    }
+}
+
+/// A TCP SYN from the client to `dst:port` (the bytes).
+pub fn tcp_syn(dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    Pkt::tcp(sport, dst, dport, SYN).build()
+}
+
+/// A UDP datagram from the client (the bytes).
 pub fn udp(dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
-        .ipv4(CLIENT_IP, dst, 64)
-        .udp(sport, dport);
-    let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut out, payload).unwrap();
-    out
+    Pkt::udp(sport, dst, dport, payload).build()
 }
 
 /// An ARP request from the client for `target`.

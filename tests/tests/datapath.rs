@@ -1,61 +1,12 @@
 //! The XDP program run through `BPF_PROG_TEST_RUN`: a packet in, the
 //! verdict and the packet out, and the counters it moved.
 
-use aya::{
-    Ebpf,
-    maps::{MapData, PerCpuArray},
-    programs::{TestRun, TestRunOptions, Xdp},
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use kube_xdp_common::{program_name, stats::Counter};
+use kube_xdp_tests::{
+    harness::{Harness, XDP_PASS},
+    packet,
 };
-use kube_xdp::datapath::{GlobalStats, read_global_stats};
-use kube_xdp_common::{map_name, program_name, stats::Counter};
-use kube_xdp_tests::{packet, require_root};
-
-const XDP_PASS: u32 = 2;
-
-struct Harness {
-    bpf: Ebpf,
-}
-
-impl Harness {
-    fn new() -> Self {
-        require_root();
-        let mut bpf = kube_xdp::ebpf::load_private().expect("load the eBPF object");
-        let program: &mut Xdp = bpf
-            .program_mut(program_name::LB)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        program.load().expect("the verifier accepts the program");
-        Harness { bpf }
-    }
-
-    /// Runs one packet; returns the verdict and the packet out.
-    fn run(&self, input: &[u8]) -> (u32, Vec<u8>) {
-        let program: &Xdp = self
-            .bpf
-            .program(program_name::LB)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let mut out = vec![0u8; input.len() + 256];
-        let result = program
-            .test_run(TestRunOptions {
-                data_in: Some(input),
-                data_out: Some(&mut out),
-                repeat: 1,
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    fn stats(&self) -> GlobalStats {
-        let map: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.bpf.map(map_name::STATS).unwrap()).unwrap();
-        read_global_stats(&map).unwrap()
-    }
-}
 
 #[test]
 fn tcp_to_no_service_passes_unchanged_and_is_counted() {
@@ -64,7 +15,7 @@ fn tcp_to_no_service_passes_unchanged_and_is_counted() {
     let (verdict, out) = h.run(&input);
     assert_eq!(verdict, XDP_PASS);
     assert_eq!(out, input, "a passed packet is not modified");
-    let stats = h.stats();
+    let stats = h.dp.global_stats().unwrap();
     assert_eq!(stats.get(Counter::VerdictPass), 1);
     assert_eq!(stats.get(Counter::PassNoService), 1);
     assert_eq!(stats.get(Counter::Malformed), 0);
@@ -75,7 +26,7 @@ fn udp_to_no_service_passes() {
     let h = Harness::new();
     let input = packet::udp(packet::LB_IP, 40000, 53, b"hello");
     assert_eq!(h.run(&input).0, XDP_PASS);
-    assert_eq!(h.stats().get(Counter::PassNoService), 1);
+    assert_eq!(h.dp.global_stats().unwrap().get(Counter::PassNoService), 1);
 }
 
 #[test]
@@ -91,7 +42,7 @@ fn truncated_packets_are_counted_malformed_at_every_header() {
         assert_eq!(verdict, XDP_PASS, "length {len}");
         assert_eq!(out, &input[..len]);
     }
-    let stats = h.stats();
+    let stats = h.dp.global_stats().unwrap();
     assert_eq!(stats.get(Counter::Malformed), 3);
     assert_eq!(stats.get(Counter::VerdictPass), 3);
     assert_eq!(stats.get(Counter::PassNoService), 0);
@@ -104,7 +55,7 @@ fn arp_is_passed_as_not_ipv4() {
     let (verdict, out) = h.run(&input);
     assert_eq!(verdict, XDP_PASS);
     assert_eq!(out, input);
-    let stats = h.stats();
+    let stats = h.dp.global_stats().unwrap();
     assert_eq!(stats.get(Counter::PassNotIpv4), 1);
     assert_eq!(stats.get(Counter::VerdictPass), 1);
 }
@@ -113,7 +64,7 @@ fn arp_is_passed_as_not_ipv4() {
 fn floor_program_swaps_macs_and_transmits() {
     let mut h = Harness::new();
     let floor: &mut Xdp = h
-        .bpf
+        .bpf_mut()
         .program_mut(program_name::FLOOR)
         .unwrap()
         .try_into()

@@ -34,7 +34,7 @@ enum Cmd {
     /// Set up, build, and run every test (unit, datapath, end to end).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Set up, build, and run the demo.

@@ -8,7 +8,7 @@ use kube_xdp::{
     config::{Config, XdpMode},
     ebpf,
 };
-use kube_xdp_common::program_name;
+use kube_xdp_common::{maps::DEFAULT_FLOW_TABLE_SIZE, program_name};
 use tracing::{info, warn};
 
 pub fn run(common: &Common) -> anyhow::Result<()> {
@@ -23,7 +23,7 @@ pub fn run(common: &Common) -> anyhow::Result<()> {
     }
     let pin_path = &config.daemon.pin_path;
     bpffs::prepare_pin_dir(pin_path)?;
-    let mut bpf = ebpf::load_pinned(pin_path)?;
+    let mut bpf = ebpf::load_pinned(pin_path, DEFAULT_FLOW_TABLE_SIZE)?;
     // The logger owns the log map: it must live as long as the program.
     // A release object has no log statements, which aya-log reports as an
     // error that only means "no logs".

@@ -5,8 +5,7 @@ use kube_xdp::datapath;
 
 pub fn stats(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
     let pin_path = pins.resolve(common)?;
-    let map = datapath::open_pinned_stats(&pin_path)?;
-    let stats = datapath::read_global_stats(&map)?;
+    let stats = datapath::Datapath::open_pinned(&pin_path)?.global_stats()?;
     if json {
         let counters: serde_json::Map<String, serde_json::Value> = stats
             .counters

@@ -1,0 +1,280 @@
+//! Map keys, values and capacities.
+//!
+//! Sizes at the defaults, as the kernel allocates them (key + value,
+//! rounded up, plus per-entry overhead of roughly 50-60 bytes for hash
+//! maps):
+//!
+//! | map | entries | entry | memory |
+//! |---|---|---|---|
+//! | FLOWS (LRU hash) | `flow_table_size` = 1,048,576 | 16 + 48 B | ≈ 115 MiB |
+//! | REVERSE (LRU hash) | `flow_table_size` | 16 + 16 B | ≈ 84 MiB |
+//! | MAGLEV (array of u32) | 64 pools × 2 halves × 65,537 | 4 B | 32 MiB |
+//! | SERVICES (hash) | 16,384 | 8 + 8 B | ≈ 1 MiB |
+//! | BACKENDS (array) | 4,096 | 24 B | 96 KiB |
+//! | FRAGMENTS (LRU hash) | 8,192 | 12 + 32 B | ≈ 0.8 MiB |
+//! | per-CPU stats | 64 + 4,096 slots × CPUs | 24 B | 100 KiB per CPU |
+
+/// Services the datapath can hold (each with its own pool).
+pub const MAX_SERVICES: u32 = 64;
+/// (VIP, port, protocol) entries: a port range takes one per port.
+pub const MAX_SERVICE_PORTS: u32 = 16_384;
+/// Backends over all services.
+pub const MAX_BACKENDS: u32 = 4_096;
+/// The largest Maglev table a pool may use (a prime).
+pub const MAX_MAGLEV_TABLE: u32 = 65_537;
+/// Default number of flows (forward and reverse each).
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1_048_576;
+/// Fragment translations remembered at once.
+pub const MAX_FRAGMENTS: u32 = 8_192;
+/// How long a first fragment's translation is kept for the later ones.
+pub const FRAGMENT_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Interfaces a frame may be redirected to.
+pub const MAX_INTERFACES: u32 = 64;
+/// SNAT addresses.
+pub const MAX_SNAT_ADDRESSES: usize = 4;
+/// Layout version of every map here; bumped on any change, so a new binary
+/// never misreads an old binary's pins.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// `IPPROTO_TCP`.
+pub const PROTO_TCP: u8 = 6;
+/// `IPPROTO_UDP`.
+pub const PROTO_UDP: u8 = 17;
+
+/// A service's address: the key of `SERVICES`. A port range has one entry
+/// per port, all with the same [`Service`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ServiceKey {
+    /// Network byte order.
+    pub vip: u32,
+    /// Network byte order.
+    pub port: u16,
+    pub protocol: u8,
+    pub _pad: u8,
+}
+
+/// `Service::flags`: answer the next packet of a flow whose backend went
+/// down (or draining) with a RST instead of forwarding it.
+pub const SERVICE_RESET_ON_DOWN: u32 = 1;
+
+/// The value of `SERVICES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Service {
+    /// Index into `POOLS`, `SERVICE_STATS` (< [`MAX_SERVICES`]).
+    pub id: u32,
+    /// `SERVICE_*` bits.
+    pub flags: u32,
+}
+
+/// The value of `POOLS` (indexed by service id): which half of the pool's
+/// slice of `MAGLEV` is live. The daemon writes the idle half whole, then
+/// flips `active` with one map update, so the datapath never sees a
+/// half-written table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Pool {
+    /// 0 or 1.
+    pub active: u32,
+    /// Slots in the live table; 0 = no usable backend.
+    pub table_size: u32,
+}
+
+/// Index into `MAGLEV` of a pool's slot.
+#[inline(always)]
+pub const fn maglev_index(service_id: u32, half: u32, slot: u32) -> u32 {
+    (service_id * 2 + half) * MAX_MAGLEV_TABLE + slot
+}
+
+/// Backend states (`Backend::state`).
+pub const BACKEND_UP: u8 = 1;
+/// Failed its health checks: no new flows.
+pub const BACKEND_DOWN: u8 = 2;
+/// Weight 0 or removed from the config: no new flows, its flows finish.
+pub const BACKEND_DRAINING: u8 = 3;
+
+/// The value of `BACKENDS` (indexed by backend id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    /// Network byte order; 0 = the slot is unused.
+    pub addr: u32,
+    /// Network byte order; 0 = the client's destination port (port
+    /// ranges).
+    pub port: u16,
+    /// `BACKEND_*`.
+    pub state: u8,
+    pub _pad: u8,
+    /// Next hop's MAC; all zero = not resolved yet (frames are dropped and
+    /// counted `neighbour_miss`).
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 2],
+    /// Interface the next hop is on.
+    pub ifindex: u32,
+    /// The service it belongs to.
+    pub service_id: u32,
+}
+
+/// A 5-tuple as it stands in a packet (addresses and ports in network byte
+/// order). The key of `FLOWS` (client → VIP) and of `REVERSE` (backend →
+/// SNAT address: the 5-tuple of the backend's replies).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+/// TCP flow states (`Flow::state`).
+pub const FLOW_SYN_SENT: u8 = 1;
+pub const FLOW_ESTABLISHED: u8 = 2;
+/// FIN or RST seen.
+pub const FLOW_CLOSING: u8 = 3;
+/// A UDP flow.
+pub const FLOW_UDP: u8 = 4;
+
+/// `Flow::flags`: the client's TCP timestamps are rewritten by
+/// `ts_offset` (see [`Flow::ts_offset`]).
+pub const FLOW_TS_REWRITE: u8 = 1;
+/// `Flow::flags`: the client sent a FIN.
+pub const FLOW_FIN_CLIENT: u8 = 2;
+/// `Flow::flags`: the backend sent a FIN.
+pub const FLOW_FIN_BACKEND: u8 = 4;
+/// `Flow::flags`: either side sent a RST.
+pub const FLOW_RST: u8 = 8;
+
+/// The value of `FLOWS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Network byte order.
+    pub backend_addr: u32,
+    /// Network byte order.
+    pub snat_addr: u32,
+    /// Network byte order.
+    pub backend_port: u16,
+    /// Network byte order.
+    pub snat_port: u16,
+    pub backend_id: u16,
+    pub service_id: u16,
+    /// Where the client's frames come from, and on which interface: the
+    /// reply path sends there without a lookup.
+    pub client_mac: [u8; 6],
+    /// `FLOW_*`.
+    pub state: u8,
+    /// `FLOW_TS_REWRITE`.
+    pub flags: u8,
+    pub ifindex: u32,
+    /// Added to the client's TSval on the way to the backend, taken from
+    /// the backend's TSecr on the way back, so the backend sees timestamps
+    /// that only grow per (SNAT address, backend) and its TIME_WAIT (PAWS)
+    /// check accepts a SYN on a re-used SNAT port.
+    pub ts_offset: u32,
+    /// `bpf_ktime_get_ns()` when the flow opened.
+    pub created_ns: u64,
+    /// `bpf_ktime_get_ns()` of the last packet, either way.
+    pub last_seen_ns: u64,
+}
+
+/// The value of `REVERSE`: the client 5-tuple whose flow this is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReverseFlow {
+    pub client: FlowKey,
+}
+
+/// The key of `FRAGMENTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FragmentKey {
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    /// The IPv4 identification, as in the packet.
+    pub id: u16,
+    pub protocol: u8,
+    pub _pad: u8,
+}
+
+/// Fragment directions (`Fragment::direction`).
+pub const FRAGMENT_TO_BACKEND: u32 = 1;
+pub const FRAGMENT_TO_CLIENT: u32 = 2;
+
+/// The value of `FRAGMENTS`: the flow whose translation later fragments
+/// get.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Fragment {
+    pub client: FlowKey,
+    /// `FRAGMENT_TO_*`.
+    pub direction: u32,
+    pub _pad: u32,
+    pub seen_ns: u64,
+}
+
+/// The value of `SETTINGS` (one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// Network byte order; the first `snat_count` are used.
+    pub snat_addrs: [u32; MAX_SNAT_ADDRESSES],
+    pub snat_count: u32,
+    /// Host byte order, inclusive.
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    pub tcp_established_ns: u64,
+    pub tcp_closing_ns: u64,
+    pub tcp_syn_ns: u64,
+    pub udp_ns: u64,
+    /// How long a closed flow's SNAT port stays with its backend when the
+    /// SYN carries no timestamp to rewrite.
+    pub tcp_time_wait_ns: u64,
+}
+
+/// The value of `INTERFACES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Interface {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Per-CPU traffic of a service or a backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+/// The value of `META` (one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Meta {
+    pub layout_version: u32,
+    pub flow_table_size: u32,
+}
+
+// The layouts above have no implicit padding: pin their sizes so a field
+// added without its padding fails to build on both sides.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<ServiceKey>() == 8);
+    assert!(size_of::<Service>() == 8);
+    assert!(size_of::<Pool>() == 8);
+    assert!(size_of::<Backend>() == 24);
+    assert!(size_of::<FlowKey>() == 16);
+    assert!(size_of::<Flow>() == 48);
+    assert!(size_of::<ReverseFlow>() == 16);
+    assert!(size_of::<FragmentKey>() == 12);
+    assert!(size_of::<Fragment>() == 32);
+    assert!(size_of::<Settings>() == 64);
+    assert!(size_of::<Interface>() == 8);
+    assert!(size_of::<Traffic>() == 24);
+    assert!(size_of::<Meta>() == 8);
+};

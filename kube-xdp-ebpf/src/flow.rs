@@ -1,0 +1,162 @@
+//! The flow table: liveness, expiry, and SNAT port allocation.
+//!
+//! A flow is a forward entry (client 5-tuple → [`Flow`]) and a reverse
+//! entry (the backend's reply 5-tuple → client 5-tuple). It is alive while
+//! both exist, agree, and its idle timeout has not passed; everything is
+//! checked here, lazily, so expiry needs no daemon.
+
+use kube_xdp_common::maps::{
+    FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_SYN_SENT,
+    FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP, ReverseFlow, Settings,
+};
+
+use crate::{FLOWS, REVERSE};
+
+/// `BPF_NOEXIST`.
+const BPF_NOEXIST: u64 = 1;
+/// Candidate SNAT ports tried for one new flow before giving up.
+const PORT_PROBES: u32 = 16;
+
+/// The idle timeout of a flow in its state.
+#[inline(always)]
+pub fn timeout(settings: &Settings, flow: &Flow) -> u64 {
+    match flow.state {
+        FLOW_SYN_SENT => settings.tcp_syn_ns,
+        FLOW_ESTABLISHED => settings.tcp_established_ns,
+        FLOW_CLOSING => settings.tcp_closing_ns,
+        _ => settings.udp_ns,
+    }
+}
+
+#[inline(always)]
+pub fn expired(settings: &Settings, flow: &Flow, now: u64) -> bool {
+    now.saturating_sub(flow.last_seen_ns) > timeout(settings, flow)
+}
+
+/// The 5-tuple of the backend's replies to this flow.
+#[inline(always)]
+pub fn reverse_key(flow: &Flow, protocol: u8) -> FlowKey {
+    FlowKey {
+        src_addr: flow.backend_addr,
+        dst_addr: flow.snat_addr,
+        src_port: flow.backend_port,
+        dst_port: flow.snat_port,
+        protocol,
+        _pad: [0; 3],
+    }
+}
+
+/// Whether the reverse entry of `flow` exists and points back to `client`.
+#[inline(always)]
+pub fn partner_agrees(client: &FlowKey, flow: &Flow) -> bool {
+    let rkey = reverse_key(flow, client.protocol);
+    // SAFETY: the value is copied out at once.
+    match unsafe { REVERSE.get(rkey) } {
+        Some(rev) => rev.client == *client,
+        None => false,
+    }
+}
+
+/// Whether the forward entry `flow` of `client` belongs to a live flow.
+#[inline(always)]
+pub fn alive(settings: &Settings, client: &FlowKey, flow: &Flow, now: u64) -> bool {
+    !expired(settings, flow, now) && partner_agrees(client, flow)
+}
+
+/// A TCP flow both of whose sides said goodbye (FIN each way, or a RST).
+#[inline(always)]
+fn finished(flow: &Flow) -> bool {
+    flow.flags & FLOW_RST != 0
+        || flow.flags & (FLOW_FIN_CLIENT | FLOW_FIN_BACKEND) == (FLOW_FIN_CLIENT | FLOW_FIN_BACKEND)
+}
+
+/// Whether the SNAT port of `old` (a flow to the same backend) may go to a
+/// new flow. The backend may hold the old 4-tuple in TIME_WAIT and reject a
+/// SYN whose timestamp is not newer (PAWS): when both flows' timestamps are
+/// rewritten onto the same growing clock, a finished flow's port is free at
+/// once; otherwise it is held for `tcp_time_wait` past the flow's end.
+#[inline(always)]
+fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
+    let idle = now.saturating_sub(old.last_seen_ns);
+    let both_ts = new_ts && old.flags & FLOW_TS_REWRITE != 0;
+    if both_ts && finished(old) {
+        return true;
+    }
+    let hold = if both_ts {
+        0
+    } else {
+        settings.tcp_time_wait_ns
+    };
+    idle > timeout(settings, old) + hold
+}
+
+/// Whether the reverse 5-tuple `rkey` is free for a new flow.
+#[inline(always)]
+fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> bool {
+    // SAFETY: values are copied out at once.
+    let Some(rev) = (unsafe { REVERSE.get(rkey) }) else {
+        return true;
+    };
+    let client = rev.client;
+    let Some(old) = (unsafe { FLOWS.get(client) }) else {
+        return true;
+    };
+    let old = *old;
+    let agrees = old.snat_addr == rkey.dst_addr
+        && old.snat_port == rkey.dst_port
+        && old.backend_addr == rkey.src_addr
+        && old.backend_port == rkey.src_port;
+    if agrees {
+        return reusable(settings, &old, new_ts, now);
+    }
+    // The client re-used its 5-tuple for a newer flow, so the one that
+    // held this port ended before that flow was created.
+    let protocol_tcp = rkey.protocol == PROTO_TCP;
+    !protocol_tcp || new_ts || now.saturating_sub(old.created_ns) > settings.tcp_time_wait_ns
+}
+
+/// Picks a SNAT address and port for a new flow to `backend_addr:port` and
+/// claims its reverse entry. `None` when every probed port is taken.
+#[inline(always)]
+pub fn allocate(
+    settings: &Settings,
+    client: &FlowKey,
+    hash: u32,
+    backend_addr: u32,
+    backend_port: u16,
+    new_ts: bool,
+    now: u64,
+) -> Option<(u32, u16)> {
+    let count = settings.snat_count;
+    if count == 0 || settings.snat_port_max < settings.snat_port_min {
+        return None;
+    }
+    let snat_addr = settings.snat_addrs[((hash >> 24) % count) as usize & 3];
+    let span = u32::from(settings.snat_port_max - settings.snat_port_min) + 1;
+    let mut candidate = hash % span;
+    // An odd step visits many different ports whatever the span.
+    let step = (kube_xdp_common::hash::fmix32(hash) % span) | 1;
+    let value = ReverseFlow { client: *client };
+    for _ in 0..PORT_PROBES {
+        let port = (settings.snat_port_min as u32 + candidate) as u16;
+        let rkey = FlowKey {
+            src_addr: backend_addr,
+            dst_addr: snat_addr,
+            src_port: backend_port,
+            dst_port: port.to_be(),
+            protocol: client.protocol,
+            _pad: [0; 3],
+        };
+        if reverse_free(settings, &rkey, new_ts, now) {
+            // A stale entry is replaced; a free slot is claimed only if no
+            // other CPU claimed it meanwhile.
+            let exists = unsafe { REVERSE.get(rkey) }.is_some();
+            let flags = if exists { 0 } else { BPF_NOEXIST };
+            if REVERSE.insert(rkey, value, flags).is_ok() {
+                return Some((snat_addr, port.to_be()));
+            }
+        }
+        candidate = (candidate + step) % span;
+    }
+    None
+}

@@ -1,0 +1,94 @@
+//! Answering a TCP segment with a RST from the address it was sent to, so
+//! the client fails fast (no backend, no flow, SNAT exhausted) instead of
+//! retransmitting into silence.
+
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
+use kube_xdp_common::maps::PROTO_TCP;
+
+use crate::{
+    csum,
+    parse::{ETH_LEN, Ip, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, frame_len, ptr_at},
+};
+
+const IP_LEN: usize = 20;
+const TCP_LEN: usize = 20;
+/// Ethernet + IPv4 without options + TCP without options.
+const RST_FRAME: usize = ETH_LEN + IP_LEN + TCP_LEN;
+
+/// Turns the segment into a RST back to its sender (RFC 9293 §3.10.7.1:
+/// if the segment has ACK, `seq = SEG.ACK`; otherwise `seq = 0`,
+/// `ack = SEG.SEQ + SEG.LEN`, with ACK set) and returns `XDP_TX`. A RST is
+/// never answered (that could loop); `None` then, and the caller drops.
+#[inline(always)]
+pub fn reply_rst(ctx: &XdpContext, ip: &Ip, l4: &L4) -> Option<u32> {
+    if l4.flags & TCP_RST != 0 {
+        return None;
+    }
+    let seq: *const [u8; 4] = ptr_at(ctx, ip.l4 + 4)?;
+    let ack: *const [u8; 4] = ptr_at(ctx, ip.l4 + 8)?;
+    // SAFETY: `ptr_at` checked the bounds.
+    let (seg_seq, seg_ack) = unsafe { (u32::from_be_bytes(*seq), u32::from_be_bytes(*ack)) };
+    let ip_hdr_len = ip.l4 - ETH_LEN;
+    let payload = usize::from(ip.tot_len) - ip_hdr_len - l4.tcp_len;
+    let seg_len =
+        payload as u32 + u32::from(l4.flags & TCP_SYN != 0) + u32::from(l4.flags & TCP_FIN != 0);
+    let (seq, ack, flags) = if l4.flags & TCP_ACK != 0 {
+        (seg_ack, 0, TCP_RST)
+    } else {
+        (0, seg_seq.wrapping_add(seg_len), TCP_RST | TCP_ACK)
+    };
+
+    // One bounds check for everything written: the verifier does not
+    // carry a check over to another pointer into the same frame.
+    let frame: *mut [u8; RST_FRAME] = ptr_at(ctx, 0)?;
+    // SAFETY: `ptr_at` checked that the frame holds all of it.
+    let mut out = unsafe { *frame };
+    out.copy_within(0..6, 12); // scratch: dst MAC
+    out.copy_within(6..12, 0); // src MAC → dst
+    out.copy_within(12..18, 6); // old dst MAC → src
+    let mut h = [0u8; IP_LEN + TCP_LEN];
+    h[0] = 0x45;
+    h[3] = (IP_LEN + TCP_LEN) as u8;
+    h[6] = 0x40; // DF
+    h[8] = 64;
+    h[9] = PROTO_TCP;
+    h[12..16].copy_from_slice(&ip.dst.to_ne_bytes());
+    h[16..20].copy_from_slice(&ip.src.to_ne_bytes());
+    h[20..22].copy_from_slice(&l4.dport.to_ne_bytes());
+    h[22..24].copy_from_slice(&l4.sport.to_ne_bytes());
+    h[24..28].copy_from_slice(&seq.to_be_bytes());
+    h[28..32].copy_from_slice(&ack.to_be_bytes());
+    h[32] = (TCP_LEN as u8 / 4) << 4;
+    h[33] = flags;
+    let ip_check = !csum::fold(sum_words(&h[..IP_LEN]));
+    h[10..12].copy_from_slice(&ip_check.to_ne_bytes());
+    // The pseudo-header: both addresses, zero + protocol, TCP length.
+    let pseudo = csum::sum32(ip.src)
+        + csum::sum32(ip.dst)
+        + u32::from(u16::from_ne_bytes([0, PROTO_TCP]))
+        + u32::from(u16::from_ne_bytes((TCP_LEN as u16).to_be_bytes()));
+    let tcp_check = !csum::fold(pseudo + sum_words(&h[IP_LEN..]));
+    h[36..38].copy_from_slice(&tcp_check.to_ne_bytes());
+    out[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    out[ETH_LEN..].copy_from_slice(&h);
+    // SAFETY: as above.
+    unsafe { *frame = out };
+
+    let shrink = RST_FRAME as i32 - frame_len(ctx) as i32;
+    // SAFETY: the helper only moves data_end; nothing points past it after.
+    if shrink != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, shrink) } != 0 {
+        return None;
+    }
+    Some(xdp_action::XDP_TX)
+}
+
+#[inline(always)]
+fn sum_words(bytes: &[u8]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u32::from(u16::from_ne_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum
+}

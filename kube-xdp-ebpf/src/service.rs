@@ -1,0 +1,50 @@
+//! Service lookup and the backend pick through the pool's Maglev table.
+
+use kube_xdp_common::{
+    maps::{BACKEND_UP, Backend, Service, ServiceKey, maglev_index},
+    stats::Counter,
+};
+
+use crate::{BACKENDS, MAGLEV, POOLS, SERVICES, VIPS};
+
+#[inline(always)]
+pub fn lookup(vip: u32, port: u16, protocol: u8) -> Option<Service> {
+    let key = ServiceKey {
+        vip,
+        port,
+        protocol,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    unsafe { SERVICES.get(key) }.copied()
+}
+
+/// Whether `addr` is the VIP of some service.
+#[inline(always)]
+pub fn is_vip(addr: u32) -> bool {
+    // SAFETY: only tested for presence.
+    unsafe { VIPS.get(addr) }.is_some()
+}
+
+#[inline(always)]
+pub fn backend(id: u32) -> Option<Backend> {
+    BACKENDS.get(id).copied().filter(|b| b.addr != 0)
+}
+
+/// The backend for a new flow with this hash, from the live half of the
+/// pool's table. `NoBackend` when the pool is empty.
+#[inline(always)]
+pub fn pick(service: &Service, hash: u32) -> Result<(u32, Backend), Counter> {
+    let pool = POOLS.get(service.id).ok_or(Counter::NoBackend)?;
+    if pool.table_size == 0 {
+        return Err(Counter::NoBackend);
+    }
+    let slot = hash % pool.table_size;
+    let id = *MAGLEV
+        .get(maglev_index(service.id, pool.active & 1, slot))
+        .ok_or(Counter::NoBackend)?;
+    match backend(id) {
+        Some(b) if b.state == BACKEND_UP => Ok((id, b)),
+        _ => Err(Counter::NoBackend),
+    }
+}

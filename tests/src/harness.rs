@@ -1,0 +1,177 @@
+//! The XDP program under `BPF_PROG_TEST_RUN`, with its maps behind the
+//! daemon's own programming API.
+
+use aya::{
+    Ebpf,
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use kube_xdp::datapath::{BackendSpec, BackendState, Datapath, ServiceSpec, be_addr};
+use kube_xdp_common::{
+    maps::{MAX_SNAT_ADDRESSES, PROTO_TCP, Settings},
+    program_name,
+};
+use std::net::Ipv4Addr;
+
+use crate::{packet, require_root};
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+/// Flow table size for tests: small, so loading is quick.
+pub const TEST_FLOW_TABLE: u32 = 16_384;
+pub const SNAT_PORT_MIN: u16 = 20_000;
+pub const SNAT_PORT_MAX: u16 = 29_999;
+
+pub const SECOND: u64 = 1_000_000_000;
+
+/// The settings the fixtures run with (DESIGN's default timeouts).
+pub fn default_settings() -> Settings {
+    let mut snat_addrs = [0; MAX_SNAT_ADDRESSES];
+    snat_addrs[0] = be_addr(packet::LB_IP.into());
+    Settings {
+        snat_addrs,
+        snat_count: 1,
+        snat_port_min: SNAT_PORT_MIN,
+        snat_port_max: SNAT_PORT_MAX,
+        tcp_established_ns: 24 * 3600 * SECOND,
+        tcp_closing_ns: 10 * SECOND,
+        tcp_syn_ns: 60 * SECOND,
+        udp_ns: 120 * SECOND,
+        tcp_time_wait_ns: 60 * SECOND,
+    }
+}
+
+pub struct Harness {
+    pub dp: Datapath,
+    bpf: Ebpf,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness {
+    /// Loads the program (the verifier must accept it) with private maps
+    /// and the default settings, and no service.
+    pub fn new() -> Self {
+        require_root();
+        let mut bpf = kube_xdp::ebpf::load_private(TEST_FLOW_TABLE).expect("load the eBPF object");
+        let program: &mut Xdp = bpf
+            .program_mut(program_name::LB)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        program.load().expect("the verifier accepts the program");
+        let mut dp = Datapath::from_ebpf(&mut bpf).expect("open the maps");
+        dp.set_settings(&default_settings()).unwrap();
+        Harness { dp, bpf }
+    }
+
+    /// Runs one packet; returns the verdict and the packet out.
+    pub fn run(&self, input: &[u8]) -> (u32, Vec<u8>) {
+        let program: &Xdp = self
+            .bpf
+            .program(program_name::LB)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; input.len() + 256];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(input),
+                data_out: Some(&mut out),
+                repeat: 1,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    /// The loaded object, for programs beside the load balancer.
+    pub fn bpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.bpf
+    }
+
+    /// Adds service `id` on VIP:ports (TCP) with the given backends (ids
+    /// `first_backend..`), all up, resolved, and in the pool's table.
+    pub fn tcp_service(
+        &mut self,
+        id: u32,
+        ports: std::ops::RangeInclusive<u16>,
+        port: Option<u16>,
+    ) {
+        self.service(id, ports, PROTO_TCP, port, false);
+    }
+
+    /// Adds a service with the three fixture backends (ids `id*10 + 0..3`).
+    pub fn service(
+        &mut self,
+        id: u32,
+        ports: std::ops::RangeInclusive<u16>,
+        protocol: u8,
+        backend_port: Option<u16>,
+        reset_on_down: bool,
+    ) {
+        let spec = ServiceSpec {
+            vip: packet::VIP.into(),
+            ports,
+            protocol,
+            reset_on_down,
+        };
+        self.dp.set_service(id, &spec).unwrap();
+        for (i, addr) in packet::BACKEND_IPS.iter().enumerate() {
+            self.set_backend(
+                id,
+                id * 10 + i as u32,
+                *addr,
+                backend_port,
+                BackendState::Up,
+            );
+        }
+        self.rebuild(id);
+    }
+
+    pub fn set_backend(
+        &mut self,
+        service_id: u32,
+        id: u32,
+        addr: [u8; 4],
+        port: Option<u16>,
+        state: BackendState,
+    ) {
+        let spec = BackendSpec {
+            service_id,
+            addr: Ipv4Addr::from(addr),
+            port,
+            state,
+            mac: Some(packet::backend_mac(addr)),
+            ifindex: 0,
+        };
+        self.dp.set_backend(id, &spec).unwrap();
+    }
+
+    /// Rebuilds service `id`'s Maglev table from its up backends.
+    pub fn rebuild(&mut self, service_id: u32) {
+        let mut usable = Vec::new();
+        for id in service_id * 10..service_id * 10 + 10 {
+            if let Some(b) = self.dp.backend(id).unwrap()
+                && b.service_id == service_id
+                && b.state == BackendState::Up
+            {
+                usable.push(kube_xdp::maglev::MaglevBackend {
+                    id,
+                    addr: b.addr,
+                    port: b.port.unwrap_or(0),
+                    weight: 1,
+                });
+            }
+        }
+        let table = kube_xdp::maglev::build_table(&usable, 65_537);
+        self.dp.set_pool_table(service_id, &table).unwrap();
+    }
+}
