@@ -133,6 +133,11 @@ fn to_service(
         }
     }
     if tcp && !syn {
+        if !service::has_backends(svc) {
+            // Nothing to reconnect to: the SYN that follows would be
+            // refused too.
+            return (xdp_action::XDP_DROP, Counter::NoBackend);
+        }
         // Not a SYN and no flow: a RST makes the client reconnect at once.
         return refuse(ctx, ip, l4, true, Counter::NoFlow);
     }

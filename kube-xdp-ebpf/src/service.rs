@@ -31,6 +31,12 @@ pub fn backend(id: u32) -> Option<Backend> {
     BACKENDS.get(id).copied().filter(|b| b.addr != 0)
 }
 
+/// Whether the service's pool has a usable backend.
+#[inline(always)]
+pub fn has_backends(service: &Service) -> bool {
+    POOLS.get(service.id).is_some_and(|p| p.table_size != 0)
+}
+
 /// The backend for a new flow with this hash, from the live half of the
 /// pool's table. `NoBackend` when the pool is empty.
 #[inline(always)]

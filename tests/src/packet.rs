@@ -328,3 +328,141 @@ pub fn arp_request(target: [u8; 4]) -> Vec<u8> {
     out.extend_from_slice(&target);
     out
 }
+
+/// The RFC 1071 checksum of `bytes` (for building raw fixtures).
+pub fn inet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Recomputes the IPv4 header checksum of a frame (header at byte 14),
+/// over the header length the IHL claims, within what the frame holds
+/// (malformed fixtures claim impossible lengths).
+pub fn fix_ip_checksum(frame: &mut [u8]) {
+    let ihl = (usize::from(frame[14] & 0x0f) * 4).clamp(20, frame.len() - 14);
+    frame[24] = 0;
+    frame[25] = 0;
+    let c = inet_checksum(&frame[14..14 + ihl]);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Splits an unfragmented Ethernet/IPv4 frame (no IP options) into two
+/// fragments, the first carrying `first_len` bytes of IP payload (a
+/// multiple of 8).
+pub fn fragment(frame: &[u8], first_len: usize) -> (Vec<u8>, Vec<u8>) {
+    assert_eq!(first_len % 8, 0);
+    let (head, data) = frame.split_at(34);
+    let build = |flags_offset: u16, part: &[u8]| {
+        let mut f = head.to_vec();
+        f[16..18].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+        f[20..22].copy_from_slice(&flags_offset.to_be_bytes());
+        f.extend_from_slice(part);
+        fix_ip_checksum(&mut f);
+        f
+    };
+    (
+        build(0x2000, &data[..first_len]),
+        build((first_len / 8) as u16, &data[first_len..]),
+    )
+}
+
+/// Joins two fragments (as the program sent them) back into one frame.
+pub fn reassemble(first: &[u8], second: &[u8]) -> Vec<u8> {
+    let mut f = first.to_vec();
+    f.extend_from_slice(&second[34..]);
+    let total = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[20..22].copy_from_slice(&[0, 0]);
+    fix_ip_checksum(&mut f);
+    f
+}
+
+/// An ICMP error (`kind`, `code`, and the 4 type-specific bytes `rest`)
+/// from `src` to `dst`, quoting `quoted` (an IPv4 header and at least 8
+/// bytes of what followed it).
+pub fn icmp_error(
+    macs: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    dst: [u8; 4],
+    kind: u8,
+    code: u8,
+    rest: [u8; 4],
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![kind, code, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(quoted);
+    let c = inet_checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = Ipv4Header::new(icmp.len() as u16, 64, IpNumber::ICMP, src, dst).unwrap();
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = Vec::new();
+    Ethernet2Header {
+        source: macs.0,
+        destination: macs.1,
+        ether_type: EtherType::IPV4,
+    }
+    .write(&mut out)
+    .unwrap();
+    ip.write(&mut out).unwrap();
+    out.extend_from_slice(&icmp);
+    out
+}
+
+/// An ICMP error as the program sent it, every checksum checked: the
+/// outer IPv4 header's, the ICMP message's, the quoted IPv4 header's.
+#[derive(Debug)]
+pub struct IcmpSeen {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+    pub kind: u8,
+    pub code: u8,
+    pub quoted_src: [u8; 4],
+    pub quoted_dst: [u8; 4],
+    pub quoted_sport: u16,
+    pub quoted_dport: u16,
+    /// The quoted transport header bytes.
+    pub quoted_l4: Vec<u8>,
+}
+
+impl IcmpSeen {
+    pub fn parse(frame: &[u8]) -> IcmpSeen {
+        let (ip, rest) = Ipv4Header::from_slice(&frame[14..]).expect("outer IPv4");
+        assert_eq!(
+            ip.header_checksum,
+            ip.calc_header_checksum(),
+            "outer IPv4 checksum"
+        );
+        let icmp = &rest[..usize::from(ip.total_len) - ip.header_len()];
+        assert_eq!(inet_checksum(icmp), 0, "ICMP checksum");
+        let (quoted, l4) = Ipv4Header::from_slice(&icmp[8..]).expect("quoted IPv4");
+        assert_eq!(
+            quoted.header_checksum,
+            quoted.calc_header_checksum(),
+            "quoted IPv4 checksum"
+        );
+        IcmpSeen {
+            src_mac: frame[6..12].try_into().unwrap(),
+            dst_mac: frame[0..6].try_into().unwrap(),
+            src: ip.source,
+            dst: ip.destination,
+            ttl: ip.time_to_live,
+            kind: icmp[0],
+            code: icmp[1],
+            quoted_src: quoted.source,
+            quoted_dst: quoted.destination,
+            quoted_sport: u16::from_be_bytes([l4[0], l4[1]]),
+            quoted_dport: u16::from_be_bytes([l4[2], l4[3]]),
+            quoted_l4: l4.to_vec(),
+        }
+    }
+}

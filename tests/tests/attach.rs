@@ -83,3 +83,18 @@ fn run_refuses_an_interface_that_does_not_exist() {
         "{err}"
     );
 }
+
+#[test]
+fn program_passes_the_verifier_in_native_mode_on_a_veth() {
+    require_root();
+    let hosts = TwoHosts::new().unwrap();
+    let text = std::fs::read_to_string(&hosts.config).unwrap();
+    std::fs::write(&hosts.config, format!("{text}xdp_mode = \"native\"\n")).unwrap();
+    let mut daemon = hosts.start_daemon().unwrap();
+    let link = hosts.lb.ip(&["-d", "link", "show", &hosts.lb_if]).unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(link.contains("prog/xdp"), "attached: {link}");
+    assert!(!link.contains("xdpgeneric"), "native, not generic: {link}");
+    assert!(daemon.log().contains("mode=\"native\""), "{}", daemon.log());
+    daemon.stop().unwrap();
+}
