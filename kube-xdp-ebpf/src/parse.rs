@@ -46,6 +46,7 @@ pub struct Ip {
     pub src: u32,
     pub dst: u32,
     pub protocol: u8,
+    pub ttl: u8,
     /// Identification, as in the packet.
     pub id: u16,
     /// Flags and fragment offset, host order.
@@ -106,6 +107,7 @@ pub fn parse_ip(ctx: &XdpContext) -> Option<Frame> {
         src: u32::from_ne_bytes(ip.src_addr),
         dst,
         protocol: ip.proto,
+        ttl: ip.ttl,
         id: u16::from_ne_bytes(ip.id),
         frag: u16::from_be_bytes(ip.frags),
         tot_len,
