@@ -70,11 +70,20 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
     let Some(settings) = SETTINGS.get(0) else {
         return (xdp_action::XDP_PASS, Counter::PassNoService);
     };
+    // A packet we would forward but whose TTL runs out here changes no
+    // state.
+    let expiring = ip.ttl <= 1;
     if let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) {
+        if expiring {
+            return (xdp_action::XDP_DROP, Counter::TtlExceeded);
+        }
         return to_service(ctx, ip, &l4, &key, &svc, settings);
     }
     // SAFETY: copied out at once.
     if let Some(rev) = unsafe { REVERSE.get(key) } {
+        if expiring {
+            return (xdp_action::XDP_DROP, Counter::TtlExceeded);
+        }
         let client = rev.client;
         return from_backend(ctx, ip, &l4, &key, &client, settings);
     }
