@@ -2,6 +2,7 @@
 //! drivers. Every command runs `setup` first, so a fresh machine needs no
 //! manual step.
 
+mod bench;
 mod setup;
 
 use anyhow::{Context, bail};
@@ -39,6 +40,8 @@ enum Cmd {
     },
     /// Set up, build, and run the demo.
     Demo,
+    /// Run the benchmarks and write BENCHMARKS.md.
+    Bench,
     /// `cargo fmt --check` and clippy (host crates, and the eBPF crate for
     /// its own target), warnings as errors.
     Lint,
@@ -71,6 +74,11 @@ fn main() -> anyhow::Result<()> {
             cmd.env("KUBE_XDP_BIN", root.join("target/debug/kube-xdp"));
             run(&mut cmd)
         }
+        Cmd::Bench => {
+            setup::setup()?;
+            build_ebpf(&root)?;
+            bench::bench(&root)
+        }
         Cmd::Lint => {
             setup::setup()?;
             run(cargo(&root).args(["fmt", "--all", "--", "--check"]))?;
@@ -91,7 +99,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// `cargo` for the host crates (the toolchain this xtask runs with).
-fn cargo(root: &Path) -> Command {
+pub fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root);
     cmd
