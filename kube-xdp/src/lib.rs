@@ -4,6 +4,8 @@
 
 pub mod bpffs;
 pub mod config;
+pub mod daemon;
 pub mod datapath;
 pub mod ebpf;
+pub mod health;
 pub mod maglev;

@@ -1,0 +1,4 @@
+//! The daemon: lifecycle, pins, reload, health, next hops.
+
+pub mod attach;
+pub mod state;

@@ -1,0 +1,291 @@
+//! Reload diffing: what `State::apply` writes, and what it leaves alone.
+
+use super::*;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Op {
+    SetService(u32),
+    RemoveService(Ipv4Addr),
+    SetBackend(u32, BackendState),
+    RemoveBackend(u32),
+    SetPool(u32, usize),
+}
+
+#[derive(Default)]
+struct Fake {
+    ops: Vec<Op>,
+    backends: HashMap<u32, BackendSpec>,
+    tables: HashMap<u32, Vec<u32>>,
+}
+
+impl Programmer for Fake {
+    fn set_service(&mut self, id: u32, _spec: &ServiceSpec) -> Result<(), DatapathError> {
+        self.ops.push(Op::SetService(id));
+        Ok(())
+    }
+    fn remove_service(&mut self, spec: &ServiceSpec) -> Result<(), DatapathError> {
+        self.ops.push(Op::RemoveService(spec.vip));
+        Ok(())
+    }
+    fn set_backend(&mut self, id: u32, spec: &BackendSpec) -> Result<(), DatapathError> {
+        self.ops.push(Op::SetBackend(id, spec.state));
+        self.backends.insert(id, *spec);
+        Ok(())
+    }
+    fn remove_backend(&mut self, id: u32) -> Result<(), DatapathError> {
+        self.ops.push(Op::RemoveBackend(id));
+        self.backends.remove(&id);
+        Ok(())
+    }
+    fn set_pool_table(&mut self, id: u32, table: &[u32]) -> Result<(), DatapathError> {
+        self.ops.push(Op::SetPool(id, table.len()));
+        self.tables.insert(id, table.to_vec());
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn take(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.ops)
+    }
+}
+
+const SIZE: u32 = 251;
+
+fn backend(name: &str, last: u8) -> DesiredBackend {
+    DesiredBackend {
+        name: name.into(),
+        addr: Ipv4Addr::new(198, 18, 0, last),
+        port: None,
+        weight: 1,
+    }
+}
+
+fn service(name: &str, port: u16, backends: Vec<DesiredBackend>) -> DesiredService {
+    DesiredService {
+        name: name.into(),
+        vip: Ipv4Addr::new(198, 18, 0, 10),
+        ports: port..=port,
+        protocol: 6,
+        reset_on_down: false,
+        table_size: SIZE,
+        drain_timeout: Duration::from_secs(3600),
+        initial_up: true,
+        backends,
+    }
+}
+
+fn two_services() -> Vec<DesiredService> {
+    vec![
+        service(
+            "api",
+            6443,
+            vec![backend("a", 11), backend("b", 12), backend("c", 13)],
+        ),
+        service(
+            "nodeport",
+            30080,
+            vec![backend("w1", 21), backend("w2", 22)],
+        ),
+    ]
+}
+
+fn applied() -> (State, Fake, Instant) {
+    let mut state = State::default();
+    let mut fake = Fake::default();
+    let now = Instant::now();
+    state.apply(&mut fake, &two_services(), now).unwrap();
+    fake.take();
+    (state, fake, now)
+}
+
+#[test]
+fn first_apply_programs_services_backends_and_pools() {
+    let mut state = State::default();
+    let mut fake = Fake::default();
+    let changes = state
+        .apply(&mut fake, &two_services(), Instant::now())
+        .unwrap();
+    assert_eq!(changes.services_added, ["api", "nodeport"]);
+    assert_eq!(changes.backends_added.len(), 5);
+    assert_eq!(changes.pools_rebuilt, ["api", "nodeport"]);
+    let api = state.services["api"].id;
+    assert_eq!(fake.tables[&api].len(), SIZE as usize);
+    assert!(fake.backends.values().all(|b| b.state == BackendState::Up));
+}
+
+#[test]
+fn reapplying_the_same_config_writes_nothing() {
+    let (mut state, mut fake, now) = applied();
+    let changes = state.apply(&mut fake, &two_services(), now).unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(fake.take(), []);
+}
+
+#[test]
+fn adding_a_backend_rewrites_only_its_pool() {
+    let (mut state, mut fake, now) = applied();
+    let mut desired = two_services();
+    desired[1].backends.push(backend("w3", 23));
+    let changes = state.apply(&mut fake, &desired, now).unwrap();
+    assert_eq!(changes.backends_added, ["nodeport/w3"]);
+    assert_eq!(changes.pools_rebuilt, ["nodeport"]);
+    let api = state.services["api"].id;
+    assert!(
+        !fake
+            .take()
+            .iter()
+            .any(|op| matches!(op, Op::SetPool(id, _) if *id == api)),
+        "the unchanged service's table is not touched"
+    );
+}
+
+#[test]
+fn removed_backend_drains_until_its_timeout() {
+    let (mut state, mut fake, now) = applied();
+    let mut desired = two_services();
+    desired[0].backends.retain(|b| b.name != "b");
+    let b_id = state.services["api"].backends["b"].id;
+    let changes = state.apply(&mut fake, &desired, now).unwrap();
+    assert_eq!(changes.backends_removed, ["api/b"]);
+    let ops = fake.take();
+    assert!(ops.contains(&Op::SetBackend(b_id, BackendState::Draining)));
+    assert!(
+        !ops.contains(&Op::RemoveBackend(b_id)),
+        "its flows may finish"
+    );
+    let api = state.services["api"].id;
+    assert!(!fake.tables[&api].contains(&b_id), "no new flows");
+
+    assert!(
+        state
+            .expire_drained(&mut fake, now + Duration::from_secs(10))
+            .unwrap()
+            .is_empty()
+    );
+    let expired = state
+        .expire_drained(&mut fake, now + Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(expired, ["api/b"]);
+    assert_eq!(fake.take(), [Op::RemoveBackend(b_id)]);
+}
+
+#[test]
+fn weight_change_rewrites_the_backend_and_its_pool_shares() {
+    let (mut state, mut fake, now) = applied();
+    let mut desired = two_services();
+    desired[0].backends[0].weight = 3;
+    let changes = state.apply(&mut fake, &desired, now).unwrap();
+    assert_eq!(changes.backends_changed, ["api/a"]);
+    let api = &state.services["api"];
+    let a = api.backends["a"].id;
+    let share = fake.tables[&api.id].iter().filter(|id| **id == a).count();
+    assert!(share > SIZE as usize * 55 / 100, "weight 3 of 5: {share}");
+}
+
+#[test]
+fn health_change_rewrites_only_that_backend_and_pool() {
+    let (mut state, mut fake, _) = applied();
+    assert!(state.set_health(&mut fake, "api", "a", false).unwrap());
+    let a = state.services["api"].backends["a"].id;
+    let api = state.services["api"].id;
+    assert_eq!(
+        fake.take(),
+        [
+            Op::SetBackend(a, BackendState::Down),
+            Op::SetPool(api, SIZE as usize)
+        ]
+    );
+    assert!(!state.set_health(&mut fake, "api", "a", false).unwrap());
+    assert_eq!(fake.take(), [], "no change, no write");
+}
+
+#[test]
+fn pool_with_no_usable_backend_is_emptied() {
+    let (mut state, mut fake, _) = applied();
+    state
+        .set_health(&mut fake, "nodeport", "w1", false)
+        .unwrap();
+    state
+        .set_health(&mut fake, "nodeport", "w2", false)
+        .unwrap();
+    let id = state.services["nodeport"].id;
+    assert_eq!(fake.tables[&id], Vec::<u32>::new());
+}
+
+#[test]
+fn removed_service_is_unprogrammed() {
+    let (mut state, mut fake, now) = applied();
+    let desired = vec![two_services().remove(0)];
+    let changes = state.apply(&mut fake, &desired, now).unwrap();
+    assert_eq!(changes.services_removed, ["nodeport"]);
+    let ops = fake.take();
+    assert!(ops.contains(&Op::RemoveService(Ipv4Addr::new(198, 18, 0, 10))));
+    assert_eq!(
+        ops.iter()
+            .filter(|o| matches!(o, Op::RemoveBackend(_)))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn restart_adopts_pinned_ids_and_health() {
+    let (state, fake, now) = applied();
+    let api = &state.services["api"];
+    let pinned_services = state
+        .services
+        .values()
+        .map(|s| (s.id, s.spec.clone()))
+        .collect();
+    let mut pinned: Vec<PinnedBackend> = fake
+        .backends
+        .iter()
+        .map(|(id, spec)| PinnedBackend {
+            id: *id,
+            spec: *spec,
+        })
+        .collect();
+    // "b" was DOWN when the daemon died; a stale backend is left over too.
+    let b = api.backends["b"].id;
+    pinned.iter_mut().find(|p| p.id == b).unwrap().spec.state = BackendState::Down;
+    pinned.push(PinnedBackend {
+        id: 99,
+        spec: BackendSpec {
+            service_id: api.id,
+            addr: Ipv4Addr::new(198, 18, 0, 99),
+            port: None,
+            state: BackendState::Up,
+            mac: None,
+            ifindex: 0,
+        },
+    });
+
+    let mut restarted = State::adopt(pinned_services, pinned);
+    let mut fake2 = Fake::default();
+    let mut desired = two_services();
+    for s in &mut desired {
+        s.initial_up = false;
+    }
+    restarted.apply(&mut fake2, &desired, now).unwrap();
+    let api2 = &restarted.services["api"];
+    assert_eq!(api2.id, api.id, "the service keeps its id");
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            api2.backends[name].id, api.backends[name].id,
+            "{name} keeps its id"
+        );
+    }
+    assert!(api2.backends["a"].up, "adopted UP, not reset to init_state");
+    assert!(!api2.backends["b"].up, "adopted DOWN");
+    assert!(
+        fake2.ops.contains(&Op::RemoveBackend(99)),
+        "the stale one goes"
+    );
+    assert_eq!(
+        fake2.tables[&api2.id].len(),
+        SIZE as usize,
+        "no pool goes empty"
+    );
+}
