@@ -3,7 +3,7 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
 use kube_xdp_common::{
     map_name,
@@ -35,6 +35,8 @@ pub enum DatapathError {
     ServiceId(u32),
     #[error("backend id {0} is out of range (0..{MAX_BACKENDS})")]
     BackendId(u32),
+    #[error("devmap KXDP_TX_PORTS: {0}")]
+    TxPort(String),
     #[error("a Maglev table of {0} slots is larger than the datapath's {MAX_MAGLEV_TABLE}")]
     TableSize(usize),
 }
@@ -175,6 +177,7 @@ pub struct Datapath {
     reverse: HashMap<MapData, FlowKey, ReverseFlow>,
     settings: Array<MapData, Settings>,
     interfaces: HashMap<MapData, u32, Interface>,
+    tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Traffic>,
     backend_stats: PerCpuArray<MapData, Traffic>,
     meta: Array<MapData, Meta>,
@@ -195,6 +198,7 @@ macro_rules! open_all {
             reverse: typed(map_name::REVERSE, open(map_name::REVERSE)?)?,
             settings: typed(map_name::SETTINGS, open(map_name::SETTINGS)?)?,
             interfaces: typed(map_name::INTERFACES, open(map_name::INTERFACES)?)?,
+            tx_ports: typed(map_name::TX_PORTS, open(map_name::TX_PORTS)?)?,
             service_stats: typed(map_name::SERVICE_STATS, open(map_name::SERVICE_STATS)?)?,
             backend_stats: typed(map_name::BACKEND_STATS, open(map_name::BACKEND_STATS)?)?,
             meta: typed(map_name::META, open(map_name::META)?)?,
@@ -256,12 +260,46 @@ impl Datapath {
         self.meta.get(&0, 0).map_err(map_err(map_name::META))
     }
 
-    /// Records an interface frames may be redirected to.
+    /// Records an interface frames may be redirected to (its MAC, and its
+    /// slot in the devmap).
     pub fn set_interface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<()> {
         let value = Interface { mac, _pad: [0; 2] };
         self.interfaces
             .insert(ifindex, value, 0)
-            .map_err(map_err(map_name::INTERFACES))
+            .map_err(map_err(map_name::INTERFACES))?;
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| DatapathError::TxPort(e.to_string()))
+    }
+
+    /// The services in the maps, by id (a port range read back from its
+    /// per-port entries).
+    pub fn services(&self) -> Result<Vec<(u32, ServiceSpec)>> {
+        let mut by_id: std::collections::BTreeMap<u32, ServiceSpec> = Default::default();
+        for entry in self.services.iter() {
+            let (key, value) = entry.map_err(map_err(map_name::SERVICES))?;
+            let port = u16::from_be(key.port);
+            let spec = by_id.entry(value.id).or_insert_with(|| ServiceSpec {
+                vip: addr_from_be(key.vip),
+                ports: port..=port,
+                protocol: key.protocol,
+                reset_on_down: value.flags & SERVICE_RESET_ON_DOWN != 0,
+            });
+            let (lo, hi) = (*spec.ports.start(), *spec.ports.end());
+            spec.ports = lo.min(port)..=hi.max(port);
+        }
+        Ok(by_id.into_iter().collect())
+    }
+
+    /// The backend slots in use.
+    pub fn backends(&self) -> Result<Vec<(u32, BackendSpec)>> {
+        let mut out = Vec::new();
+        for id in 0..MAX_BACKENDS {
+            if let Some(spec) = self.backend(id)? {
+                out.push((id, spec));
+            }
+        }
+        Ok(out)
     }
 
     fn check_service(id: u32) -> Result<()> {
