@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[command(
     name = "kube-xdp",
     version,
-    about = "XDP layer-4 load balancer for Kubernetes"
+    about = "XDP layer-4 load balancer for Kubernetes API servers and NodePorts"
 )]
 struct Args {
     #[command(subcommand)]
@@ -20,7 +20,7 @@ struct Args {
 #[derive(clap::Args, Clone)]
 pub struct Common {
     /// Configuration file.
-    #[arg(long, global = true, default_value = kube_xdp::config::DEFAULT_CONFIG)]
+    #[arg(long, default_value = kube_xdp::config::DEFAULT_CONFIG)]
     config: PathBuf,
 }
 
@@ -40,7 +40,22 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Print the global verdict and reason counters.
+    /// Validate the configuration and print the plan.
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Services and backends: state, weight, Maglev share, flows, traffic.
+    Backends {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Global verdict and reason counters, and per-service totals.
     Stats {
         #[command(flatten)]
         common: Common,
@@ -50,7 +65,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the program and the pins.
+    /// The flow table: client, VIP, backend, SNAT address, state, age.
+    Flows {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Include entries that are no longer live.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Ask the running daemon to reload its configuration.
+    Reload {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove the program from the interfaces, and the pins.
     Detach {
         #[command(flatten)]
         common: Common,
@@ -71,8 +104,17 @@ fn main() -> std::process::ExitCode {
         .init();
     let args = Args::parse();
     let result = match args.command {
-        Command::Run { common } => cli::run::run(&common),
+        Command::Run { common } => kube_xdp::daemon::run::run(&common.config),
+        Command::CheckConfig { common } => cli::check_config::check_config(&common),
+        Command::Backends { common, pins, json } => cli::backends::backends(&common, &pins, json),
         Command::Stats { common, pins, json } => cli::stats::stats(&common, &pins, json),
+        Command::Flows {
+            common,
+            pins,
+            json,
+            all,
+        } => cli::flows::flows(&common, &pins, json, all),
+        Command::Reload { common } => cli::reload::reload(&common),
         Command::Detach { common, pins } => cli::detach::detach(&common, &pins),
     };
     match result {

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod harness;
 pub mod netns;
 pub mod packet;
+pub mod servers;
 pub mod topology;
 
 /// Fails (never skips) when not run as root: these tests attach XDP

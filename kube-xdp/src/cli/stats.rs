@@ -1,23 +1,51 @@
-//! `kube-xdp stats`: the global counters, read from the pinned maps.
+//! `kube-xdp stats`: the global counters and per-service totals, read from
+//! the pinned maps.
 
-use crate::{Common, PinArgs};
-use kube_xdp::datapath;
+use crate::{Common, PinArgs, cli::human};
+use kube_xdp::daemon::inspect;
 
 pub fn stats(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
-    let pin_path = pins.resolve(common)?;
-    let stats = datapath::Datapath::open_pinned(&pin_path)?.global_stats()?;
+    let config = common.config_if_present().ok().flatten();
+    let dp = pins.open(config.as_ref())?;
+    let stats = dp.global_stats()?;
+    let services = inspect::services(&dp, config.as_ref())?;
     if json {
         let counters: serde_json::Map<String, serde_json::Value> = stats
             .counters
             .iter()
             .map(|(c, v)| (c.name().to_owned(), (*v).into()))
             .collect();
-        println!("{}", serde_json::json!({ "counters": counters }));
-    } else {
-        println!("{:<24} {:>16}", "COUNTER", "PACKETS");
-        for (counter, value) in &stats.counters {
-            println!("{:<24} {:>16}", counter.name(), value);
-        }
+        let per_service: Vec<serde_json::Value> = services
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "service": s.name, "packets": s.packets, "bytes": s.bytes, "new_flows": s.new_flows,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "counters": counters, "services": per_service })
+        );
+        return Ok(());
+    }
+    println!("{:<24} {:>16}", "COUNTER", "PACKETS");
+    for (counter, value) in &stats.counters {
+        println!("{:<24} {:>16}", counter.name(), value);
+    }
+    println!();
+    println!(
+        "{:<24} {:>12} {:>12} {:>12}",
+        "SERVICE", "PACKETS", "BYTES", "NEW FLOWS"
+    );
+    for s in services {
+        println!(
+            "{:<24} {:>12} {:>12} {:>12}",
+            s.name,
+            human(s.packets),
+            human(s.bytes),
+            human(s.new_flows)
+        );
     }
     Ok(())
 }

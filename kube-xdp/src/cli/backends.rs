@@ -1,0 +1,58 @@
+//! `kube-xdp backends`: per service, its backends with state, weight,
+//! Maglev share, active flows and traffic — aligned like `ipvsadm -Ln`.
+
+use crate::{Common, PinArgs, cli::human};
+use kube_xdp::daemon::inspect;
+
+pub fn backends(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
+    let config = common.config_if_present().ok().flatten();
+    let dp = pins.open(config.as_ref())?;
+    let services = inspect::services(&dp, config.as_ref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&services)?);
+        return Ok(());
+    }
+    if services.is_empty() {
+        println!("no services are programmed");
+    }
+    for s in services {
+        let ports = if s.first_port == s.last_port {
+            s.first_port.to_string()
+        } else {
+            format!("{}-{}", s.first_port, s.last_port)
+        };
+        println!(
+            "{} {}:{} {}  {}  on_backend_down={}  ({} packets, {} new flows)",
+            s.protocol.to_uppercase(),
+            s.vip,
+            ports,
+            s.name,
+            s.mode,
+            s.on_backend_down,
+            human(s.packets),
+            human(s.new_flows)
+        );
+        println!(
+            "  {:<16} {:<22} {:<6} {:>6} {:>7} {:>8} {:>9} {:>9}",
+            "BACKEND", "ADDRESS", "STATE", "WEIGHT", "SHARE", "FLOWS", "PACKETS", "BYTES"
+        );
+        for b in s.backends {
+            let address = match b.port {
+                Some(p) => format!("{}:{p}", b.address),
+                None => format!("{}:(client port)", b.address),
+            };
+            println!(
+                "  {:<16} {:<22} {:<6} {:>6} {:>6.1}% {:>8} {:>9} {:>9}",
+                b.name,
+                address,
+                b.state,
+                b.weight.map_or_else(|| "-".into(), |w| w.to_string()),
+                b.share * 100.0,
+                b.active_flows,
+                human(b.packets),
+                human(b.bytes)
+            );
+        }
+    }
+    Ok(())
+}

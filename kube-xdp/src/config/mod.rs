@@ -1,0 +1,170 @@
+//! The configuration file (`/etc/kube-xdp/kube-xdp.toml`).
+//!
+//! [`Config::parse`] reads the TOML with serde (`raw.rs`: every table
+//! closed to unknown keys, every value carrying its position), then
+//! validates it into the typed [`Config`] (`validate.rs`), collecting every
+//! problem it finds rather than the first: each names the file, the line
+//! and the key. Checks that need the host (interfaces, local addresses,
+//! the kernel's local port range, DNS) are separate:
+//! [`Config::check_environment`]. [`Config::summary`] prints the plan for
+//! `kube-xdp check-config`.
+
+mod environment;
+mod raw;
+mod schema;
+mod summary;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use environment::{EnvironmentReport, local_ipv4_addresses};
+pub use schema::{
+    Backend, BackendAddress, CheckKind, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE,
+    DEFAULT_RUN_DIR, DEFAULT_SNAT_PORTS, DaemonConfig, ForwardingMode, HealthCheck, InitState,
+    Lines, MAX_FLOW_TABLE_SIZE, MAX_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE, OnBackendDown,
+    ParsePortRangeError, PortRange, Protocol, Service, ServicePort, Timeouts, UnknownKeyword,
+    XdpMode,
+};
+
+/// Where `kube-xdp` looks for its configuration by default.
+pub const DEFAULT_CONFIG: &str = "/etc/kube-xdp/kube-xdp.toml";
+/// Where maps and links are pinned by default.
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/kube-xdp";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Syntax, schema, validation or environment errors: every one found,
+    /// printed one per line.
+    #[error("{}", IssueList(.issues))]
+    Invalid { issues: Vec<ConfigIssue> },
+}
+
+impl ConfigError {
+    /// The problems found (empty for [`ConfigError::Read`]).
+    pub fn issues(&self) -> &[ConfigIssue] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid { issues } => issues,
+        }
+    }
+}
+
+struct IssueList<'a>(&'a [ConfigIssue]);
+
+impl fmt::Display for IssueList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How bad an issue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The configuration cannot be used.
+    Error,
+    /// It can, but probably does not do what was meant.
+    Warning,
+}
+
+/// One problem, located in the file:
+/// `kube-xdp.toml:12: service "kube-apiserver" backend "bettley": weight: must be at most 256 (got 300)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub severity: Severity,
+    pub path: PathBuf,
+    /// 1-based; `None` when the problem has no place in the file (a
+    /// missing `[daemon]`).
+    pub line: Option<usize>,
+    /// The table, as a person names it: `daemon`, `timeouts`,
+    /// `service "kube-apiserver"`, `service "kube-apiserver" health_check`,
+    /// `service "kube-apiserver" backend "bettley"` (`service #2` when it
+    /// has no usable name). Empty at the top level.
+    pub context: String,
+    /// The key within the table (`weight`, `snat_addresses`); may be empty.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if self.severity == Severity::Warning {
+            write!(f, "warning: ")?;
+        }
+        for part in [&self.context, &self.key] {
+            if !part.is_empty() {
+                write!(f, "{part}: ")?;
+            }
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration held in `text`, read from
+    /// `path` (named in errors). Checks nothing on the host: see
+    /// [`Config::check_environment`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] with every problem found, each with its
+    /// line and key. (A syntax error, an unknown key or a value of the
+    /// wrong TOML type stops parsing: that one is reported alone.)
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        validate::validate(path, text).map_err(|issues| ConfigError::Invalid { issues })
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or is invalid.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Looks the host over for what the file cannot say by itself: the
+    /// interfaces exist, the SNAT addresses are local, `snat_ports` stays
+    /// clear of `net.ipv4.ip_local_port_range`, hostnames resolve, CA
+    /// files are readable (errors); a VIP that is not a local address, a
+    /// service with no backend able to take flows (warnings).
+    pub fn check_environment(&self) -> EnvironmentReport {
+        environment::check(self, &environment::RealHost)
+    }
+
+    /// The plan, as `kube-xdp check-config` prints it.
+    pub fn summary(&self) -> String {
+        summary::summary(self)
+    }
+}

@@ -1,0 +1,205 @@
+//! The file as serde reads it: every table closed to unknown keys, every
+//! value optional and wrapped in [`Spanned`] so that validation can name
+//! the line of each problem and collect them all rather than stop at the
+//! first. Values that need checking beyond their TOML type (addresses,
+//! port ranges, durations, keywords) stay strings and integers here, and
+//! `validate.rs` turns them into the types of `schema.rs`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(super) type Field<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub daemon: Field<RawDaemon>,
+    pub timeouts: Field<RawTimeouts>,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Spanned<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub interfaces: Field<Vec<Spanned<String>>>,
+    pub xdp_mode: Field<String>,
+    pub pin_path: Field<String>,
+    pub metrics_listen: Field<String>,
+    pub run_dir: Field<String>,
+    pub flow_table_size: Field<i64>,
+    pub snat_addresses: Field<Vec<Spanned<String>>>,
+    pub snat_ports: Field<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub tcp_established: Field<String>,
+    pub tcp_closing: Field<String>,
+    pub tcp_syn: Field<String>,
+    pub udp: Field<String>,
+    pub tcp_time_wait: Field<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub name: Field<String>,
+    pub vip: Field<String>,
+    pub port: Field<i64>,
+    pub ports: Field<String>,
+    pub protocol: Field<String>,
+    pub mode: Field<String>,
+    pub maglev_table_size: Field<i64>,
+    pub on_backend_down: Field<String>,
+    pub drain_timeout: Field<String>,
+    pub health_check: Field<RawHealthCheck>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Spanned<RawBackend>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    pub kind: Field<String>,
+    pub path: Field<String>,
+    pub expect_status: Field<i64>,
+    pub tls_verify: Field<bool>,
+    pub ca_file: Field<String>,
+    pub server_name: Field<String>,
+    pub interval: Field<String>,
+    pub timeout: Field<String>,
+    pub fall: Field<i64>,
+    pub rise: Field<i64>,
+    pub init_state: Field<String>,
+    pub port: Field<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub name: Field<String>,
+    pub address: Field<String>,
+    pub port: Field<i64>,
+    pub weight: Field<i64>,
+}
+
+/// The 1-based line of byte `offset` in `text`.
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Where in the file a serde or syntax error sits, for a message a person
+/// recognises: the table as `service "kube-apiserver" backend "bettley"`
+/// and the key on the error's line. Reads the text line by line (headers,
+/// `name = "..."`), which is enough for labelling; the error itself comes
+/// from `toml`.
+pub(super) fn locate(text: &str, offset: usize) -> (String, String) {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let target = line_of(text, offset) - 1;
+    let mut table: Option<String> = None;
+    let mut service: Option<(usize, usize)> = None; // (ordinal, line index)
+    let mut services = 0;
+    let mut backend: Option<(usize, usize)> = None;
+    let mut backends = 0;
+    let target_header = lines.get(target).and_then(|l| header(l));
+    for (i, line) in lines.iter().enumerate().take(target) {
+        let Some((name, array)) = header(line) else {
+            continue;
+        };
+        if array && name == "service" {
+            services += 1;
+            service = Some((services, i));
+            backend = None;
+            backends = 0;
+        } else if array && name == "service.backend" {
+            backends += 1;
+            backend = Some((backends, i));
+        }
+        table = Some(name);
+    }
+    let label = |kind: &str, at: Option<(usize, usize)>| match at {
+        Some((ordinal, i)) => match block_name(&lines, i) {
+            Some(name) => format!("{kind} {name:?}"),
+            None => format!("{kind} #{ordinal}"),
+        },
+        None => kind.to_owned(),
+    };
+    let context_of = |table: &str| match table {
+        "service" => label("service", service),
+        "service.health_check" => format!("{} health_check", label("service", service)),
+        "service.backend" => format!(
+            "{} {}",
+            label("service", service),
+            label("backend", backend)
+        ),
+        other => other.to_owned(),
+    };
+    if let Some((name, _)) = target_header {
+        // An error on a header: the key is its last part, the context the
+        // table it sits in.
+        return match name.rsplit_once('.') {
+            Some((parent, key)) => (context_of(parent), key.to_owned()),
+            None => (String::new(), name),
+        };
+    }
+    let context = table.as_deref().map(context_of).unwrap_or_default();
+    let key = lines
+        .get(target)
+        .and_then(|l| key_of(l))
+        .unwrap_or_default();
+    (context, key)
+}
+
+/// `[a.b]` → ("a.b", false), `[[a.b]]` → ("a.b", true).
+fn header(line: &str) -> Option<(String, bool)> {
+    let line = strip_comment(line).trim();
+    let (inner, array) = if let Some(rest) = line.strip_prefix("[[") {
+        (rest.strip_suffix("]]")?, true)
+    } else {
+        (line.strip_prefix('[')?.strip_suffix(']')?, false)
+    };
+    let name: Vec<&str> = inner.split('.').map(str::trim).collect();
+    Some((name.join("."), array))
+}
+
+/// The bare key before `=` on a line.
+fn key_of(line: &str) -> Option<String> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+    .then(|| key.to_owned())
+}
+
+/// The `name = "..."` of the table whose header is at line `start`.
+fn block_name(lines: &[&str], start: usize) -> Option<String> {
+    for line in lines.iter().skip(start + 1) {
+        if header(line).is_some() {
+            return None;
+        }
+        if key_of(line).as_deref() == Some("name") {
+            let (_, value) = line.split_once('=')?;
+            let value = strip_comment(value).trim();
+            return Some(value.trim_matches(|c| c == '"' || c == '\'').to_owned());
+        }
+    }
+    None
+}
+
+/// `line` without a trailing `# comment` (not looking into strings: good
+/// enough for headers and names).
+fn strip_comment(line: &str) -> &str {
+    match line.find('#') {
+        Some(i) if !line[..i].contains('"') => &line[..i],
+        _ => line,
+    }
+}

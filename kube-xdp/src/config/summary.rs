@@ -1,0 +1,185 @@
+//! The plan `kube-xdp check-config` prints, laid out like `ipvsadm -Ln`.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::schema::{CheckKind, Config, HealthCheck, Service};
+
+pub(super) fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let d = &config.daemon;
+    let _ = writeln!(out, "kube-xdp plan from {}", config.path.display());
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Daemon");
+    let rows: [(&str, String); 7] = [
+        (
+            "interfaces",
+            format!("{} (xdp_mode {})", d.interfaces.join(", "), d.xdp_mode),
+        ),
+        ("pin_path", d.pin_path.display().to_string()),
+        ("run_dir", d.run_dir.display().to_string()),
+        (
+            "metrics_listen",
+            d.metrics_listen
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        ),
+        ("flow_table_size", format!("{} flows", d.flow_table_size)),
+        (
+            "snat_addresses",
+            if d.snat_addresses.is_empty() {
+                "the first IPv4 address of the interface".to_owned()
+            } else {
+                let addrs: Vec<String> = d.snat_addresses.iter().map(ToString::to_string).collect();
+                addrs.join(", ")
+            },
+        ),
+        (
+            "snat_ports",
+            format!(
+                "{}-{} ({} ports)",
+                d.snat_ports.first,
+                d.snat_ports.last,
+                d.snat_ports.len()
+            ),
+        ),
+    ];
+    for (key, value) in rows {
+        let _ = writeln!(out, "  {key:<16} {value}");
+    }
+    let t = &config.timeouts;
+    let _ = writeln!(out, "Timeouts");
+    let _ = writeln!(
+        out,
+        "  tcp_established {}  tcp_closing {}  tcp_syn {}  udp {}  tcp_time_wait {}",
+        short(t.tcp_established),
+        short(t.tcp_closing),
+        short(t.tcp_syn),
+        short(t.udp),
+        short(t.tcp_time_wait)
+    );
+    let _ = writeln!(out);
+    if config.services.is_empty() {
+        let _ = writeln!(out, "No services.");
+        return out;
+    }
+
+    let service_addr = |s: &Service| format!("{}:{}", s.vip, s.port);
+    let backend_addr = |b: &super::schema::Backend| match b.port {
+        Some(port) => format!("{}:{port}", b.address),
+        None => format!("{}:*", b.address),
+    };
+    let addr_w = config
+        .services
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(service_addr(s).len())
+                .chain(s.backends.iter().map(|b| backend_addr(b).len()))
+        })
+        .chain(["VIP:Port".len(), "Backend:Port".len()])
+        .max()
+        .unwrap_or(0);
+    let name_w = config
+        .services
+        .iter()
+        .flat_map(|s| std::iter::once(s.name.len()).chain(s.backends.iter().map(|b| b.name.len())))
+        .chain(["Service".len()])
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "Prot {:<addr_w$}  {:<name_w$}  Mode  Maglev  OnDown  Drain",
+        "VIP:Port", "Service"
+    );
+    let _ = writeln!(
+        out,
+        "  -> {:<addr_w$}  {:<name_w$}  Weight",
+        "Backend:Port", "Name"
+    );
+    for s in &config.services {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<addr_w$}  {:<name_w$}  {:<4}  {:<6}  {:<6}  {}",
+            s.protocol.as_str().to_uppercase(),
+            service_addr(s),
+            s.name,
+            s.mode,
+            s.maglev_table_size,
+            s.on_backend_down,
+            short(s.drain_timeout)
+        );
+        let _ = writeln!(out, "     check {}", check_line(&s.health_check));
+        if s.port.is_range() {
+            let _ = writeln!(out, "     backends keep the client's destination port");
+        }
+        if s.backends.is_empty() {
+            let _ = writeln!(
+                out,
+                "  -> (no backends: connections are refused with a RST)"
+            );
+        }
+        for b in &s.backends {
+            let drain = if b.weight == 0 { " (drain)" } else { "" };
+            let _ = writeln!(
+                out,
+                "  -> {:<addr_w$}  {:<name_w$}  {}{drain}",
+                backend_addr(b),
+                b.name,
+                b.weight
+            );
+        }
+    }
+    out
+}
+
+fn check_line(c: &HealthCheck) -> String {
+    let mut line = match c.kind {
+        CheckKind::Tcp => "tcp connect".to_owned(),
+        CheckKind::Http | CheckKind::Https => {
+            format!("{} GET {} expect {}", c.kind, c.path, c.expect_status)
+        }
+    };
+    if let Some(port) = c.port {
+        let _ = write!(line, " on port {port}");
+    }
+    if c.kind == CheckKind::Https {
+        match (&c.ca_file, c.tls_verify) {
+            (_, false) => line.push_str(", tls_verify off"),
+            (Some(ca), true) => {
+                let _ = write!(line, ", ca_file {}", ca.display());
+            }
+            (None, true) => line.push_str(", system CAs"),
+        }
+        if let Some(name) = &c.server_name {
+            let _ = write!(line, ", server_name {name}");
+        }
+    }
+    let _ = write!(
+        line,
+        "; interval {}, timeout {}, fall {}, rise {}, init {}",
+        short(c.interval),
+        short(c.timeout),
+        c.fall,
+        c.rise,
+        c.init_state
+    );
+    line
+}
+
+/// "24h", "10s", "1m30s", "500ms": the largest units that divide exactly.
+pub(super) fn short(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d.subsec_nanos() != 0 {
+        return humantime::format_duration(d).to_string().replace(' ', "");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if value > 0 {
+            let _ = write!(out, "{value}{unit}");
+        }
+    }
+    out
+}
