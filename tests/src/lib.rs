@@ -10,6 +10,7 @@ pub mod harness;
 pub mod netns;
 pub mod packet;
 pub mod servers;
+pub mod tls_server;
 pub mod topology;
 
 /// Fails (never skips) when not run as root: these tests attach XDP

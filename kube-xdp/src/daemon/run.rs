@@ -259,7 +259,7 @@ impl Daemon {
         let desired = desired::services(&self.config, &self.resolved);
         let changes = self.state.apply(&mut self.dp, &desired, Instant::now())?;
         if !changes.is_empty() {
-            info!(?changes, "datapath updated");
+            info!("datapath updated: {changes}");
         }
         self.sync_checkers();
         Ok(())

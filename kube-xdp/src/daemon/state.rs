@@ -140,6 +140,29 @@ impl Changes {
     }
 }
 
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            ("services added", &self.services_added),
+            ("services removed", &self.services_removed),
+            ("services changed", &self.services_changed),
+            ("backends added", &self.backends_added),
+            ("backends draining", &self.backends_removed),
+            ("backends changed", &self.backends_changed),
+            ("pools rebuilt", &self.pools_rebuilt),
+        ];
+        let mut first = true;
+        for (what, names) in parts.iter().filter(|(_, n)| !n.is_empty()) {
+            if !first {
+                f.write_str("; ")?;
+            }
+            first = false;
+            write!(f, "{what}: {}", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// A backend found in the pins by an earlier run.
 #[derive(Debug, Clone, Copy)]
 pub struct PinnedBackend {

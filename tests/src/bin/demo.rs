@@ -1,67 +1,245 @@
-//! `cargo xtask demo`: kube-xdp on a real veth in throw-away namespaces,
-//! real traffic, the counters it moved; everything is removed at the end.
+//! `cargo xtask demo`: kube-xdp in front of three stand-in API servers, in
+//! throw-away network namespaces; traffic, the inspection commands, a
+//! backend failure and the failover, then everything is removed.
 
 use kube_xdp_tests::{
     daemon::cli,
     require_root,
-    topology::{LB_ADDR, TwoHosts},
+    servers::{TcpServer, whoami},
+    tls_server::{ReadyzServer, SelfSigned},
+    topology::{CLIENT_ADDR, Cluster, LB_ADDR, VIP, backend_addr},
 };
 use std::{
-    net::{SocketAddr, TcpStream, UdpSocket},
-    time::Duration,
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
 };
+
+const BACKENDS: usize = 3;
+
+fn config() -> String {
+    let mut s = format!(
+        r#"[[service]]
+name = "kube-apiserver"
+vip = "{VIP}"
+port = 6443
+on_backend_down = "keep"
+
+[service.health_check]
+kind = "https"            # like kubeadm's HAProxy example: GET /readyz over TLS, verify none
+path = "/readyz"
+port = 8443               # the stand-ins serve /readyz on 8443
+tls_verify = false
+interval = "500ms"
+timeout = "300ms"
+fall = 3
+rise = 2
+"#
+    );
+    for i in 0..BACKENDS {
+        s.push_str(&format!(
+            "\n[[service.backend]]\nname = \"apiserver-{i}\"\naddress = \"{}\"\n",
+            backend_addr(i)
+        ));
+    }
+    s
+}
+
+fn section(title: &str) {
+    println!("\n━━ {title}");
+}
+
+fn show(c: &Cluster, args: &[&str]) -> anyhow::Result<()> {
+    let config = c.config.to_str().unwrap();
+    println!("\n$ kube-xdp {} --config {config}", args.join(" "));
+    let mut full = args.to_vec();
+    full.extend(["--config", config]);
+    let out = cli(&c.lb, &full)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+fn states(c: &Cluster) -> anyhow::Result<Vec<String>> {
+    let out = cli(
+        &c.lb,
+        &["backends", "--json", "--config", c.config.to_str().unwrap()],
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v[0]["backends"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    format!(
+                        "{}={}",
+                        b["name"].as_str().unwrap_or("?"),
+                        b["state"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `n` short connections from the client; how many reached each backend.
+fn traffic(c: &Cluster, n: usize) -> anyhow::Result<(BTreeMap<String, usize>, usize)> {
+    let vip: SocketAddr = format!("{VIP}:6443").parse()?;
+    c.client.run(move || {
+        let mut seen = BTreeMap::new();
+        let mut failed = 0;
+        for _ in 0..n {
+            match whoami(vip, Duration::from_secs(2)) {
+                Ok(name) => *seen.entry(name).or_insert(0) += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        Ok((seen, failed))
+    })
+}
 
 fn main() -> anyhow::Result<()> {
     require_root();
-    println!("== kube-xdp demo ==");
-    let hosts = TwoHosts::new()?;
     println!(
-        "topology: namespace {} (client, {}) --veth-- namespace {} (load balancer, {LB_ADDR}, interface {})",
-        hosts.client.name(),
-        kube_xdp_tests::topology::CLIENT_ADDR,
-        hosts.lb.name(),
-        hosts.lb_if
+        "kube-xdp demo: an XDP load balancer in front of three API servers, in network namespaces"
     );
-    println!("\n$ kube-xdp run --config {}", hosts.config.display());
-    let mut daemon = hosts.start_daemon()?;
+    let c = Cluster::new(BACKENDS)?;
+
+    section("Topology (one L2 segment, like a one-armed HAProxy box)");
+    println!("  client        {CLIENT_ADDR}");
+    println!(
+        "  load balancer {LB_ADDR}, VIP {VIP} (a /32 on its eth0, as keepalived would put it)"
+    );
+    for i in 0..BACKENDS {
+        println!(
+            "  apiserver-{i}   {}  (TCP :6443 answers its name; HTTPS /readyz on :8443)",
+            backend_addr(i)
+        );
+    }
+
+    let cert = SelfSigned::new(&["kubernetes"])?;
+    let mut apis = Vec::new();
+    let mut readyz = Vec::new();
+    for i in 0..BACKENDS {
+        let a = backend_addr(i);
+        apis.push(TcpServer::start(
+            &c.backends[i],
+            format!("{a}:6443").parse()?,
+            &format!("apiserver-{i}"),
+        )?);
+        readyz.push(ReadyzServer::start(
+            &c.backends[i],
+            format!("{a}:8443").parse()?,
+            &cert,
+        )?);
+    }
+
+    section("Configuration");
+    c.write_config(&config())?;
+    print!("{}", std::fs::read_to_string(&c.config)?);
+    show(&c, &["check-config"])?;
+
+    section("Start the daemon");
+    println!("$ kube-xdp run --config {}", c.config.display());
+    let mut daemon = c.start_daemon()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    loop {
+        let s = states(&c)?;
+        if s.len() == BACKENDS && s.iter().all(|s| s.ends_with("=UP")) {
+            println!(
+                "health checks passed (rise 2 × 500 ms): all backends UP after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "backends did not come UP: {s:?}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     print!("{}", daemon.log());
 
-    println!("\ntraffic from the client: 10 pings, 20 TCP connects to port 6443, 30 UDP datagrams");
-    hosts
-        .client
-        .exec("ping", &["-c", "10", "-i", "0.02", "-q", LB_ADDR])?;
-    hosts.client.run(|| {
-        let lb: std::net::Ipv4Addr = LB_ADDR.parse()?;
-        for _ in 0..20 {
-            // Nothing listens there: the kernel answers RST, which is the
-            // point — no service is configured yet, so XDP passes it on.
-            let _ = TcpStream::connect_timeout(
-                &SocketAddr::from((lb, 6443)),
-                Duration::from_millis(500),
-            );
-        }
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
-        for i in 0..30u8 {
-            socket.send_to(&[i; 64], (lb, 9999))?;
-        }
+    section("90 short connections from the client to the VIP");
+    let (seen, failed) = traffic(&c, 90)?;
+    for (name, n) in &seen {
+        println!("  {name:<14} {n:>3} connections");
+    }
+    println!("  failed         {failed:>3}");
+    show(&c, &["backends"])?;
+    show(&c, &["stats"])?;
+
+    section("A long-lived connection (like a kubectl watch), then `kube-xdp flows`");
+    let vip: SocketAddr = format!("{VIP}:6443").parse()?;
+    let watch = c.client.spawn(move || {
+        let s = std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(2))?;
+        std::thread::sleep(Duration::from_secs(2));
+        drop(s);
         Ok(())
-    })?;
-
-    let pin = hosts.pins.path().to_str().unwrap().to_owned();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let config = c.config.to_str().unwrap();
+    println!("\n$ kube-xdp flows --config {config} | grep -e PROTO -e ESTABLISHED");
+    let out = cli(&c.lb, &["flows", "--config", config])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("PROTO") || l.contains("ESTABLISHED"))
+    {
+        println!("{line}");
+    }
     println!(
-        "\n$ kube-xdp stats --pin-path {pin}   (read from the pinned maps, from a second process)"
+        "({}; the short connections above linger as CLOSING for tcp_closing = 10s)",
+        text.lines().last().unwrap_or("")
     );
-    let out = cli(&hosts.lb, &["stats", "--pin-path", &pin])?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    println!(
-        "\npass_other_protocol = the ICMP echoes; pass_no_service = the TCP and UDP packets (no service configured yet);\npass_not_ipv4 = ARP. Every packet got the XDP_PASS verdict, so the kernel answered as usual."
-    );
+    let _ = watch.join();
 
-    println!("\nstopping the daemon (SIGTERM) and removing the pins");
+    section("apiserver-1 dies (its listeners close)");
+    apis[1].stop();
+    readyz[1].stop();
+    let died = Instant::now();
+    let deadline = died + Duration::from_secs(20);
+    loop {
+        let s = states(&c)?;
+        if s.iter().any(|s| s == "apiserver-1=DOWN") {
+            println!(
+                "marked DOWN {:.1}s after it died (fall 3 × interval 500 ms); the daemon logged:",
+                died.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "apiserver-1 not marked DOWN: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for line in daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("apiserver-1 is"))
+    {
+        println!("  {line}");
+    }
+    let (seen, failed) = traffic(&c, 60)?;
+    println!("60 new connections after the failover:");
+    for (name, n) in &seen {
+        println!("  {name:<14} {n:>3} connections");
+    }
+    println!("  failed         {failed:>3}");
+    show(&c, &["backends"])?;
+
+    section("Clean up");
     daemon.stop()?;
-    let out = cli(&hosts.lb, &["detach", "--pin-path", &pin])?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    drop(hosts);
-    println!("namespaces removed. done.");
+    println!(
+        "daemon stopped (SIGTERM): the program stays attached and keeps forwarding until detach"
+    );
+    show(&c, &["detach"])?;
+    drop(apis);
+    drop(readyz);
+    drop(c);
+    println!("namespaces, links and pins removed. Done.");
     Ok(())
 }
