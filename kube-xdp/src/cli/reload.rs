@@ -2,16 +2,33 @@
 //! its verdict; non-zero exit when it rejected the file.
 
 use crate::Common;
-use kube_xdp::{config::Config, daemon::control};
-use std::time::Duration;
+use kube_xdp::{
+    config::{Config, DEFAULT_RUN_DIR},
+    daemon::control,
+};
+use std::{path::PathBuf, time::Duration};
+
+/// The daemon's `run_dir`. The file may be the invalid one being reloaded:
+/// the daemon is the judge of that, so read just this key when the whole
+/// file does not validate.
+fn run_dir(common: &Common) -> PathBuf {
+    if let Ok(config) = Config::load(&common.config) {
+        return config.daemon.run_dir;
+    }
+    std::fs::read_to_string(&common.config)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("daemon")?
+                .get("run_dir")?
+                .as_str()
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
+}
 
 pub fn reload(common: &Common) -> anyhow::Result<()> {
-    // The run_dir comes from the file; an invalid file still names it most
-    // of the time, but the daemon is the judge: fall back to the default.
-    let run_dir = Config::load(&common.config)
-        .map(|c| c.daemon.run_dir)
-        .unwrap_or_else(|_| std::path::PathBuf::from(kube_xdp::config::DEFAULT_RUN_DIR));
-    let status = control::request_reload(&run_dir, Duration::from_secs(30))?;
+    let status = control::request_reload(&run_dir(common), Duration::from_secs(30))?;
     if status.ok {
         println!("reloaded: {}", status.message);
         Ok(())
