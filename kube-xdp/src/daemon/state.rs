@@ -163,6 +163,9 @@ impl std::fmt::Display for Changes {
     }
 }
 
+/// A next hop as pinned: MAC (if resolved) and interface.
+type NextHopPair = (Option<[u8; 6]>, u32);
+
 /// A backend found in the pins by an earlier run.
 #[derive(Debug, Clone, Copy)]
 pub struct PinnedBackend {
@@ -347,15 +350,15 @@ impl State {
                         svc.backends
                             .insert(format!("{} (old {})", db.name, old.addr), old);
                     }
-                    let (id, up) = self.adopt_backend(&svc, db, d.initial_up)?;
+                    let (id, up, hop) = self.adopt_backend(&svc, db, d.initial_up)?;
                     let b = BackendRt {
                         id,
                         addr: db.addr,
                         port: db.port,
                         weight: db.weight,
                         up,
-                        mac: None,
-                        ifindex: 0,
+                        mac: hop.and_then(|h| h.0),
+                        ifindex: hop.map_or(0, |h| h.1),
                         removed_at: None,
                     };
                     p.set_backend(id, &backend_spec(service_id, &b))?;
@@ -373,21 +376,27 @@ impl State {
     }
 
     /// An id for a configured backend: the one an earlier run pinned for
-    /// the same service, address and port (with its health), or a free one
-    /// (with the configured initial health).
+    /// the same service, address and port (with its health and next hop,
+    /// so forwarding does not pause while the new run re-reads the
+    /// neighbour table), or a free one (with the configured initial
+    /// health).
     fn adopt_backend(
         &mut self,
         svc: &ServiceRt,
         db: &DesiredBackend,
         initial_up: bool,
-    ) -> Result<(u32, bool), StateError> {
+    ) -> Result<(u32, bool, Option<NextHopPair>), StateError> {
         if let Some(i) = self.pinned.iter().position(|p| {
             p.spec.service_id == svc.id && p.spec.addr == db.addr && p.spec.port == db.port
         }) {
             let pinned = self.pinned.remove(i);
-            return Ok((pinned.id, pinned.spec.state == BackendState::Up));
+            return Ok((
+                pinned.id,
+                pinned.spec.state == BackendState::Up,
+                Some((pinned.spec.mac, pinned.spec.ifindex)),
+            ));
         }
-        Ok((self.free_backend_id(svc)?, initial_up))
+        Ok((self.free_backend_id(svc)?, initial_up, None))
     }
 
     /// Records a health change; rewrites the backend and its pool only if

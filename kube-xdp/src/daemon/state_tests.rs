@@ -232,7 +232,10 @@ fn removed_service_is_unprogrammed() {
 
 #[test]
 fn restart_adopts_pinned_ids_and_health() {
-    let (state, fake, now) = applied();
+    let (mut state, mut fake, now) = applied();
+    state
+        .set_next_hop(&mut fake, "api", "a", Some([2, 0, 0, 0, 0, 0x0b]), 7)
+        .unwrap();
     let api = &state.services["api"];
     let pinned_services = state
         .services
@@ -278,6 +281,11 @@ fn restart_adopts_pinned_ids_and_health() {
         );
     }
     assert!(api2.backends["a"].up, "adopted UP, not reset to init_state");
+    assert_eq!(
+        (api2.backends["a"].mac, api2.backends["a"].ifindex),
+        (Some([2, 0, 0, 0, 0, 0x0b]), 7),
+        "the next hop carries over"
+    );
     assert!(!api2.backends["b"].up, "adopted DOWN");
     assert!(
         fake2.ops.contains(&Op::RemoveBackend(99)),
