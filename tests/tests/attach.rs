@@ -114,3 +114,47 @@ fn program_passes_the_verifier_in_native_mode_on_a_veth() {
     assert!(daemon.log().contains("mode=\"native\""), "{}", daemon.log());
     daemon.stop().unwrap();
 }
+
+#[test]
+fn check_config_prints_the_plan_or_every_error_with_its_line() {
+    require_root();
+    let hosts = TwoHosts::new().unwrap();
+    let text = std::fs::read_to_string(&hosts.config).unwrap();
+    let good = format!(
+        "{text}\n[[service]]\nname = \"kube-apiserver\"\nvip = \"198.18.0.2\"\nport = 6443\n\n\
+         [[service.backend]]\nname = \"cp1\"\naddress = \"198.18.0.1\"\n"
+    );
+    std::fs::write(&hosts.config, &good).unwrap();
+    let config = hosts.config.to_str().unwrap();
+    let out = cli(&hosts.lb, &["check-config", "--config", config]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("kube-apiserver") && stdout.contains("cp1"),
+        "{stdout}"
+    );
+
+    let bad = good
+        .replace("port = 6443", "ports = \"32767-30000\"")
+        .replace(
+            "address = \"198.18.0.1\"",
+            "address = \"198.18.0.1\"\nweight = 300",
+        );
+    std::fs::write(&hosts.config, &bad).unwrap();
+    let out = cli(&hosts.lb, &["check-config", "--config", config]).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert!(
+        err.contains(&format!("kube-xdp.toml:{}:", line_of("ports ="))) && err.contains("ports"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("kube-xdp.toml:{}:", line_of("weight ="))) && err.contains("weight"),
+        "both errors are reported: {err}"
+    );
+}
