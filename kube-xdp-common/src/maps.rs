@@ -34,7 +34,7 @@ pub const MAX_INTERFACES: u32 = 64;
 pub const MAX_SNAT_ADDRESSES: usize = 4;
 /// Layout version of every map here; bumped on any change, so a new binary
 /// never misreads an old binary's pins.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
@@ -79,12 +79,25 @@ pub struct Pool {
     pub active: u32,
     /// Slots in the live table; 0 = no usable backend.
     pub table_size: u32,
+    /// The service's `SERVICE_*` flags, and `POOL_REMOVED`: the established
+    /// path reads them here (an array slot) instead of looking the service
+    /// up again.
+    pub flags: u32,
+    pub _pad: u32,
 }
 
-/// Index into `MAGLEV` of a pool's slot.
+/// `Pool::flags`: the service was removed; its flows stop at once.
+pub const POOL_REMOVED: u32 = 2;
+
+/// One Maglev lookup table: backend ids, the first `Pool::table_size`
+/// slots used. A whole table is one map value, so the daemon writes a half
+/// with one syscall.
+pub type MaglevTable = [u32; MAX_MAGLEV_TABLE as usize];
+
+/// Index into `MAGLEV` of a pool's table half.
 #[inline(always)]
-pub const fn maglev_index(service_id: u32, half: u32, slot: u32) -> u32 {
-    (service_id * 2 + half) * MAX_MAGLEV_TABLE + slot
+pub const fn maglev_index(service_id: u32, half: u32) -> u32 {
+    service_id * 2 + half
 }
 
 /// Backend states (`Backend::state`).
@@ -266,7 +279,7 @@ const _: () = {
     use core::mem::size_of;
     assert!(size_of::<ServiceKey>() == 8);
     assert!(size_of::<Service>() == 8);
-    assert!(size_of::<Pool>() == 8);
+    assert!(size_of::<Pool>() == 16);
     assert!(size_of::<Backend>() == 24);
     assert!(size_of::<FlowKey>() == 16);
     assert!(size_of::<Flow>() == 48);

@@ -46,6 +46,20 @@ pub fn reverse_key(flow: &Flow, protocol: u8) -> FlowKey {
     }
 }
 
+/// Whether `addr` is one of the SNAT addresses (where replies come back).
+#[inline(always)]
+pub fn is_snat_addr(settings: &Settings, addr: u32) -> bool {
+    let count = settings.snat_count as usize;
+    let mut i = 0;
+    while i < settings.snat_addrs.len() {
+        if i < count && settings.snat_addrs[i] == addr {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Whether the reverse entry of `flow` exists and points back to `client`.
 #[inline(always)]
 pub fn partner_agrees(client: &FlowKey, flow: &Flow) -> bool {

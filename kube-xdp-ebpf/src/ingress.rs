@@ -7,14 +7,14 @@ use kube_xdp_common::{
     maps::{
         BACKEND_UP, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST,
         FLOW_SYN_SENT, FLOW_TS_REWRITE, FLOW_UDP, FRAGMENT_TO_BACKEND, FRAGMENT_TO_CLIENT, Flow,
-        FlowKey, PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN, Service, Settings,
+        FlowKey, POOL_REMOVED, PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN, Service, Settings,
     },
     stats::Counter,
 };
 use network_types::eth::EthHdr;
 
 use crate::{
-    FLOWS, REVERSE, SETTINGS, flow, frag, icmp,
+    FLOWS, POOLS, REVERSE, SETTINGS, flow, frag, icmp,
     nat::{self, Translation, TsEdit},
     parse::{
         self, Frame, IPPROTO_ICMP, Ip, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, frame_len, ptr_at,
@@ -73,21 +73,55 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
     // A packet we would forward but whose TTL runs out here changes no
     // state.
     let expiring = ip.ttl <= 1;
-    if let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) {
-        if expiring {
-            return (xdp_action::XDP_DROP, Counter::TtlExceeded);
+    // Replies come back to a SNAT address, which is never a VIP (the
+    // configuration refuses that): one lookup sorts them out.
+    if flow::is_snat_addr(settings, ip.dst) {
+        // SAFETY: copied out at once.
+        if let Some(rev) = unsafe { REVERSE.get(key) } {
+            if expiring {
+                return (xdp_action::XDP_DROP, Counter::TtlExceeded);
+            }
+            let client = rev.client;
+            return from_backend(ctx, ip, &l4, &key, &client, settings);
         }
-        return to_service(ctx, ip, &l4, &key, &svc, settings);
+        return (xdp_action::XDP_PASS, Counter::PassNoService);
     }
-    // SAFETY: copied out at once.
-    if let Some(rev) = unsafe { REVERSE.get(key) } {
-        if expiring {
-            return (xdp_action::XDP_DROP, Counter::TtlExceeded);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tcp = ip.protocol == PROTO_TCP;
+    let syn = tcp && l4.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    // An established flow first: its service's flags are in the pool (an
+    // array slot), so the service map is only looked up for new flows.
+    if let Some(fp) = FLOWS.get_ptr_mut(key) {
+        // SAFETY: a pointer from the lookup, valid for this run.
+        let f = unsafe { *fp };
+        if let Some(pool) = POOLS.get(u32::from(f.service_id))
+            && pool.flags & POOL_REMOVED == 0
+            // A SYN on a closing flow is the client re-using its 5-tuple.
+            && !(syn && f.state == FLOW_CLOSING)
+            && flow::alive(settings, &key, &f, now)
+        {
+            if expiring {
+                return (xdp_action::XDP_DROP, Counter::TtlExceeded);
+            }
+            return established(ctx, ip, &l4, &key, pool.flags, fp, now);
         }
-        let client = rev.client;
-        return from_backend(ctx, ip, &l4, &key, &client, settings);
     }
-    (xdp_action::XDP_PASS, Counter::PassNoService)
+    let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) else {
+        return (xdp_action::XDP_PASS, Counter::PassNoService);
+    };
+    if expiring {
+        return (xdp_action::XDP_DROP, Counter::TtlExceeded);
+    }
+    if tcp && !syn {
+        if !service::has_backends(&svc) {
+            // Nothing to reconnect to: the SYN that follows would be
+            // refused too.
+            return (xdp_action::XDP_DROP, Counter::NoBackend);
+        }
+        // Not a SYN and no flow: a RST makes the client reconnect at once.
+        return refuse(ctx, ip, &l4, true, Counter::NoFlow);
+    }
+    new_flow(ctx, ip, &l4, &key, &svc, settings, now)
 }
 
 /// Answers with a RST when `answer` (and the segment is TCP and not itself
@@ -121,45 +155,12 @@ fn eth_src(ctx: &XdpContext) -> [u8; 6] {
 }
 
 #[inline(always)]
-fn to_service(
-    ctx: &XdpContext,
-    ip: &Ip,
-    l4: &L4,
-    key: &FlowKey,
-    svc: &Service,
-    settings: &Settings,
-) -> Verdict {
-    let now = unsafe { bpf_ktime_get_ns() };
-    let tcp = ip.protocol == PROTO_TCP;
-    let syn = tcp && l4.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    if let Some(fp) = FLOWS.get_ptr_mut(key) {
-        // SAFETY: a pointer from the lookup, valid for this run.
-        let f = unsafe { *fp };
-        // A SYN on a closing flow is the client re-using its 5-tuple.
-        let restart = syn && f.state == FLOW_CLOSING;
-        if !restart && flow::alive(settings, key, &f, now) {
-            return established(ctx, ip, l4, key, svc, fp, now);
-        }
-    }
-    if tcp && !syn {
-        if !service::has_backends(svc) {
-            // Nothing to reconnect to: the SYN that follows would be
-            // refused too.
-            return (xdp_action::XDP_DROP, Counter::NoBackend);
-        }
-        // Not a SYN and no flow: a RST makes the client reconnect at once.
-        return refuse(ctx, ip, l4, true, Counter::NoFlow);
-    }
-    new_flow(ctx, ip, l4, key, svc, settings, now)
-}
-
-#[inline(always)]
 fn established(
     ctx: &XdpContext,
     ip: &Ip,
     l4: &L4,
     key: &FlowKey,
-    svc: &Service,
+    service_flags: u32,
     fp: *mut Flow,
     now: u64,
 ) -> Verdict {
@@ -169,7 +170,7 @@ fn established(
         // Its backend is gone for good (drained out of the config).
         return refuse(ctx, ip, l4, true, Counter::NoFlow);
     };
-    if backend.state != BACKEND_UP && svc.flags & SERVICE_RESET_ON_DOWN != 0 {
+    if backend.state != BACKEND_UP && service_flags & SERVICE_RESET_ON_DOWN != 0 {
         // SAFETY: as in `to_service`.
         unsafe {
             (*fp).state = FLOW_CLOSING;
@@ -219,7 +220,7 @@ fn established(
             if ip.is_first_fragment() {
                 frag::remember(ip, key, FRAGMENT_TO_BACKEND, now);
             }
-            stats::traffic(svc.id, u32::from(f.backend_id), bytes, false);
+            stats::traffic(u32::from(f.service_id), u32::from(f.backend_id), bytes, false);
             (verdict, Counter::ToBackend)
         })
         .unwrap_or_else(|reason| (xdp_action::XDP_DROP, reason))

@@ -25,7 +25,7 @@ use aya_ebpf::{
 use kube_xdp_common::{
     maps::{
         Backend, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey, Interface,
-        MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_MAGLEV_TABLE, MAX_SERVICE_PORTS,
+        MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS, MaglevTable,
         MAX_SERVICES, Meta, Pool, ReverseFlow, Service, ServiceKey, Settings, Traffic,
     },
     stats::COUNTER_SLOTS,
@@ -42,7 +42,7 @@ static VIPS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "KXDP_POOLS")]
 static POOLS: Array<Pool> = Array::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "KXDP_MAGLEV")]
-static MAGLEV: Array<u32> = Array::with_max_entries(MAX_SERVICES * 2 * MAX_MAGLEV_TABLE, 0);
+static MAGLEV: Array<MaglevTable> = Array::with_max_entries(MAX_SERVICES * 2, 0);
 #[map(name = "KXDP_BACKENDS")]
 static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 // LRU so that dead entries (flows that ended, never looked up again) make

@@ -46,9 +46,10 @@ pub fn pick(service: &Service, hash: u32) -> Result<(u32, Backend), Counter> {
         return Err(Counter::NoBackend);
     }
     let slot = hash % pool.table_size;
-    let id = *MAGLEV
-        .get(maglev_index(service.id, pool.active & 1, slot))
+    let table = MAGLEV
+        .get(maglev_index(service.id, pool.active & 1))
         .ok_or(Counter::NoBackend)?;
+    let id = *table.get(slot as usize).ok_or(Counter::NoBackend)?;
     match backend(id) {
         Some(b) if b.state == BACKEND_UP => Ok((id, b)),
         _ => Err(Counter::NoBackend),

@@ -9,8 +9,8 @@ use kube_xdp_common::{
     map_name,
     maps::{
         BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, Backend, Flow, FlowKey, Interface,
-        MAX_BACKENDS, MAX_MAGLEV_TABLE, MAX_SERVICES, Meta, Pool, ReverseFlow,
-        SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
+        MAX_BACKENDS, MAX_MAGLEV_TABLE, MAX_SERVICES, Meta, POOL_REMOVED, Pool, ReverseFlow,
+        MaglevTable, SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
     },
     stats::Counter,
 };
@@ -171,7 +171,7 @@ pub struct Datapath {
     services: HashMap<MapData, ServiceKey, Service>,
     vips: HashMap<MapData, u32, u32>,
     pools: Array<MapData, Pool>,
-    maglev: Array<MapData, u32>,
+    maglev: Array<MapData, MaglevTable>,
     backends: Array<MapData, Backend>,
     flows: HashMap<MapData, FlowKey, Flow>,
     reverse: HashMap<MapData, FlowKey, ReverseFlow>,
@@ -334,11 +334,27 @@ impl Datapath {
                 .insert(key, value, 0)
                 .map_err(map_err(map_name::SERVICES))?;
         }
+        self.set_pool_flags(id, value.flags)?;
         self.refresh_vip(spec.vip)
     }
 
-    /// Removes a service's entries (its flows find no service afterwards).
+    fn set_pool_flags(&mut self, id: u32, flags: u32) -> Result<()> {
+        let mut pool = self
+            .pools
+            .get(&id, 0)
+            .map_err(map_err(map_name::POOLS))?;
+        pool.flags = flags;
+        self.pools
+            .set(id, pool, 0)
+            .map_err(map_err(map_name::POOLS))
+    }
+
+    /// Removes a service's entries; its established flows stop too.
     pub fn remove_service(&mut self, spec: &ServiceSpec) -> Result<()> {
+        let first = Self::service_keys(spec).next();
+        if let Some(Ok(service)) = first.map(|k| self.services.get(&k, 0)) {
+            self.set_pool_flags(service.id, POOL_REMOVED)?;
+        }
         for key in Self::service_keys(spec) {
             match self.services.remove(&key) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
@@ -403,6 +419,10 @@ impl Datapath {
     /// Replaces a pool's Maglev table (backend ids; empty = no usable
     /// backend). The idle half is written whole, then one update of the
     /// pool flips the datapath over to it.
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "passing the 256 KiB table by value would copy it onto the stack"
+    )]
     pub fn set_pool_table(&mut self, service_id: u32, table: &[u32]) -> Result<()> {
         Self::check_service(service_id)?;
         if table.len() > MAX_MAGLEV_TABLE as usize {
@@ -413,14 +433,19 @@ impl Datapath {
             .get(&service_id, 0)
             .map_err(map_err(map_name::POOLS))?;
         let idle = (pool.active & 1) ^ 1;
-        for (slot, backend) in table.iter().enumerate() {
-            self.maglev
-                .set(maglev_index(service_id, idle, slot as u32), backend, 0)
-                .map_err(map_err(map_name::MAGLEV))?;
-        }
+        // 256 KiB: on the heap, not the stack.
+        let mut whole: Box<MaglevTable> = vec![0u32; MAX_MAGLEV_TABLE as usize]
+            .into_boxed_slice()
+            .try_into()
+            .expect("MAX_MAGLEV_TABLE slots");
+        whole[..table.len()].copy_from_slice(table);
+        self.maglev
+            .set(maglev_index(service_id, idle), &*whole, 0)
+            .map_err(map_err(map_name::MAGLEV))?;
         let flipped = Pool {
             active: idle,
             table_size: table.len() as u32,
+            ..pool
         };
         self.pools
             .set(service_id, flipped, 0)
@@ -434,13 +459,11 @@ impl Datapath {
             .pools
             .get(&service_id, 0)
             .map_err(map_err(map_name::POOLS))?;
-        (0..pool.table_size)
-            .map(|slot| {
-                self.maglev
-                    .get(&maglev_index(service_id, pool.active & 1, slot), 0)
-                    .map_err(map_err(map_name::MAGLEV))
-            })
-            .collect()
+        let whole = self
+            .maglev
+            .get(&maglev_index(service_id, pool.active & 1), 0)
+            .map_err(map_err(map_name::MAGLEV))?;
+        Ok(whole[..pool.table_size as usize].to_vec())
     }
 
     /// The global counters, summed over CPUs.

@@ -2,8 +2,8 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::{path::PathBuf, time::Duration};
 
 #[derive(Parser)]
 #[command(
@@ -12,9 +12,23 @@ use std::path::PathBuf;
     about = "XDP layer-4 load balancer for Kubernetes API servers and NodePorts"
 )]
 struct Args {
+    /// Log format on stderr: text (for journald) or json (one object per
+    /// line). Default: $KUBE_XDP_LOG_FORMAT, else text.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// How the event log is written.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The environment variable `--log-format` falls back to.
+const LOG_FORMAT_ENV: &str = "KUBE_XDP_LOG_FORMAT";
 
 /// Options every command takes.
 #[derive(clap::Args, Clone)]
@@ -78,6 +92,22 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Live view of services and backends: per-second rates and state.
+    Top {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinArgs,
+        /// Print one frame (two samples --interval apart) and exit.
+        #[arg(long, conflicts_with = "frames")]
+        once: bool,
+        /// Time between samples, e.g. 1s, 500ms.
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: Duration,
+        /// Exit after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+    },
     /// Ask the running daemon to reload its configuration.
     Reload {
         #[command(flatten)]
@@ -92,17 +122,53 @@ enum Command {
     },
 }
 
-fn main() -> std::process::ExitCode {
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(10) {
+        return Err("must be at least 10ms".into());
+    }
+    Ok(d)
+}
+
+/// The event log on stderr: text (journald adds its own timestamps, but
+/// a terminal wants them too) or one JSON object per line, with the
+/// event's fields at the top level.
+fn init_logging(flag: Option<LogFormat>) -> LogFormat {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let mut bad_env = None;
+    let format = flag.unwrap_or_else(|| match std::env::var(LOG_FORMAT_ENV) {
+        Ok(v) if !v.is_empty() => LogFormat::from_str(&v, true).unwrap_or_else(|_| {
+            bad_env = Some(v);
+            LogFormat::Text
+        }),
+        _ => LogFormat::Text,
+    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
+    }
+    if let Some(v) = bad_env {
+        tracing::warn!("{LOG_FORMAT_ENV}={v:?} is neither text nor json: logging text");
+    }
+    format
+}
+
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let log_format = init_logging(args.log_format);
     let result = match args.command {
         Command::Run { common } => kube_xdp::daemon::run::run(&common.config),
         Command::CheckConfig { common } => cli::check_config::check_config(&common),
@@ -114,11 +180,23 @@ fn main() -> std::process::ExitCode {
             json,
             all,
         } => cli::flows::flows(&common, &pins, json, all),
+        Command::Top {
+            common,
+            pins,
+            once,
+            interval,
+            frames,
+        } => cli::top::top(&common, &pins, once, interval, frames),
         Command::Reload { common } => cli::reload::reload(&common),
         Command::Detach { common, pins } => cli::detach::detach(&common, &pins),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A JSON log stays JSON to its last line.
+        Err(err) if log_format == LogFormat::Json => {
+            tracing::error!("kube-xdp: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
         Err(err) => {
             eprintln!("kube-xdp: {err:#}");
             std::process::ExitCode::FAILURE

@@ -6,6 +6,7 @@
 //! (RFC 2544); nothing here sends traffic anywhere else.
 
 pub mod daemon;
+pub mod e2e_util;
 pub mod harness;
 pub mod netns;
 pub mod packet;

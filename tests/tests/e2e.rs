@@ -2,67 +2,12 @@
 //! servers, what a client observes.
 
 use kube_xdp_tests::{
-    daemon::cli,
+    e2e_util::{apiserver_config, wait_all_up},
     require_root,
     servers::{TcpServer, whoami},
     topology::{Cluster, VIP, backend_addr},
 };
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
-
-fn apiserver_config(backends: usize) -> String {
-    let mut s = format!(
-        "[[service]]\nname = \"kube-apiserver\"\nvip = \"{VIP}\"\nport = 6443\n\n\
-         [service.health_check]\nkind = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\nfall = 2\nrise = 1\n"
-    );
-    for i in 0..backends {
-        s.push_str(&format!(
-            "\n[[service.backend]]\nname = \"cp{i}\"\naddress = \"{}\"\n",
-            backend_addr(i)
-        ));
-    }
-    s
-}
-
-/// `kube-xdp backends --json`, from a second process.
-fn backends(c: &Cluster) -> serde_json::Value {
-    let out = cli(
-        &c.lb,
-        &["backends", "--json", "--config", c.config.to_str().unwrap()],
-    )
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn states(c: &Cluster) -> Vec<String> {
-    backends(c)[0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["state"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Waits (bounded) until every backend is UP.
-fn wait_all_up(c: &Cluster, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = states(c);
-        if s.len() == n && s.iter().all(|s| s == "UP") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "backends not all UP: {s:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 #[test]
 fn short_connections_spread_over_all_backends() {

@@ -6,6 +6,7 @@ pub mod detach;
 pub mod flows;
 pub mod reload;
 pub mod stats;
+pub mod top;
 
 use crate::{Common, PinArgs};
 use kube_xdp::{

@@ -38,12 +38,15 @@ use crate::{
     datapath::Datapath,
     ebpf,
     health::{self, CheckEvent, Health},
+    metrics::{self, Metrics},
 };
 
 /// How often next hops are re-read and drained backends expire.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How often hostname backends are resolved again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// How often the event log gets a summary line.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 struct Running {
     checker: Checker,
@@ -59,6 +62,7 @@ struct Daemon {
     checkers: HashMap<BackendKey, Running>,
     events: mpsc::Sender<CheckEvent<BackendKey>>,
     generation: u64,
+    metrics: Arc<Metrics>,
     // The loaded object: keeps the program and maps open while we run.
     _bpf: Ebpf,
 }
@@ -158,6 +162,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
 }
 
 async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let metrics = Metrics::new(&config, metrics::hash_file(&config_path));
+    if let Some(addr) = config.daemon.metrics_listen {
+        metrics::serve(addr, Arc::clone(&metrics)).await?;
+    }
     let pin_path = config.daemon.pin_path.clone();
     bpffs::prepare_pin_dir(&pin_path)?;
     let adopted = check_meta(&pin_path, config.daemon.flow_table_size)?;
@@ -206,6 +214,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         checkers: HashMap::new(),
         events,
         generation,
+        metrics,
         _bpf: bpf,
     };
     d.apply().context("programming the datapath")?;
@@ -229,6 +238,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     control::write_pid(&run_dir)?;
     d.report(true, "started".into());
     info!(pin_path = %pin_path.display(), services = d.config.services.len(), "kube-xdp running");
+    metrics::spawn_summary(Arc::clone(&d.metrics), SUMMARY_EVERY);
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -312,14 +322,15 @@ impl Daemon {
 
     fn on_check(&mut self, event: CheckEvent<BackendKey>) {
         let (service, backend) = &event.key;
+        self.metrics.record_check(service, backend, &event);
         if event.transition.is_none() {
             return;
         }
         let label = format!("{service}/{backend}");
         if let Some(message) = event.message(&label) {
             match event.health {
-                Health::Up => info!("{message}"),
-                Health::Down => warn!("{message}"),
+                Health::Up => info!(%service, %backend, state = "UP", "{message}"),
+                Health::Down => warn!(%service, %backend, state = "DOWN", "{message}"),
             }
         }
         let up = event.health == Health::Up;
@@ -405,6 +416,7 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => {
                 error!("reload failed, still running the previous configuration:\n{e:#}");
+                self.metrics.reload_failed();
                 self.report(false, format!("{e:#}"));
                 return;
             }
@@ -412,10 +424,11 @@ impl Daemon {
         let restart_needed = config.daemon.interfaces != self.config.daemon.interfaces
             || config.daemon.pin_path != self.config.daemon.pin_path
             || config.daemon.flow_table_size != self.config.daemon.flow_table_size
-            || config.daemon.xdp_mode != self.config.daemon.xdp_mode;
+            || config.daemon.xdp_mode != self.config.daemon.xdp_mode
+            || config.daemon.metrics_listen != self.config.daemon.metrics_listen;
         if restart_needed {
             warn!(
-                "interfaces, xdp_mode, pin_path and flow_table_size take effect at the next restart"
+                "interfaces, xdp_mode, pin_path, flow_table_size and metrics_listen take effect at the next restart"
             );
         }
         match settings(&config).map(|s| self.dp.set_settings(&s)) {
@@ -431,7 +444,9 @@ impl Daemon {
         self.resolved = resolved;
         match self.apply() {
             Ok(()) => {
-                info!("reload applied");
+                let hash = metrics::hash_file(&self.config_path);
+                info!(config_hash = %hash, "reload applied");
+                self.metrics.reload_ok(&self.config, hash);
                 self.report(true, "reloaded".into());
             }
             Err(e) => self.fail_reload(e.to_string()),
@@ -440,6 +455,7 @@ impl Daemon {
 
     fn fail_reload(&mut self, message: String) {
         error!("reload failed: {message}");
+        self.metrics.reload_failed();
         self.report(false, message);
     }
 

@@ -321,12 +321,13 @@ impl State {
             }
         };
         let service_id = svc.id;
+        let mut writes: Vec<(u32, BackendSpec)> = Vec::new();
         let label = |b: &str| format!("{}/{b}", d.name);
         // Backends gone from the configuration start draining.
         for (name, b) in svc.backends.iter_mut() {
             if b.removed_at.is_none() && !d.backends.iter().any(|db| &db.name == name) {
                 b.removed_at = Some(now);
-                p.set_backend(b.id, &backend_spec(service_id, b))?;
+                writes.push((b.id, backend_spec(service_id, b)));
                 changes.backends_removed.push(label(name));
             }
         }
@@ -336,7 +337,7 @@ impl State {
                     if b.weight != db.weight || b.removed_at.is_some() {
                         b.weight = db.weight;
                         b.removed_at = None;
-                        p.set_backend(b.id, &backend_spec(service_id, b))?;
+                        writes.push((b.id, backend_spec(service_id, b)));
                         changes.backends_changed.push(label(&db.name));
                     }
                 }
@@ -346,7 +347,7 @@ impl State {
                     if let Some(old) = existing {
                         old.removed_at = Some(now);
                         let old = old.clone();
-                        p.set_backend(old.id, &backend_spec(service_id, &old))?;
+                        writes.push((old.id, backend_spec(service_id, &old)));
                         svc.backends
                             .insert(format!("{} (old {})", db.name, old.addr), old);
                     }
@@ -361,14 +362,27 @@ impl State {
                         ifindex: hop.map_or(0, |h| h.1),
                         removed_at: None,
                     };
-                    p.set_backend(id, &backend_spec(service_id, &b))?;
+                    writes.push((id, backend_spec(service_id, &b)));
                     svc.backends.insert(db.name.clone(), b);
                     changes.backends_added.push(label(&db.name));
                 }
             }
         }
         svc.desired = d.clone();
-        if rebuild(p, &mut svc)? {
+        // The datapath must never pick a backend that is not UP: backends
+        // joining the pool are written before the table that names them,
+        // backends leaving it after the table that no longer does.
+        let (joining, leaving): (Vec<_>, Vec<_>) = writes
+            .into_iter()
+            .partition(|(_, spec)| spec.state == BackendState::Up);
+        for (id, spec) in &joining {
+            p.set_backend(*id, spec)?;
+        }
+        let rebuilt = rebuild(p, &mut svc)?;
+        for (id, spec) in &leaving {
+            p.set_backend(*id, spec)?;
+        }
+        if rebuilt {
             changes.pools_rebuilt.push(d.name.clone());
         }
         self.services.insert(d.name.clone(), svc);
@@ -418,9 +432,16 @@ impl State {
             return Ok(false);
         }
         b.up = up;
-        let spec = backend_spec(svc.id, b);
-        p.set_backend(b.id, &spec)?;
-        rebuild(p, svc)?;
+        let (id, spec) = (b.id, backend_spec(svc.id, b));
+        // UP: the backend, then the table that names it; DOWN: the table
+        // without it first, so the datapath never picks a DOWN backend.
+        if up {
+            p.set_backend(id, &spec)?;
+            rebuild(p, svc)?;
+        } else {
+            rebuild(p, svc)?;
+            p.set_backend(id, &spec)?;
+        }
         Ok(true)
     }
 

@@ -150,7 +150,17 @@ fn removed_backend_drains_until_its_timeout() {
     let changes = state.apply(&mut fake, &desired, now).unwrap();
     assert_eq!(changes.backends_removed, ["api/b"]);
     let ops = fake.take();
-    assert!(ops.contains(&Op::SetBackend(b_id, BackendState::Draining)));
+    let api_id = state.services["api"].id;
+    let pool_at = ops
+        .iter()
+        .position(|o| matches!(o, Op::SetPool(id, _) if *id == api_id));
+    let drain_at = ops
+        .iter()
+        .position(|o| *o == Op::SetBackend(b_id, BackendState::Draining));
+    assert!(
+        pool_at.unwrap() < drain_at.unwrap(),
+        "the table without it is written before it drains: {ops:?}"
+    );
     assert!(
         !ops.contains(&Op::RemoveBackend(b_id)),
         "its flows may finish"
@@ -193,10 +203,22 @@ fn health_change_rewrites_only_that_backend_and_pool() {
     assert_eq!(
         fake.take(),
         [
-            Op::SetBackend(a, BackendState::Down),
-            Op::SetPool(api, SIZE as usize)
-        ]
+            Op::SetPool(api, SIZE as usize),
+            Op::SetBackend(a, BackendState::Down)
+        ],
+        "the table without it first: the datapath never picks a DOWN backend"
     );
+    assert!(state.set_health(&mut fake, "api", "a", true).unwrap());
+    assert_eq!(
+        fake.take(),
+        [
+            Op::SetBackend(a, BackendState::Up),
+            Op::SetPool(api, SIZE as usize)
+        ],
+        "the backend first, then the table that names it"
+    );
+    assert!(state.set_health(&mut fake, "api", "a", false).unwrap());
+    fake.take();
     assert!(!state.set_health(&mut fake, "api", "a", false).unwrap());
     assert_eq!(fake.take(), [], "no change, no write");
 }

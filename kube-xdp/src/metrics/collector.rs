@@ -1,0 +1,269 @@
+//! The metrics read from the pinned maps at scrape time.
+
+use std::{fmt, sync::Arc};
+
+use kube_xdp_common::stats::Counter as DpCounter;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+};
+
+use super::{Shared, Snapshot, usable_backends};
+use crate::datapath::Datapath;
+
+/// Opens the pins on every scrape (a few `bpf(BPF_OBJ_GET)` calls) and
+/// encodes a [`Snapshot`]; when nothing can be read, says so with
+/// `kube_xdp_datapath_up 0` rather than failing the scrape.
+#[derive(Debug)]
+pub(super) struct DatapathCollector {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Collector for DatapathCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let config = self.shared.config();
+        let snapshot = Datapath::open_pinned(&self.shared.pin_path)
+            .and_then(|dp| Snapshot::read(&dp, Some(&config)));
+        if let Err(e) = &snapshot {
+            tracing::debug!("metrics: reading the pinned maps: {e}");
+        }
+        encode_snapshot(
+            &mut encoder,
+            snapshot.as_ref().ok(),
+            &self.shared.config_hash(),
+        )
+    }
+}
+
+/// One metric family of constant counters.
+fn counters<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let mut family = enc.encode_descriptor(name, &format!("{help}."), None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One metric family of constant gauges.
+fn gauges<L: EncodeLabelSet, V: prometheus_client::encoding::EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut family = enc.encode_descriptor(name, &format!("{help}."), None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A gauge without labels.
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    value: V,
+) -> fmt::Result {
+    let family = enc.encode_descriptor(name, &format!("{help}."), None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(family)
+}
+
+type Labels1 = [(&'static str, String); 1];
+type Labels2 = [(&'static str, String); 2];
+type Labels3 = [(&'static str, String); 3];
+
+/// Everything read from the maps (`snapshot`, `None` when they could not
+/// be read) plus `kube_xdp_config_info{hash}`.
+pub(super) fn encode_snapshot(
+    enc: &mut DescriptorEncoder,
+    snapshot: Option<&Snapshot>,
+    config_hash: &str,
+) -> fmt::Result {
+    {
+        let mut info = enc.encode_descriptor(
+            "kube_xdp_config",
+            "The running configuration: FNV-1a 64 hash of the file's bytes.",
+            None,
+            MetricType::Info,
+        )?;
+        info.encode_info(&[("hash", config_hash)])?;
+    }
+    gauge(
+        enc,
+        "kube_xdp_datapath_up",
+        "Whether the pinned maps could be read for this scrape",
+        i64::from(snapshot.is_some()),
+    )?;
+    let Some(s) = snapshot else {
+        return Ok(());
+    };
+    gauge(
+        enc,
+        "kube_xdp_datapath_read_duration_seconds",
+        "Time this scrape spent reading the maps (walks the flow table)",
+        s.read_duration.as_secs_f64(),
+    )?;
+
+    // Global counters: one family for the XDP verdicts, one for reasons.
+    let verdicts = [
+        (DpCounter::VerdictAborted, "aborted"),
+        (DpCounter::VerdictDrop, "drop"),
+        (DpCounter::VerdictPass, "pass"),
+        (DpCounter::VerdictTx, "tx"),
+        (DpCounter::VerdictRedirect, "redirect"),
+    ];
+    counters(
+        enc,
+        "kube_xdp_datapath_packets",
+        "Packets seen by the XDP program, by verdict (tx and redirect: sent out by the load balancer; pass: left to the kernel)",
+        verdicts
+            .iter()
+            .map(|(c, v)| -> (Labels1, u64) { ([("verdict", (*v).to_owned())], s.counter(*c)) }),
+    )?;
+    counters(
+        enc,
+        "kube_xdp_datapath_reason_packets",
+        "Packets by the reason of their verdict (new_flow, to_backend, to_client, no_backend, neighbour_miss, flow_table_full, malformed, ...)",
+        s.counters
+            .iter()
+            .filter(|(c, _)| !verdicts.iter().any(|(v, _)| v == c))
+            .map(|(c, v)| -> (Labels1, u64) { ([("reason", c.name().to_owned())], *v) }),
+    )?;
+
+    // Flow table.
+    if let Some(entries) = s.flow_entries {
+        gauge(
+            enc,
+            "kube_xdp_flow_table_entries",
+            "Entries in the flow table, live or expired (LRU: expired ones make room for new flows)",
+            entries,
+        )?;
+    }
+    gauge(
+        enc,
+        "kube_xdp_flow_table_live_flows",
+        "Live flows: within their idle timeout, both directions in place",
+        s.live_flows,
+    )?;
+    gauge(
+        enc,
+        "kube_xdp_flow_table_capacity",
+        "Size of the flow table (flow_table_size)",
+        u64::from(s.capacity),
+    )?;
+
+    // Services.
+    let svc = |name: &str| -> Labels1 { [("service", name.to_owned())] };
+    let services = &s.services;
+    counters(
+        enc,
+        "kube_xdp_service_packets",
+        "Packets forwarded for a service, both directions",
+        services.iter().map(|v| (svc(&v.name), v.packets)),
+    )?;
+    counters(
+        enc,
+        "kube_xdp_service_bytes",
+        "Bytes (Ethernet frames) forwarded for a service, both directions",
+        services.iter().map(|v| (svc(&v.name), v.bytes)),
+    )?;
+    counters(
+        enc,
+        "kube_xdp_service_new_flows",
+        "Flows opened to a service",
+        services.iter().map(|v| (svc(&v.name), v.new_flows)),
+    )?;
+    gauges(
+        enc,
+        "kube_xdp_service_backends",
+        "Backends of a service in the datapath (up, down or draining)",
+        services
+            .iter()
+            .map(|v| (svc(&v.name), v.backends.len() as u64)),
+    )?;
+    gauges(
+        enc,
+        "kube_xdp_service_usable_backends",
+        "Backends that can take new flows (in the Maglev table); 0: new connections are refused with a RST",
+        services
+            .iter()
+            .map(|v| (svc(&v.name), usable_backends(v) as u64)),
+    )?;
+
+    // Backends.
+    let rows = || {
+        services.iter().flat_map(|v| {
+            v.backends.iter().map(move |b| -> (Labels2, _) {
+                (
+                    [("service", v.name.clone()), ("backend", b.name.clone())],
+                    b,
+                )
+            })
+        })
+    };
+    counters(
+        enc,
+        "kube_xdp_backend_packets",
+        "Packets forwarded to and from a backend",
+        rows().map(|(l, b)| (l, b.packets)),
+    )?;
+    counters(
+        enc,
+        "kube_xdp_backend_bytes",
+        "Bytes (Ethernet frames) forwarded to and from a backend",
+        rows().map(|(l, b)| (l, b.bytes)),
+    )?;
+    counters(
+        enc,
+        "kube_xdp_backend_new_flows",
+        "Flows opened to a backend",
+        rows().map(|(l, b)| (l, b.new_flows)),
+    )?;
+    gauges(
+        enc,
+        "kube_xdp_backend_up",
+        "Whether a backend is UP (1) or DOWN or draining (0)",
+        rows().map(|(l, b)| (l, i64::from(b.state == "UP"))),
+    )?;
+    gauges(
+        enc,
+        "kube_xdp_backend_state",
+        "A backend's state: 1 for the current one of up, down, drain",
+        rows().flat_map(|([svc, be], b)| {
+            [("up", "UP"), ("down", "DOWN"), ("drain", "DRAIN")]
+                .into_iter()
+                .map(move |(label, raw)| -> (Labels3, i64) {
+                    (
+                        [svc.clone(), be.clone(), ("state", label.to_owned())],
+                        i64::from(b.state == raw),
+                    )
+                })
+        }),
+    )?;
+    gauges(
+        enc,
+        "kube_xdp_backend_weight",
+        "A backend's configured weight (0: draining)",
+        rows().filter_map(|(l, b)| Some((l, u64::from(b.weight?)))),
+    )?;
+    gauges(
+        enc,
+        "kube_xdp_backend_maglev_share",
+        "A backend's share of its pool's Maglev table, 0 to 1 (its share of new flows)",
+        rows().map(|(l, b)| (l, b.share)),
+    )?;
+    gauges(
+        enc,
+        "kube_xdp_backend_active_flows",
+        "Live flows to a backend",
+        rows().map(|(l, b)| (l, b.active_flows)),
+    )?;
+    Ok(())
+}

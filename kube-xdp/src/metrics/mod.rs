@@ -1,0 +1,454 @@
+//! Observability: the Prometheus metrics the daemon serves on
+//! `metrics_listen`, the periodic summary line of its event log, and the
+//! sampling, rates and rendering behind `kube-xdp top`.
+//!
+//! Two kinds of metrics:
+//!
+//! - **read at scrape time** from the pinned maps ([`Snapshot`], through a
+//!   second [`Datapath`] handle opened with [`Datapath::open_pinned`], so
+//!   the HTTP task shares nothing mutable with the daemon): traffic per
+//!   service and backend (per-CPU counters summed), backend state, weight,
+//!   Maglev share and active flows, flow-table occupancy and capacity, the
+//!   datapath's verdict and reason counters;
+//! - **recorded by the daemon** as things happen ([`Metrics`]): every
+//!   health check's latency or failure, state transitions, reloads, the
+//!   configuration's hash, build info.
+//!
+//! Names follow the Prometheus conventions: `kube_xdp_` prefix, counters
+//! end in `_total`, base units (seconds, bytes), labels `service` and
+//! `backend` named from the configuration. The list is in
+//! `docs/observability.md`.
+
+mod collector;
+mod server;
+pub mod summary;
+pub mod top;
+
+pub use server::serve;
+pub use summary::spawn_summary;
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock, atomic::AtomicU64},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use kube_xdp_common::stats::Counter as DpCounter;
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    config::Config,
+    daemon::inspect::{self, ServiceView},
+    datapath::{Datapath, DatapathError},
+    health::{CheckEvent, Health},
+};
+
+/// `{service, backend}`.
+type BackendLabels = [(&'static str, String); 2];
+/// `{service, backend, reason}`.
+type FailureLabels = [(&'static str, String); 3];
+/// `{service, backend, to}`.
+type TransitionLabels = [(&'static str, String); 3];
+/// `{result}`.
+type ResultLabels = [(&'static str, &'static str); 1];
+
+/// Every `Failure::label()`, so a removed backend's series can all go.
+const FAILURE_REASONS: [&str; 6] = ["refused", "timeout", "unreachable", "tls", "http", "status"];
+
+/// Bucket bounds of the health-check latency histogram, in seconds: from a
+/// LAN TCP connect (well under a millisecond) to the longest sensible check
+/// timeout.
+const CHECK_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn check_histogram() -> Histogram {
+    Histogram::new(CHECK_BUCKETS)
+}
+
+/// FNV-1a, 64 bits, as 16 hex digits: a stable fingerprint of the
+/// configuration file (the same bytes give the same hash on every host and
+/// every version), for `kube_xdp_config_info{hash}`.
+pub fn fnv1a64(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The hash of the file at `path` ([`fnv1a64`] of its bytes), or
+/// `"unreadable"`.
+pub fn hash_file(path: &Path) -> String {
+    std::fs::read(path).map_or_else(|_| "unreadable".to_owned(), |b| fnv1a64(&b))
+}
+
+/// What the scrape-time collector needs from the daemon: where the maps
+/// are pinned, and the running configuration (for names).
+#[derive(Debug)]
+struct Shared {
+    pin_path: PathBuf,
+    config: RwLock<Arc<Config>>,
+    config_hash: RwLock<String>,
+}
+
+impl Shared {
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn config_hash(&self) -> String {
+        self.config_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The daemon's metrics registry. Create it once with [`Metrics::new`],
+/// share it (`Arc`) with [`serve`] and [`spawn_summary`], and call the
+/// `record_*`/`reload_*` methods from the daemon loop.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    shared: Arc<Shared>,
+    check_duration: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    check_failures: Family<FailureLabels, Counter>,
+    transitions: Family<TransitionLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload_ok: Gauge,
+    last_reload_success: Gauge<f64, AtomicU64>,
+    /// The (service, backend) pairs with recorded series, to drop those
+    /// of backends a reload removed.
+    recorded: Mutex<HashSet<(String, String)>>,
+    /// One scrape at a time: each walks the flow table.
+    scraping: Mutex<()>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+impl Metrics {
+    /// A registry for a daemon running `config` (file hash `config_hash`,
+    /// see [`hash_file`]) on the maps pinned at its `pin_path`.
+    pub fn new(config: &Config, config_hash: String) -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            pin_path: config.daemon.pin_path.clone(),
+            config: RwLock::new(Arc::new(config.clone())),
+            config_hash: RwLock::new(config_hash),
+        });
+        let mut registry = Registry::default();
+        registry.register(
+            "kube_xdp_build",
+            "kube-xdp build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let check_duration =
+            Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                check_histogram,
+            );
+        registry.register_with_unit(
+            "kube_xdp_health_check_duration",
+            "Latency of passed health checks (connect, TLS, request and response head)",
+            Unit::Seconds,
+            check_duration.clone(),
+        );
+        let check_failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "kube_xdp_health_check_failures",
+            "Failed health checks by reason (refused, timeout, unreachable, tls, http, status)",
+            check_failures.clone(),
+        );
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "kube_xdp_backend_transitions",
+            "Health state changes of a backend (to = up | down)",
+            transitions.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        // Both series exist from the start, so `increase()` sees the first
+        // failure.
+        for result in ["ok", "failed"] {
+            let _ = reloads.get_or_create(&[("result", result)]);
+        }
+        registry.register(
+            "kube_xdp_reloads",
+            "Configuration reloads (SIGHUP or kube-xdp reload) by result (ok | failed)",
+            reloads.clone(),
+        );
+        let last_reload_ok = Gauge::default();
+        last_reload_ok.set(1);
+        registry.register(
+            "kube_xdp_config_last_reload_successful",
+            "Whether the last configuration (re)load was applied (1) or rejected (0)",
+            last_reload_ok.clone(),
+        );
+        let last_reload_success = Gauge::<f64, AtomicU64>::default();
+        last_reload_success.set(unix_now());
+        registry.register_with_unit(
+            "kube_xdp_config_last_reload_success_timestamp",
+            "When the running configuration was applied (start or last successful reload)",
+            Unit::Seconds,
+            last_reload_success.clone(),
+        );
+        registry.register_collector(Box::new(collector::DatapathCollector {
+            shared: Arc::clone(&shared),
+        }));
+        Arc::new(Metrics {
+            registry,
+            shared,
+            check_duration,
+            check_failures,
+            transitions,
+            reloads,
+            last_reload_ok,
+            last_reload_success,
+            recorded: Mutex::new(HashSet::new()),
+            scraping: Mutex::new(()),
+        })
+    }
+
+    /// Where the daemon's maps are pinned.
+    pub fn pin_path(&self) -> &Path {
+        &self.shared.pin_path
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config()
+    }
+
+    /// Records one health check of `service`/`backend`: its latency when
+    /// it passed, its reason when it failed, and a transition when it made
+    /// one. Events of backends no longer in the configuration (a checker
+    /// stopped by a reload, its last event still queued) are ignored.
+    pub fn record_check<K>(&self, service: &str, backend: &str, event: &CheckEvent<K>) {
+        let configured = self
+            .shared
+            .config()
+            .services
+            .iter()
+            .any(|s| s.name == service && s.backends.iter().any(|b| b.name == backend));
+        if !configured {
+            return;
+        }
+        self.recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((service.to_owned(), backend.to_owned()));
+        if let Some(latency) = event.latency() {
+            self.check_duration
+                .get_or_create(&backend_labels(service, backend))
+                .observe(latency.as_secs_f64());
+        }
+        if let Some(failure) = event.failure() {
+            self.check_failures
+                .get_or_create(&failure_labels(service, backend, failure.label()))
+                .inc();
+        }
+        if let Some(t) = event.transition {
+            let to = match t.to {
+                Health::Up => "up",
+                Health::Down => "down",
+            };
+            self.transitions
+                .get_or_create(&[
+                    ("service", service.to_owned()),
+                    ("backend", backend.to_owned()),
+                    ("to", to.to_owned()),
+                ])
+                .inc();
+        }
+    }
+
+    /// A reload was applied: counts it, and from now on names come from
+    /// `config` and `kube_xdp_config_info` shows `config_hash`. Series of
+    /// backends the new configuration dropped are removed.
+    pub fn reload_ok(&self, config: &Config, config_hash: String) {
+        self.reloads.get_or_create(&[("result", "ok")]).inc();
+        self.last_reload_ok.set(1);
+        self.last_reload_success.set(unix_now());
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(config.clone());
+        *self
+            .shared
+            .config_hash
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = config_hash;
+        let wanted: HashSet<(String, String)> = config
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.name.clone())))
+            .collect();
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        for (service, backend) in recorded.difference(&wanted) {
+            self.check_duration
+                .remove(&backend_labels(service, backend));
+            for reason in FAILURE_REASONS {
+                self.check_failures
+                    .remove(&failure_labels(service, backend, reason));
+            }
+            for to in ["up", "down"] {
+                self.transitions.remove(&[
+                    ("service", service.clone()),
+                    ("backend", backend.clone()),
+                    ("to", to.to_owned()),
+                ]);
+            }
+        }
+        recorded.retain(|k| wanted.contains(k));
+    }
+
+    /// A reload was rejected (the daemon keeps the running configuration).
+    pub fn reload_failed(&self) {
+        self.reloads.get_or_create(&[("result", "failed")]).inc();
+        self.last_reload_ok.set(0);
+    }
+
+    /// The OpenMetrics text exposition: what `GET /metrics` returns. Reads
+    /// the pinned maps (walking the flow table), so call it off the async
+    /// executor.
+    ///
+    /// # Errors
+    ///
+    /// Only when formatting fails (it does not, writing to a `String`).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let _one = self.scraping.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn backend_labels(service: &str, backend: &str) -> BackendLabels {
+    [
+        ("service", service.to_owned()),
+        ("backend", backend.to_owned()),
+    ]
+}
+
+fn failure_labels(service: &str, backend: &str, reason: &str) -> FailureLabels {
+    [
+        ("service", service.to_owned()),
+        ("backend", backend.to_owned()),
+        ("reason", reason.to_owned()),
+    ]
+}
+
+/// The maps at one moment, named from the configuration.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// When the traffic counters were read.
+    pub taken: Instant,
+    /// The global verdict and reason counters, summed over CPUs.
+    pub counters: Vec<(DpCounter, u64)>,
+    pub services: Vec<ServiceView>,
+    /// Entries in the forward flow table, live or expired (an LRU map:
+    /// expired entries are reclaimed as new flows need room). `None` when
+    /// not counted ([`Snapshot::read_light`]).
+    pub flow_entries: Option<u64>,
+    /// Live flows: within their idle timeout with both entries in place
+    /// (the datapath's own rule). From [`Snapshot::read_light`], the
+    /// flows attached to a current backend.
+    pub live_flows: u64,
+    /// `flow_table_size`, from the pinned metadata.
+    pub capacity: u32,
+    /// How long reading the maps took.
+    pub read_duration: Duration,
+}
+
+impl Snapshot {
+    /// Reads everything, counting the flow table exactly (a second walk
+    /// of it: the cost grows with the number of entries).
+    ///
+    /// # Errors
+    ///
+    /// When a map cannot be read.
+    pub fn read(dp: &Datapath, config: Option<&Config>) -> Result<Self, DatapathError> {
+        let started = Instant::now();
+        let mut snap = Self::read_light(dp, config)?;
+        let settings = dp.settings()?;
+        let now = inspect::monotonic_ns();
+        let (mut entries, mut live) = (0u64, 0u64);
+        for (key, flow) in dp.flows()? {
+            entries += 1;
+            live += u64::from(inspect::live(dp, &settings, &key, &flow, now));
+        }
+        snap.flow_entries = Some(entries);
+        snap.live_flows = live;
+        snap.read_duration = started.elapsed();
+        Ok(snap)
+    }
+
+    /// Reads services, backends and counters with one walk of the flow
+    /// table (inside [`inspect::services`]); `live_flows` is the sum of the
+    /// backends' active flows.
+    ///
+    /// # Errors
+    ///
+    /// When a map cannot be read.
+    pub fn read_light(dp: &Datapath, config: Option<&Config>) -> Result<Self, DatapathError> {
+        let started = Instant::now();
+        let services = inspect::services(dp, config)?;
+        let taken = Instant::now();
+        let counters = dp.global_stats()?.counters;
+        let capacity = dp.meta()?.flow_table_size;
+        let live_flows = services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .map(|b| b.active_flows)
+            .sum();
+        Ok(Snapshot {
+            taken,
+            counters,
+            services,
+            flow_entries: None,
+            live_flows,
+            capacity,
+            read_duration: started.elapsed(),
+        })
+    }
+
+    /// The value of one global counter.
+    pub fn counter(&self, c: DpCounter) -> u64 {
+        self.counters
+            .iter()
+            .find(|(k, _)| *k == c)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Packets the datapath sent out itself (`XDP_TX` + `XDP_REDIRECT`):
+    /// forwarded both ways, plus the RSTs it answers with.
+    pub fn forwarded(&self) -> u64 {
+        self.counter(DpCounter::VerdictTx) + self.counter(DpCounter::VerdictRedirect)
+    }
+
+    /// Backends in the UP state, and all backend slots in use.
+    pub fn backends_up(&self) -> (usize, usize) {
+        let all = self.services.iter().flat_map(|s| &s.backends);
+        let total = all.clone().count();
+        let up = all.filter(|b| b.state == "UP").count();
+        (up, total)
+    }
+}
+
+/// Backends of a service that can take new flows: those holding slots in
+/// its live Maglev table (UP, weight above 0).
+pub fn usable_backends(service: &ServiceView) -> usize {
+    service.backends.iter().filter(|b| b.share > 0.0).count()
+}
+
+#[cfg(test)]
+mod tests;

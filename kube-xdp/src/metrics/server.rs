@@ -1,0 +1,110 @@
+//! `GET /metrics` over HTTP/1.1 on `metrics_listen`.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    header::{ALLOW, CONTENT_TYPE},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tracing::{debug, info, warn};
+
+use super::Metrics;
+
+/// What prometheus-client's text encoder produces.
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Binds `addr` and serves `GET /metrics` from `metrics` until the
+/// returned task is aborted (or the runtime stops). Binding happens before
+/// this returns, so a taken port is an error at start-up.
+///
+/// # Errors
+///
+/// When `addr` cannot be bound.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics_listen = \"{addr}\": cannot listen there"))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    info!(listen = %local, "serving Prometheus metrics at http://{local}/metrics");
+    Ok(tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!("metrics: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let metrics = Arc::clone(&metrics);
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handle(req, Arc::clone(&metrics)));
+                let result = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = result {
+                    debug!(%peer, "metrics connection: {e}");
+                }
+            });
+        }
+    }))
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("a valid header"),
+    );
+    r
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    metrics: Arc<Metrics>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() != "/metrics" {
+        return Ok(plain(StatusCode::NOT_FOUND, "not found: try /metrics\n"));
+    }
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n");
+            r.headers_mut()
+                .insert(ALLOW, "GET, HEAD".parse().expect("a valid header"));
+            return Ok(r);
+        }
+    };
+    // Reading the maps is blocking work (and walks the flow table).
+    let body = match tokio::task::spawn_blocking(move || metrics.encode()).await {
+        Ok(Ok(text)) => text,
+        Ok(Err(_)) | Err(_) => {
+            return Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding the metrics failed\n",
+            ));
+        }
+    };
+    let mut r = Response::new(Full::new(if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    }));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        CONTENT_TYPE_OPENMETRICS.parse().expect("a valid header"),
+    );
+    Ok(r)
+}
