@@ -220,7 +220,12 @@ fn established(
             if ip.is_first_fragment() {
                 frag::remember(ip, key, FRAGMENT_TO_BACKEND, now);
             }
-            stats::traffic(u32::from(f.service_id), u32::from(f.backend_id), bytes, false);
+            stats::traffic(
+                u32::from(f.service_id),
+                u32::from(f.backend_id),
+                bytes,
+                false,
+            );
             (verdict, Counter::ToBackend)
         })
         .unwrap_or_else(|reason| (xdp_action::XDP_DROP, reason))

@@ -25,8 +25,8 @@ use aya_ebpf::{
 use kube_xdp_common::{
     maps::{
         Backend, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey, Interface,
-        MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS, MaglevTable,
-        MAX_SERVICES, Meta, Pool, ReverseFlow, Service, ServiceKey, Settings, Traffic,
+        MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS, MAX_SERVICES, MaglevTable,
+        Meta, Pool, ReverseFlow, Service, ServiceKey, Settings, Traffic,
     },
     stats::COUNTER_SLOTS,
 };

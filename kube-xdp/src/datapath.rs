@@ -9,8 +9,8 @@ use kube_xdp_common::{
     map_name,
     maps::{
         BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, Backend, Flow, FlowKey, Interface,
-        MAX_BACKENDS, MAX_MAGLEV_TABLE, MAX_SERVICES, Meta, POOL_REMOVED, Pool, ReverseFlow,
-        MaglevTable, SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
+        MAX_BACKENDS, MAX_MAGLEV_TABLE, MAX_SERVICES, MaglevTable, Meta, POOL_REMOVED, Pool,
+        ReverseFlow, SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
     },
     stats::Counter,
 };
@@ -339,10 +339,7 @@ impl Datapath {
     }
 
     fn set_pool_flags(&mut self, id: u32, flags: u32) -> Result<()> {
-        let mut pool = self
-            .pools
-            .get(&id, 0)
-            .map_err(map_err(map_name::POOLS))?;
+        let mut pool = self.pools.get(&id, 0).map_err(map_err(map_name::POOLS))?;
         pool.flags = flags;
         self.pools
             .set(id, pool, 0)

@@ -18,12 +18,7 @@ fn run_dir(common: &Common) -> PathBuf {
     std::fs::read_to_string(&common.config)
         .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|t| {
-            t.get("daemon")?
-                .get("run_dir")?
-                .as_str()
-                .map(PathBuf::from)
-        })
+        .and_then(|t| t.get("daemon")?.get("run_dir")?.as_str().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
 }
 
