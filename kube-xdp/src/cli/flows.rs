@@ -4,8 +4,8 @@ use crate::{Common, PinArgs};
 use kube_xdp::daemon::inspect;
 
 pub fn flows(common: &Common, pins: &PinArgs, json: bool, all: bool) -> anyhow::Result<()> {
-    let config = common.config_if_present().ok().flatten();
-    let dp = pins.open(config.as_ref())?;
+    let config = common.config_if_present();
+    let dp = pins.open(common, config.as_ref())?;
     let flows = inspect::flows(&dp, all)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&flows)?);

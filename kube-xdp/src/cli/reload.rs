@@ -15,10 +15,8 @@ fn run_dir(common: &Common) -> PathBuf {
     if let Ok(config) = Config::load(&common.config) {
         return config.daemon.run_dir;
     }
-    std::fs::read_to_string(&common.config)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("daemon")?.get("run_dir")?.as_str().map(PathBuf::from))
+    common
+        .raw_daemon_key("run_dir")
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
 }
 

@@ -5,8 +5,8 @@ use crate::{Common, PinArgs, cli::human};
 use kube_xdp::daemon::inspect;
 
 pub fn stats(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
-    let config = common.config_if_present().ok().flatten();
-    let dp = pins.open(config.as_ref())?;
+    let config = common.config_if_present();
+    let dp = pins.open(common, config.as_ref())?;
     let stats = dp.global_stats()?;
     let services = inspect::services(&dp, config.as_ref())?;
     if json {

@@ -19,8 +19,8 @@ pub fn top(
     interval: Duration,
     frames: Option<u64>,
 ) -> anyhow::Result<()> {
-    let config = common.config_if_present().ok().flatten();
-    let dp = pins.open(config.as_ref())?;
+    let config = common.config_if_present();
+    let dp = pins.open(common, config.as_ref())?;
     // Escapes only for a live view on a terminal; `--once` and pipes get
     // plain frames.
     let live = !once && std::io::stdout().is_terminal();
@@ -29,7 +29,7 @@ pub fn top(
     loop {
         std::thread::sleep(interval);
         // Re-read the file each time: names follow a reload.
-        let config = common.config_if_present().ok().flatten();
+        let config = common.config_if_present();
         let cur = Snapshot::read_light(&dp, config.as_ref())?;
         let text = view::render(&view::frame(&prev, &cur, SystemTime::now()));
         let mut out = std::io::stdout().lock();
