@@ -1,7 +1,11 @@
 //! The packet's path: what kind of frame, then client → service or
 //! backend → client.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    programs::XdpContext,
+};
 use kube_xdp_common::{
     hash::flow_hash,
     maps::{
@@ -78,15 +82,14 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
     if flow::is_snat_addr(settings, ip.dst) {
         // SAFETY: copied out at once.
         if let Some(rev) = unsafe { REVERSE.get(key) } {
-            if expiring {
-                return (xdp_action::XDP_DROP, Counter::TtlExceeded);
-            }
             let client = rev.client;
             return from_backend(ctx, ip, &l4, &key, &client, settings);
         }
         return (xdp_action::XDP_PASS, Counter::PassNoService);
     }
-    let now = unsafe { bpf_ktime_get_ns() };
+    // Idle timeouts are seconds to hours: the coarse clock (a tick of a
+    // few ms) is enough, and cheaper than the fine one.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let tcp = ip.protocol == PROTO_TCP;
     let syn = tcp && l4.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     // An established flow first: its service's flags are in the pool (an
@@ -281,8 +284,10 @@ fn new_flow(
     } else {
         None
     };
+    // The timestamp clock must move between two flows on one port, however
+    // close together: the fine clock.
     let ts_offset = match ts_at.and_then(|at| tcpopt::read_u32(ctx, at)) {
-        Some(tsval) => ts_clock(now).wrapping_sub(u32::from_be(tsval)),
+        Some(tsval) => ts_clock(unsafe { bpf_ktime_get_ns() }).wrapping_sub(u32::from_be(tsval)),
         None => 0,
     };
     let Some((snat_addr, snat_port)) = flow::allocate(
@@ -344,7 +349,7 @@ fn from_backend(
     client: &FlowKey,
     settings: &Settings,
 ) -> Verdict {
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(fp) = FLOWS.get_ptr_mut(client) else {
         // The flow is gone: the kernel answers (a RST to the backend).
         return (xdp_action::XDP_PASS, Counter::NoFlow);
@@ -357,6 +362,11 @@ fn from_backend(
         && f.backend_port == key.src_port;
     if !agrees || flow::expired(settings, &f, now) {
         return (xdp_action::XDP_PASS, Counter::NoFlow);
+    }
+    // A reply we would forward but whose TTL runs out here changes no
+    // state.
+    if ip.ttl <= 1 {
+        return (xdp_action::XDP_DROP, Counter::TtlExceeded);
     }
     if ip.protocol == PROTO_TCP {
         let mut flags = f.flags;

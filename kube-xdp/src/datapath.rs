@@ -17,6 +17,7 @@ use kube_xdp_common::{
 use std::{
     net::Ipv4Addr,
     ops::RangeInclusive,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -35,6 +36,8 @@ pub enum DatapathError {
     ServiceId(u32),
     #[error("backend id {0} is out of range (0..{MAX_BACKENDS})")]
     BackendId(u32),
+    #[error("{0}: {1}")]
+    Syscall(&'static str, std::io::Error),
     #[error("devmap KXDP_TX_PORTS: {0}")]
     TxPort(String),
     #[error("a Maglev table of {0} slots is larger than the datapath's {MAX_MAGLEV_TABLE}")]
@@ -42,6 +45,43 @@ pub enum DatapathError {
 }
 
 type Result<T> = std::result::Result<T, DatapathError>;
+
+/// `BPF_MAP_LOOKUP_ELEM` into a caller's buffer, which must be exactly the
+/// map's value size.
+fn lookup_into(fd: BorrowedFd<'_>, key: &u32, out: &mut [u32]) -> std::io::Result<()> {
+    /// The `BPF_MAP_*_ELEM` part of `union bpf_attr`.
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+    let attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        _pad: 0,
+        key: key as *const u32 as u64,
+        value: out.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: `attr` is a valid BPF_MAP_LOOKUP_ELEM request whose key and
+    // value pointers outlive the call; `out` holds the whole value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_ELEM,
+            &attr as *const ElemAttr,
+            std::mem::size_of::<ElemAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
@@ -172,6 +212,9 @@ pub struct Datapath {
     vips: HashMap<MapData, u32, u32>,
     pools: Array<MapData, Pool>,
     maglev: Array<MapData, MaglevTable>,
+    /// The same map, for reading a table into the heap (aya's `get`
+    /// returns the 256 KiB value on the stack).
+    maglev_fd: OwnedFd,
     backends: Array<MapData, Backend>,
     flows: HashMap<MapData, FlowKey, Flow>,
     reverse: HashMap<MapData, FlowKey, ReverseFlow>,
@@ -187,12 +230,22 @@ pub struct Datapath {
 macro_rules! open_all {
     ($open:expr) => {{
         let open = &mut $open;
+        let maglev = open(map_name::MAGLEV)?;
+        let maglev_fd = match &maglev {
+            Map::Array(data) => data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| DatapathError::Syscall("dup", e))?,
+            _ => return Err(DatapathError::MissingMap(map_name::MAGLEV)),
+        };
         Datapath {
+            maglev_fd,
             stats: typed(map_name::STATS, open(map_name::STATS)?)?,
             services: typed(map_name::SERVICES, open(map_name::SERVICES)?)?,
             vips: typed(map_name::VIPS, open(map_name::VIPS)?)?,
             pools: typed(map_name::POOLS, open(map_name::POOLS)?)?,
-            maglev: typed(map_name::MAGLEV, open(map_name::MAGLEV)?)?,
+            maglev: typed(map_name::MAGLEV, maglev)?,
             backends: typed(map_name::BACKENDS, open(map_name::BACKENDS)?)?,
             flows: typed(map_name::FLOWS, open(map_name::FLOWS)?)?,
             reverse: typed(map_name::REVERSE, open(map_name::REVERSE)?)?,
@@ -456,11 +509,12 @@ impl Datapath {
             .pools
             .get(&service_id, 0)
             .map_err(map_err(map_name::POOLS))?;
-        let whole = self
-            .maglev
-            .get(&maglev_index(service_id, pool.active & 1), 0)
-            .map_err(map_err(map_name::MAGLEV))?;
-        Ok(whole[..pool.table_size as usize].to_vec())
+        let mut whole = vec![0u32; MAX_MAGLEV_TABLE as usize];
+        let key = maglev_index(service_id, pool.active & 1);
+        lookup_into(self.maglev_fd.as_fd(), &key, &mut whole)
+            .map_err(|e| DatapathError::Syscall("BPF_MAP_LOOKUP_ELEM", e))?;
+        whole.truncate(pool.table_size as usize);
+        Ok(whole)
     }
 
     /// The global counters, summed over CPUs.

@@ -8,6 +8,7 @@
 pub mod daemon;
 pub mod e2e_util;
 pub mod harness;
+pub mod model;
 pub mod netns;
 pub mod packet;
 pub mod servers;
