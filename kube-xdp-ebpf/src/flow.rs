@@ -14,6 +14,8 @@ use crate::{FLOWS, REVERSE};
 
 /// `BPF_NOEXIST`.
 const BPF_NOEXIST: u64 = 1;
+/// How long a finished flow's port rests before another flow may take it.
+const REUSE_GRACE_NS: u64 = 1_000_000_000;
 /// Candidate SNAT ports tried for one new flow before giving up.
 const PORT_PROBES: u32 = 16;
 
@@ -94,7 +96,10 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     let idle = now.saturating_sub(old.last_seen_ns);
     let both_ts = new_ts && old.flags & FLOW_TS_REWRITE != 0;
     if both_ts && finished(old) {
-        return true;
+        // The last ACK of the close (and a retransmitted FIN) may still be
+        // on the way: give them a moment before the 4-tuple means another
+        // connection. The backend's TIME_WAIT accepts the new SYN then.
+        return idle > REUSE_GRACE_NS;
     }
     let hold = if both_ts {
         0

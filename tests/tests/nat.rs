@@ -320,8 +320,14 @@ fn closed_flows_port_goes_to_the_next_flow_only_with_growing_timestamps() {
     fin.dst_mac = LB_MAC;
     assert_eq!(tx(&h, &fin).dst, CLIENT_IP);
 
+    // Right after the close, the port rests (the last ACK may still be on
+    // its way): with no other port, a new SYN is refused.
+    let early = tx(&h, &Pkt::tcp(48003, VIP, 6443, SYN).ts(Some((5, 0))));
+    assert_eq!(early.tcp_flags(), RST | ACK, "the port is still resting");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
     // A new flow from another client whose clock is far *behind* the first
-    // one's: the port is re-used at once, and the backend's TIME_WAIT socket
+    // one's: the port is re-used a second after the close, and the backend's TIME_WAIT socket
     // for that 4-tuple sees a TSval above the last one it saw, so PAWS
     // accepts the SYN (tcp_timewait_state_process).
     let second = tx(&h, &Pkt::tcp(48001, VIP, 6443, SYN).ts(Some((5, 0))));
@@ -342,5 +348,5 @@ fn closed_flows_port_goes_to_the_next_flow_only_with_growing_timestamps() {
     let refused = tx(&h, &Pkt::tcp(48002, VIP, 6443, SYN).ts(None));
     assert_eq!(refused.tcp_flags(), RST | ACK);
     assert_eq!((refused.src, refused.dst), (VIP, CLIENT_IP));
-    assert_eq!(h.dp.global_stats().unwrap().get(Counter::SnatExhausted), 1);
+    assert_eq!(h.dp.global_stats().unwrap().get(Counter::SnatExhausted), 2);
 }
