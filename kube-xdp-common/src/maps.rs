@@ -249,6 +249,19 @@ pub struct Settings {
     pub tcp_time_wait_ns: u64,
 }
 
+impl Settings {
+    /// The idle timeout of a flow in `state` (`FLOW_*`).
+    #[inline(always)]
+    pub const fn idle_timeout_ns(&self, state: u8) -> u64 {
+        match state {
+            FLOW_SYN_SENT => self.tcp_syn_ns,
+            FLOW_ESTABLISHED => self.tcp_established_ns,
+            FLOW_CLOSING => self.tcp_closing_ns,
+            _ => self.udp_ns,
+        }
+    }
+}
+
 /// The value of `INTERFACES`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

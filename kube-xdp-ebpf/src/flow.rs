@@ -6,8 +6,8 @@
 //! checked here, lazily, so expiry needs no daemon.
 
 use kube_xdp_common::maps::{
-    FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_SYN_SENT,
-    FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP, ReverseFlow, Settings,
+    FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP,
+    ReverseFlow, Settings,
 };
 
 use crate::{FLOWS, REVERSE};
@@ -22,12 +22,7 @@ const PORT_PROBES: u32 = 16;
 /// The idle timeout of a flow in its state.
 #[inline(always)]
 pub fn timeout(settings: &Settings, flow: &Flow) -> u64 {
-    match flow.state {
-        FLOW_SYN_SENT => settings.tcp_syn_ns,
-        FLOW_ESTABLISHED => settings.tcp_established_ns,
-        FLOW_CLOSING => settings.tcp_closing_ns,
-        _ => settings.udp_ns,
-    }
+    settings.idle_timeout_ns(flow.state)
 }
 
 #[inline(always)]

@@ -26,19 +26,10 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn timeout(settings: &Settings, flow: &Flow) -> u64 {
-    match flow.state {
-        FLOW_SYN_SENT => settings.tcp_syn_ns,
-        FLOW_ESTABLISHED => settings.tcp_established_ns,
-        FLOW_CLOSING => settings.tcp_closing_ns,
-        _ => settings.udp_ns,
-    }
-}
-
 /// Whether a flow entry is live: within its idle timeout, and its reverse
 /// entry points back at it (the datapath's own rule).
 pub fn live(dp: &Datapath, settings: &Settings, key: &FlowKey, flow: &Flow, now: u64) -> bool {
-    if now.saturating_sub(flow.last_seen_ns) > timeout(settings, flow) {
+    if now.saturating_sub(flow.last_seen_ns) > settings.idle_timeout_ns(flow.state) {
         return false;
     }
     let rkey = FlowKey {
