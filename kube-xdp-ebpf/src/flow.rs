@@ -17,7 +17,7 @@ const BPF_NOEXIST: u64 = 1;
 /// How long a finished flow's port rests before another flow may take it.
 const REUSE_GRACE_NS: u64 = 1_000_000_000;
 /// Candidate SNAT ports tried for one new flow before giving up.
-const PORT_PROBES: u32 = 16;
+const PORT_PROBES: u32 = 32;
 
 /// The idle timeout of a flow in its state.
 #[inline(always)]
