@@ -1,10 +1,14 @@
 //! `cargo xtask bench`'s measurements. `bench datapath` prints the
-//! datapath's cost per packet through `BPF_PROG_TEST_RUN` as Markdown.
+//! datapath's cost per packet through `BPF_PROG_TEST_RUN` as Markdown;
+//! `bench e2e` compares kube-xdp with HAProxy, nftables NAT and no load
+//! balancer end to end in network namespaces (see `bench_e2e`).
 //!
 //! Every call runs once (`repeat = 1`) on the original packet: with
 //! `repeat > 1` the kernel re-runs the program on the buffer it just
 //! rewrote, so a NAT program would see its own output after the first
 //! repetition. The verdict of every call is checked.
+
+mod bench_e2e;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use kube_xdp_common::{maps::PROTO_UDP, program_name};
@@ -193,8 +197,9 @@ fn datapath() {
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("datapath") => datapath(),
+        Some("e2e") => bench_e2e::main(),
         other => {
-            eprintln!("usage: bench datapath (got {other:?})");
+            eprintln!("usage: bench datapath|e2e (got {other:?})");
             std::process::exit(2);
         }
     }

@@ -1,0 +1,453 @@
+//! `bench e2e`: the load balancers end to end in the namespace topology
+//! (client, LB, three nginx backends joined by a bridge; XDP_PASS on the
+//! LB's bridge port for every row), one after another in one run: direct
+//! to one backend, kube-xdp, HAProxy, nftables NAT, IPVS NAT where the
+//! kernel has it. wrk measures short-connection and keep-alive request
+//! rates, iperf3 bulk throughput. Prints Markdown on stdout, progress on
+//! stderr. Benchmarks report; they never fail on a threshold.
+//!
+//! Every measurement gets a freshly built topology: backends keep the
+//! TIME_WAIT sockets of the previous load balancer's connections, and a
+//! new SYN from the same SNAT address with other TCP timestamps is
+//! rejected by PAWS (TOOLCHAIN.md). Repetitions are interleaved (all load
+//! balancers once, then all again) so that drift in a shared machine's
+//! load spreads over all of them.
+
+mod lbs;
+mod load;
+mod procs;
+mod report;
+
+use kube_xdp_tests::{
+    daemon::cli,
+    netns::Netns,
+    topology::{Cluster, backend_addr},
+};
+use lbs::{BACKENDS, HTTP_PORT, IPERF_PORT, Lb};
+use load::Wrk;
+use procs::{CpuTimes, Proc, TICKS_PER_SEC, delta, net_counters, wait_until};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+/// How long each measurement runs, and how often.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// wrk with short connections: 30 s, long enough to reuse SNAT ports.
+    short_secs: u32,
+    /// wrk with keep-alive.
+    keepalive_secs: u32,
+    /// iperf3, per stream count.
+    iperf_secs: u32,
+    /// Short-connection runs per load balancer (keep-alive and iperf3 run
+    /// once, in the first round).
+    reps: usize,
+}
+
+/// `BENCH_E2E_QUICK=1` shortens everything, to try the harness out; the
+/// report says so.
+fn plan() -> Plan {
+    if std::env::var_os("BENCH_E2E_QUICK").is_some() {
+        Plan {
+            short_secs: 5,
+            keepalive_secs: 3,
+            iperf_secs: 3,
+            reps: 1,
+        }
+    } else {
+        Plan {
+            short_secs: 30,
+            keepalive_secs: 10,
+            // 5 s rather than 10: `cargo xtask bench` must stay within 15
+            // minutes on a fresh 2-core machine, builds included.
+            iperf_secs: 5,
+            reps: 2,
+        }
+    }
+}
+
+/// Client-side counters worth reporting when they moved.
+const CLIENT_COUNTERS: &[&str] = &[
+    "TcpExt:TCPSynRetrans",
+    "Tcp:RetransSegs",
+    "Tcp:AttemptFails",
+    "Tcp:EstabResets",
+    "Tcp:InErrs",
+    "Tcp:InCsumErrors",
+    // Segments that arrived out of order (reordering on the way).
+    "TcpExt:TCPOFOQueue",
+];
+/// Backend-side counters (summed over the backends) worth reporting.
+const BACKEND_COUNTERS: &[&str] = &[
+    "TcpExt:ListenOverflows",
+    "TcpExt:ListenDrops",
+    "TcpExt:PAWSEstab",
+    "TcpExt:PAWSActive",
+    "TcpExt:TCPTimeWaitOverflow",
+    "TcpExt:TCPChallengeACK",
+    "TcpExt:TCPSYNChallenge",
+    "TcpExt:TCPReqQFullDrop",
+    "TcpExt:TCPBacklogDrop",
+    // Fast retransmits, mostly spurious here (reordering; undone by DSACK).
+    "TcpExt:TCPFastRetrans",
+    "Tcp:InErrs",
+    "Tcp:InCsumErrors",
+];
+/// kube-xdp's counters that count trouble.
+const KUBE_XDP_COUNTERS: &[&str] = &[
+    "verdict_aborted",
+    "verdict_drop",
+    "malformed",
+    "no_backend",
+    "no_flow",
+    "snat_exhausted",
+    "neighbour_miss",
+    "flow_table_full",
+];
+
+/// One short-connection run.
+struct Short {
+    wrk: Wrk,
+    syn_retrans: i64,
+    active_opens: i64,
+    /// CPU seconds of the LB's user-space process (HAProxy; kube-xdp's
+    /// control-plane daemon), if it has one.
+    lb_process_s: Option<f64>,
+    /// The whole machine's softirq and system CPU seconds.
+    softirq_s: f64,
+    system_s: f64,
+    idle_pct: f64,
+    /// The machine's busy share over the second before the run, while the
+    /// topology sat idle: what else this shared machine was doing.
+    busy_before_pct: f64,
+    notes: Vec<String>,
+}
+
+#[derive(Default)]
+struct Row {
+    shorts: Vec<Short>,
+    keepalive: Option<Wrk>,
+    iperf1: Option<f64>,
+    iperf4: Option<f64>,
+    /// Errors of whole measurements (a row that could not run).
+    failures: Vec<String>,
+    notes: Vec<String>,
+}
+
+pub fn main() {
+    let started = Instant::now();
+    let plan = plan();
+    let load_before = loadavg();
+    let mut lbs = vec![Lb::Direct, Lb::KubeXdp, Lb::Haproxy, Lb::Nftables];
+    let ipvs_skip = lbs::ipvs_unavailable();
+    if ipvs_skip.is_none() {
+        lbs.push(Lb::Ipvs);
+    }
+    let mut rows: BTreeMap<usize, Row> = BTreeMap::new();
+    for rep in 0..plan.reps {
+        for (i, &lb) in lbs.iter().enumerate() {
+            let row = rows.entry(i).or_default();
+            eprintln!(
+                "bench e2e: {} (round {} of {}) at {:.0} s",
+                lb.name(),
+                rep + 1,
+                plan.reps,
+                started.elapsed().as_secs_f64()
+            );
+            if let Err(e) = measure(&plan, lb, rep == 0, row) {
+                let e = lbs::describe(&e);
+                eprintln!("bench e2e: {}: {e}", lb.name());
+                row.failures.push(format!("round {}: {e}", rep + 1));
+            }
+        }
+    }
+    let load = format!("{load_before} before, {} after", loadavg());
+    report::report(
+        &plan,
+        &lbs,
+        &rows,
+        ipvs_skip.as_deref(),
+        &load,
+        started.elapsed(),
+    );
+}
+
+/// nginx for backend `i`: one process (no master), `return 200
+/// "backend-I\n"`, no access log, every path in `dir`.
+fn nginx_config(i: usize, dir: &Path) -> String {
+    let d = dir.display();
+    let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .iter()
+        .map(|t| format!("    {t}_temp_path {d}/nginx-b{i}-{t};\n"))
+        .collect();
+    format!(
+        "worker_processes 1;
+master_process off;
+pid {d}/nginx-b{i}.pid;
+error_log {d}/nginx-b{i}.err warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+{temp}    keepalive_requests 1000000;
+    default_type text/plain;
+    server {{
+        listen {}:{HTTP_PORT};
+        location / {{
+            return 200 \"backend-{i}\\n\";
+        }}
+    }}
+}}
+",
+        backend_addr(i)
+    )
+}
+
+/// The backends' web servers (and iperf3 in backend 0), listening.
+fn start_servers(c: &Cluster, dir: &Path, iperf: bool) -> anyhow::Result<Vec<Proc>> {
+    let mut procs = Vec::new();
+    for (i, ns) in c.backends.iter().enumerate() {
+        let cfg = dir.join(format!("nginx-b{i}.conf"));
+        std::fs::write(&cfg, nginx_config(i, dir))?;
+        let err = dir.join(format!("nginx-b{i}.err"));
+        procs.push(Proc::spawn(
+            ns,
+            &format!("nginx in backend {i}"),
+            "nginx",
+            &[
+                "-c",
+                cfg.to_str().unwrap(),
+                "-e",
+                err.to_str().unwrap(),
+                "-g",
+                "daemon off;",
+            ],
+            &dir.join(format!("nginx-b{i}.log")),
+        )?);
+    }
+    if iperf {
+        let b0 = backend_addr(0);
+        let port = IPERF_PORT.to_string();
+        procs.push(Proc::spawn(
+            &c.backends[0],
+            "iperf3 server",
+            "iperf3",
+            &["-s", "-B", &b0, "-p", &port],
+            &dir.join("iperf3-server.log"),
+        )?);
+    }
+    let mut waits: Vec<(&Netns, u16)> = c.backends.iter().map(|ns| (ns, HTTP_PORT)).collect();
+    if iperf {
+        waits.push((&c.backends[0], IPERF_PORT));
+    }
+    for (ns, port) in waits {
+        if !wait_until(Duration::from_secs(5), || procs::listening(ns, port)) {
+            for p in &mut procs {
+                p.check_alive()?;
+            }
+            anyhow::bail!("nothing listens on :{port} in {} within 5 s", ns.name());
+        }
+    }
+    Ok(procs)
+}
+
+/// Sums the backends' counters.
+fn backend_counters(c: &Cluster) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut sum = BTreeMap::new();
+    for ns in &c.backends {
+        for (k, v) in net_counters(ns)? {
+            *sum.entry(k).or_insert(0) += v;
+        }
+    }
+    Ok(sum)
+}
+
+/// kube-xdp's global counters (`kube-xdp stats --json`).
+fn kube_xdp_counters(c: &Cluster) -> BTreeMap<String, i64> {
+    let config = c.config.to_str().unwrap();
+    cli(&c.lb, &["stats", "--json", "--config", config])
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|j| {
+            j["counters"].as_object().map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// The LB namespace's conntrack statistics (`/proc/net/stat/nf_conntrack`,
+/// hexadecimal, one line per CPU), summed over CPUs; `entries` is a gauge.
+fn conntrack_stats(ns: &Netns) -> BTreeMap<String, i64> {
+    let Ok(out) = ns.exec("cat", &["/proc/net/stat/nf_conntrack"]) else {
+        return BTreeMap::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return BTreeMap::new();
+    };
+    let names: Vec<&str> = header.split_whitespace().collect();
+    let mut sum = BTreeMap::new();
+    for line in lines {
+        for (n, v) in names.iter().zip(line.split_whitespace()) {
+            let v = i64::from_str_radix(v, 16).unwrap_or(0);
+            if *n == "entries" {
+                // The same global count on every line.
+                sum.insert(n.to_string(), v);
+            } else {
+                *sum.entry(n.to_string()).or_insert(0) += v;
+            }
+        }
+    }
+    sum
+}
+
+/// `name +N` for each listed counter that moved.
+fn moved(prefix: &str, d: &BTreeMap<String, i64>, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .filter_map(|k| {
+            let v = *d.get(*k)?;
+            (v != 0).then(|| format!("{prefix}{k} {v:+}"))
+        })
+        .collect()
+}
+
+/// One load balancer in a fresh topology: the short-connection run, and in
+/// the first round keep-alive and iperf3 as well.
+fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()> {
+    // Drop order is the reverse of declaration: the load balancer, then the
+    // servers, then the topology.
+    let c = Cluster::new(BACKENDS)?;
+    let dir = c.dir.path().to_owned();
+    // The client is one host opening thousands of connections a second to
+    // one VIP:port. Where it closes first (wrk does when the response is
+    // complete before the server's FIN is forwarded, as through HAProxy)
+    // its ephemeral ports fill with TIME_WAIT sockets and every connect()
+    // scans them: measured here, 3,200 req/s through HAProxy with 88 % of
+    // the machine in system time, 13,400 with reuse. Let the load generator
+    // reuse them, so that the load balancer is what is measured.
+    c.client.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+    let _servers = start_servers(&c, &dir, full)?;
+    let mut running = lbs::start(lb, &c, &dir)?;
+    let seen = match load::wait_serving(&c.client, running.http, running.reach) {
+        Ok(seen) => seen,
+        Err(e) => {
+            // A load balancer that exited says why.
+            running.check_alive()?;
+            return Err(e);
+        }
+    };
+    let url = format!("http://{}/", running.http);
+
+    // What else the machine is doing (nothing of ours runs now).
+    let quiet0 = CpuTimes::now()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let quiet = CpuTimes::now()?.since(&quiet0);
+    let busy_before_pct = 100.0 - 100.0 * quiet.idle as f64 / quiet.total.max(1) as f64;
+
+    // Short connections.
+    let client0 = net_counters(&c.client)?;
+    let backends0 = backend_counters(&c)?;
+    let kx0 = (lb == Lb::KubeXdp).then(|| kube_xdp_counters(&c));
+    let conntrack = matches!(lb, Lb::Nftables | Lb::Ipvs);
+    let ct0 = conntrack_stats(&c.lb);
+    let proc0 = running
+        .cpu_pid
+        .and_then(|p| procs::process_cpu_ticks(p).ok());
+    let drops0 = procs::backlog_drops();
+    let cpu0 = CpuTimes::now()?;
+    let wrk = load::wrk(&c.client, &url, plan.short_secs, true)?;
+    let cpu = CpuTimes::now()?.since(&cpu0);
+    let drops = procs::backlog_drops() - drops0;
+    let client_tw = procs::time_wait(&c.client);
+    let proc1 = running
+        .cpu_pid
+        .and_then(|p| procs::process_cpu_ticks(p).ok());
+    let client = delta(&client0, &net_counters(&c.client)?);
+    let backends = delta(&backends0, &backend_counters(&c)?);
+    running.check_alive()?;
+
+    let mut notes = moved("client ", &client, CLIENT_COUNTERS);
+    if let Some(n) = client_tw.filter(|n| *n > 1000) {
+        notes.push(format!("client TIME_WAIT sockets at the end {n}"));
+    }
+    if drops != 0 {
+        notes.push(format!("machine softnet backlog drops {drops:+}"));
+    }
+    notes.extend(moved("backends ", &backends, BACKEND_COUNTERS));
+    if let Some(kx0) = kx0 {
+        notes.extend(moved(
+            "kube-xdp ",
+            &delta(&kx0, &kube_xdp_counters(&c)),
+            KUBE_XDP_COUNTERS,
+        ));
+    }
+    let ct1 = conntrack_stats(&c.lb);
+    if conntrack {
+        notes.extend(moved(
+            "conntrack ",
+            &delta(&ct0, &ct1),
+            &["insert_failed", "drop", "early_drop", "invalid"],
+        ));
+        if let Some(e) = ct1.get("entries") {
+            notes.push(format!("conntrack entries at the end {e}"));
+        }
+    }
+    let s = |ticks: u64| ticks as f64 / TICKS_PER_SEC;
+    row.shorts.push(Short {
+        syn_retrans: client.get("TcpExt:TCPSynRetrans").copied().unwrap_or(0),
+        active_opens: client.get("Tcp:ActiveOpens").copied().unwrap_or(0),
+        lb_process_s: match (proc0, proc1) {
+            (Some(a), Some(b)) => Some(s(b - a)),
+            _ => None,
+        },
+        softirq_s: s(cpu.softirq),
+        system_s: s(cpu.system),
+        idle_pct: 100.0 * cpu.idle as f64 / cpu.total.max(1) as f64,
+        busy_before_pct,
+        wrk,
+        notes,
+    });
+    if !full {
+        running.stop();
+        return Ok(());
+    }
+    row.notes.push(format!(
+        "answered by {}",
+        seen.into_iter().collect::<Vec<_>>().join(", ")
+    ));
+
+    // Keep-alive.
+    match load::wrk(&c.client, &url, plan.keepalive_secs, false) {
+        Ok(w) => row.keepalive = Some(w),
+        Err(e) => row
+            .failures
+            .push(format!("keep-alive: {}", lbs::describe(&e))),
+    }
+    // Bulk throughput.
+    let host = running.iperf.ip().to_string();
+    for (streams, slot) in [(1, &mut row.iperf1), (4, &mut row.iperf4)] {
+        match load::iperf3(&c.client, &host, IPERF_PORT, plan.iperf_secs, streams) {
+            Ok(bps) => *slot = Some(bps),
+            Err(e) => row
+                .failures
+                .push(format!("iperf3 -P {streams}: {}", lbs::describe(&e))),
+        }
+    }
+    running.check_alive()?;
+    running.stop();
+    Ok(())
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}

@@ -1,0 +1,244 @@
+//! The Markdown report of `bench e2e`.
+
+use super::{
+    Plan, Row, Short,
+    lbs::{BACKENDS, Lb},
+};
+use std::{collections::BTreeMap, time::Duration};
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn ms(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// CPU seconds per 100k requests.
+fn per_100k(seconds: f64, requests: u64) -> f64 {
+    seconds / requests.max(1) as f64 * 100_000.0
+}
+
+pub fn report(
+    plan: &Plan,
+    lbs: &[Lb],
+    rows: &BTreeMap<usize, Row>,
+    ipvs_skip: Option<&str>,
+    load: &str,
+    took: Duration,
+) {
+    let direct = rows
+        .get(&0)
+        .filter(|r| !r.shorts.is_empty())
+        .map(|r| median(&r.shorts.iter().map(|s| s.wrk.rps).collect::<Vec<_>>()));
+    let ratio = |v: f64| direct.map_or("–".into(), |d| format!("{:.2}", v / d));
+
+    let Plan {
+        short_secs,
+        keepalive_secs,
+        iperf_secs,
+        reps,
+    } = *plan;
+    println!("### End to end (namespaces, wrk → nginx, iperf3)\n");
+    if std::env::var_os("BENCH_E2E_QUICK").is_some() {
+        println!(
+            "**Quick mode (`BENCH_E2E_QUICK`): shortened runs, for trying the harness out only.**\n"
+        );
+    }
+    println!(
+        "A client, the load balancer and {BACKENDS} nginx backends (one process each, `return 200`) in network namespaces joined by a bridge, \
+         all on this machine's cores; an XDP_PASS program on the LB's bridge port and TX checksum offload off for every row. \
+         The topology is rebuilt for every measurement (the backends' TIME_WAIT sockets from one load balancer would slow the next), \
+         and the rounds are interleaved: every load balancer once, then again. \
+         \"Direct\" is the client to backend 0 alone, without a load balancer; the others spread over the {BACKENDS} backends. \
+         HAProxy {}: `mode tcp`, `balance roundrobin`, `option tcp-check`, `check fall 3 rise 2 inter 2s` (kubeadm's HA guide). \
+         nftables: `dnat to numgen inc mod {BACKENDS} map {{…}}` in prerouting, `snat to` the LB's address in postrouting (kube-proxy's nftables datapath). \
+         kube-xdp: one service VIP:80 over the backends, TCP checks. \
+         The client (wrk, iperf3) has `net.ipv4.tcp_tw_reuse = 1`: without it, where the client closes first (through HAProxy) its own TIME_WAIT sockets make every connect() scan the port range, and the client, not the load balancer, is what gets measured.\n",
+        haproxy_version()
+    );
+    if let Some(why) = ipvs_skip {
+        println!("IPVS NAT: skipped: {why}.\n");
+    }
+
+    println!(
+        "#### Short connections (`wrk -t2 -c64 -d{short_secs}s -H 'Connection: close' --latency`, {reps} runs each)\n"
+    );
+    println!(
+        "| load balancer | req/s median | min | × direct | p50 | p99 | socket errors (c/r/w/t) | non-2xx | client SYN retransmits | LB process CPU-s /100k req | machine softirq CPU-s /100k req | machine sys+softirq CPU-s /100k req |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, lb) in lbs.iter().enumerate() {
+        let Some(r) = rows.get(&i).filter(|r| !r.shorts.is_empty()) else {
+            println!("| {} | failed | | | | | | | | | | |", lb.name());
+            continue;
+        };
+        let rps: Vec<f64> = r.shorts.iter().map(|s| s.wrk.rps).collect();
+        let med = |f: &dyn Fn(&Short) -> f64| median(&r.shorts.iter().map(f).collect::<Vec<_>>());
+        let sum = |f: &dyn Fn(&Short) -> u64| r.shorts.iter().map(f).sum::<u64>();
+        let lb_proc = if r.shorts.iter().all(|s| s.lb_process_s.is_some()) {
+            format!(
+                "{:.3}",
+                med(&|s| per_100k(s.lb_process_s.unwrap(), s.wrk.requests))
+            )
+        } else {
+            "–".into()
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {}/{}/{}/{} | {} | {} | {lb_proc} | {:.3} | {:.3} |",
+            lb.name(),
+            median(&rps),
+            min(&rps),
+            ratio(median(&rps)),
+            ms(med(&|s| s.wrk.p50_us)),
+            ms(med(&|s| s.wrk.p99_us)),
+            sum(&|s| s.wrk.connect_errors),
+            sum(&|s| s.wrk.read_errors),
+            sum(&|s| s.wrk.write_errors),
+            sum(&|s| s.wrk.timeouts),
+            sum(&|s| s.wrk.non_2xx),
+            r.shorts.iter().map(|s| s.syn_retrans).sum::<i64>(),
+            med(&|s| per_100k(s.softirq_s, s.wrk.requests)),
+            med(&|s| per_100k(s.softirq_s + s.system_s, s.wrk.requests)),
+        );
+    }
+    println!(
+        "\nErrors, non-2xx and SYN retransmits are summed over the runs; the rest are medians. \
+         wrk starts a request's latency clock when it writes the request, after the handshake: \
+         a delayed connection (a retransmitted SYN) shows in the rate and in the SYN retransmits, not in p50/p99. \
+         CPU: the LB process is HAProxy itself, or kube-xdp's control-plane daemon (the datapath runs in softirq); \
+         the kernel paths (kube-xdp's XDP program, nftables/conntrack) run in softirq, which `/proc/stat` counts for the whole machine — \
+         client, backends and load balancer share it, so compare each row with the direct row.\n"
+    );
+
+    println!("#### Keep-alive (`wrk -t2 -c64 -d{keepalive_secs}s --latency`, one run)\n");
+    println!("| load balancer | req/s | × direct | p50 | p99 | socket errors (c/r/w/t) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let direct_ka = rows
+        .get(&0)
+        .and_then(|r| r.keepalive.as_ref())
+        .map(|w| w.rps);
+    for (i, lb) in lbs.iter().enumerate() {
+        match rows.get(&i).and_then(|r| r.keepalive.as_ref()) {
+            Some(w) => println!(
+                "| {} | {:.0} | {} | {} | {} | {}/{}/{}/{} |",
+                lb.name(),
+                w.rps,
+                direct_ka.map_or("–".into(), |d| format!("{:.2}", w.rps / d)),
+                ms(w.p50_us),
+                ms(w.p99_us),
+                w.connect_errors,
+                w.read_errors,
+                w.write_errors,
+                w.timeouts
+            ),
+            None => println!("| {} | failed | | | | |", lb.name()),
+        }
+    }
+
+    println!(
+        "\n#### Bulk throughput (`iperf3 -t {iperf_secs}` to backend 0, receiver's rate, one run)\n"
+    );
+    println!("| load balancer | 1 stream Gbit/s | 4 streams Gbit/s |");
+    println!("|---|---:|---:|");
+    let gbit = |v: Option<f64>| v.map_or("failed".into(), |b| format!("{:.2}", b / 1e9));
+    for (i, lb) in lbs.iter().enumerate() {
+        let r = rows.get(&i);
+        println!(
+            "| {} | {} | {} |",
+            lb.name(),
+            gbit(r.and_then(|r| r.iperf1)),
+            gbit(r.and_then(|r| r.iperf4))
+        );
+    }
+
+    println!("\n#### Every short-connection run\n");
+    println!(
+        "| load balancer | round | req/s | requests | client connections | machine busy just before | machine idle during | counters that moved |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for (i, lb) in lbs.iter().enumerate() {
+        let Some(r) = rows.get(&i) else { continue };
+        for (n, s) in r.shorts.iter().enumerate() {
+            println!(
+                "| {} | {} | {:.0} | {} | {} | {:.0} % | {:.0} % | {} |",
+                lb.name(),
+                n + 1,
+                s.wrk.rps,
+                s.wrk.requests,
+                s.active_opens,
+                s.busy_before_pct,
+                s.idle_pct,
+                if s.notes.is_empty() {
+                    "none".into()
+                } else {
+                    s.notes.join("; ")
+                }
+            );
+        }
+    }
+    let failures: Vec<String> = lbs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, lb)| {
+            rows.get(&i)
+                .into_iter()
+                .flat_map(|r| r.failures.iter())
+                .map(move |f| format!("- {}: {f}", lb.name()))
+        })
+        .collect();
+    if !failures.is_empty() {
+        println!("\nFailed measurements:\n\n{}", failures.join("\n"));
+    }
+    let checked: Vec<String> = lbs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, lb)| {
+            let r = rows.get(&i)?;
+            (!r.notes.is_empty()).then(|| format!("{} {}", lb.name(), r.notes.join(", ")))
+        })
+        .collect();
+    println!(
+        "\nBefore measuring, each load balancer was checked to reach its backends: {}.",
+        checked.join("; ")
+    );
+    println!(
+        "\nThe end-to-end part took {:.0} s. Load average (1, 5, 15 min): {load}. \
+         \"Machine busy just before\" is the CPU share in use during the idle second before each run: \
+         other work on this shared machine, which the figures above include.",
+        took.as_secs_f64()
+    );
+}
+
+/// "2.6.12" from `haproxy -v`, or nothing.
+fn haproxy_version() -> String {
+    std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split_whitespace()
+                .skip_while(|w| *w != "version")
+                .nth(1)
+                .map(|v| v.split('-').next().unwrap_or(v).to_owned())
+        })
+        .unwrap_or_default()
+}
