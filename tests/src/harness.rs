@@ -58,8 +58,13 @@ impl Harness {
     /// Loads the program (the verifier must accept it) with private maps
     /// and the default settings, and no service.
     pub fn new() -> Self {
+        Self::with_flow_table(TEST_FLOW_TABLE)
+    }
+
+    /// [`Harness::new`] with a flow table of `flows` entries.
+    pub fn with_flow_table(flows: u32) -> Self {
         require_root();
-        let mut bpf = kube_xdp::ebpf::load_private(TEST_FLOW_TABLE).expect("load the eBPF object");
+        let mut bpf = kube_xdp::ebpf::load_private(flows).expect("load the eBPF object");
         let program: &mut Xdp = bpf
             .program_mut(program_name::LB)
             .unwrap()

@@ -136,6 +136,9 @@ pub fn bench(root: &Path) -> anyhow::Result<()> {
     let built = started.elapsed();
     eprintln!("bench: datapath");
     let datapath = output(Command::new(&bin).arg("datapath"))?;
+    eprintln!("bench: control plane and scale");
+    let control = output(Command::new(&bin).arg("control"))?;
+    let scale = output(Command::new(&bin).arg("scale"))?;
     eprintln!("bench: end to end (about 6 minutes)");
     // Its progress goes to stderr (inherited), its Markdown to stdout.
     let e2e = output(
@@ -146,7 +149,7 @@ pub fn bench(root: &Path) -> anyhow::Result<()> {
     )?;
     let total = started.elapsed();
     let report = format!(
-        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{datapath}\n{e2e}\n\
+        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{datapath}\n{scale}\n{control}\n{e2e}\n\
          `cargo xtask bench` took {:.0} s in all ({:.0} s of setup and builds, {:.0} s of measurements).\n",
         machine()?,
         total.as_secs_f64(),

@@ -8,6 +8,7 @@
 //! rewrote, so a NAT program would see its own output after the first
 //! repetition. The verdict of every call is checked.
 
+mod bench_control;
 mod bench_e2e;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
@@ -198,6 +199,8 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("datapath") => datapath(),
         Some("e2e") => bench_e2e::main(),
+        Some("control") => bench_control::control(),
+        Some("scale") => bench_control::scale(),
         other => {
             eprintln!("usage: bench datapath|e2e (got {other:?})");
             std::process::exit(2);
