@@ -124,9 +124,18 @@ fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> 
         return reusable(settings, &old, new_ts, now);
     }
     // The client re-used its 5-tuple for a newer flow, so the one that
-    // held this port ended before that flow was created.
-    let protocol_tcp = rkey.protocol == PROTO_TCP;
-    !protocol_tcp || new_ts || now.saturating_sub(old.created_ns) > settings.tcp_time_wait_ns
+    // held this port ended before that flow was created: it may have
+    // ended a moment ago, so the same rest applies from then.
+    let since = now.saturating_sub(old.created_ns);
+    if rkey.protocol != PROTO_TCP {
+        return true;
+    }
+    since
+        > if new_ts {
+            REUSE_GRACE_NS
+        } else {
+            settings.tcp_time_wait_ns
+        }
 }
 
 /// Picks a SNAT address and port for a new flow to `backend_addr:port` and
