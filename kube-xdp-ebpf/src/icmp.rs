@@ -80,16 +80,20 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
         return pass;
     };
     let now = unsafe { bpf_ktime_get_ns() };
+    // The quoted packet went out from us; its answer's 5-tuple is the key
+    // of the flow it belongs to: the client's (forward) or the backend's
+    // (reverse), depending on which side complains.
+    let answer = FlowKey {
+        src_addr: q.dst,
+        dst_addr: q.src,
+        src_port: q.dport,
+        dst_port: q.sport,
+        protocol: q.protocol,
+        _pad: [0; 3],
+    };
     if service::is_vip(ip.dst) {
         // About a reply we sent the client (VIP → client).
-        let client = FlowKey {
-            src_addr: q.dst,
-            dst_addr: q.src,
-            src_port: q.dport,
-            dst_port: q.sport,
-            protocol: q.protocol,
-            _pad: [0; 3],
-        };
+        let client = answer;
         // SAFETY: copied out at once.
         let Some(f) = (unsafe { FLOWS.get(client) }).copied() else {
             return pass;
@@ -108,14 +112,7 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
             .unwrap_or_else(|reason| (xdp_action::XDP_DROP, reason))
     } else {
         // About a packet we sent a backend (SNAT → backend).
-        let rkey = FlowKey {
-            src_addr: q.dst,
-            dst_addr: q.src,
-            src_port: q.dport,
-            dst_port: q.sport,
-            protocol: q.protocol,
-            _pad: [0; 3],
-        };
+        let rkey = answer;
         // SAFETY: copied out at once.
         let Some(rev) = (unsafe { REVERSE.get(rkey) }).copied() else {
             return pass;
