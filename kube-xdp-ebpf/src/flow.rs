@@ -6,8 +6,8 @@
 //! checked here, lazily, so expiry needs no daemon.
 
 use kube_xdp_common::maps::{
-    FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP,
-    ReverseFlow, Settings,
+    FLOW_CLOSING, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_TS_REWRITE, Flow, FlowKey,
+    PROTO_TCP, ReverseFlow, Settings,
 };
 
 use crate::{FLOWS, REVERSE};
@@ -72,6 +72,31 @@ pub fn partner_agrees(client: &FlowKey, flow: &Flow) -> bool {
 #[inline(always)]
 pub fn alive(settings: &Settings, client: &FlowKey, flow: &Flow, now: u64) -> bool {
     !expired(settings, flow, now) && partner_agrees(client, flow)
+}
+
+/// 2^30 ns (about 1.07 s): an active flow's reverse entry is confirmed at
+/// least once per epoch of this length.
+const PARTNER_EPOCH_SHIFT: u32 = 30;
+
+/// [`alive`] for the client's packets of an established flow, with the
+/// reverse lookup (a fifth of the path's cost) only where it can matter.
+/// The reverse entry of a flow changes hands only (a) once the flow
+/// finished or expired — `allocate` hands a port over on nothing else —
+/// or (b) when the LRU evicted it, which takes a table full beyond its
+/// size. (a) is covered by checking every packet of a closing flow. For
+/// (b) the check runs on the first packet of each epoch: a packet either
+/// way during the epoch (a reply is only forwarded after the same
+/// agreement check from the other side) keeps `last_seen_ns` in it. This
+/// also keeps the reverse entry recently used in the LRU's eyes, so the
+/// LRU evicts dead flows' entries first.
+#[inline(always)]
+pub fn alive_established(settings: &Settings, client: &FlowKey, flow: &Flow, now: u64) -> bool {
+    if expired(settings, flow, now) {
+        return false;
+    }
+    let confirmed = flow.state != FLOW_CLOSING
+        && now >> PARTNER_EPOCH_SHIFT == flow.last_seen_ns >> PARTNER_EPOCH_SHIFT;
+    confirmed || partner_agrees(client, flow)
 }
 
 /// A TCP flow both of whose sides said goodbye (FIN each way, or a RST).

@@ -101,7 +101,7 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
             && pool.flags & POOL_REMOVED == 0
             // A SYN on a closing flow is the client re-using its 5-tuple.
             && !(syn && f.state == FLOW_CLOSING)
-            && flow::alive(settings, &key, &f, now)
+            && flow::alive_established(settings, &key, &f, now)
         {
             if expiring {
                 return (xdp_action::XDP_DROP, Counter::TtlExceeded);

@@ -575,6 +575,21 @@ impl Datapath {
         }
     }
 
+    /// Writes a forward flow entry as it is (fixtures that set up a state
+    /// the datapath reaches only with time or under overload).
+    pub fn set_flow(&mut self, key: &FlowKey, flow: &Flow) -> Result<()> {
+        self.flows
+            .insert(key, flow, 0)
+            .map_err(map_err(map_name::FLOWS))
+    }
+
+    /// Writes a reverse flow entry as it is (see [`Self::set_flow`]).
+    pub fn set_reverse(&mut self, key: &FlowKey, reverse: &ReverseFlow) -> Result<()> {
+        self.reverse
+            .insert(key, reverse, 0)
+            .map_err(map_err(map_name::REVERSE))
+    }
+
     /// Empties the flow table (both directions).
     pub fn clear_flows(&mut self) -> Result<()> {
         let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();

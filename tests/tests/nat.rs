@@ -3,7 +3,10 @@
 //! packet out, with every checksum recomputed from scratch by `etherparse`.
 
 use kube_xdp::datapath::BackendState;
-use kube_xdp_common::{maps::PROTO_UDP, stats::Counter};
+use kube_xdp_common::{
+    maps::{FlowKey, PROTO_UDP, ReverseFlow},
+    stats::Counter,
+};
 use kube_xdp_tests::{
     harness::{Harness, SNAT_PORT_MAX, SNAT_PORT_MIN, XDP_DROP, XDP_PASS, XDP_TX},
     packet::{
@@ -349,4 +352,48 @@ fn closed_flows_port_goes_to_the_next_flow_only_with_growing_timestamps() {
     assert_eq!(refused.tcp_flags(), RST | ACK);
     assert_eq!((refused.src, refused.dst), (VIP, CLIENT_IP));
     assert_eq!(h.dp.global_stats().unwrap().get(Counter::SnatExhausted), 2);
+}
+
+/// A flow whose reverse entry went to another flow (the LRU evicted it
+/// from a table fuller than its size, and the port was handed out again)
+/// must not be forwarded into that other flow's connection. The datapath
+/// confirms the reverse entry on a closing flow's every packet and on an
+/// active flow's first packet of each ~1 s epoch: here the flow's last
+/// packet is set 1.5 s back (far within its idle timeout), so the next one
+/// is checked, found orphaned, and refused like a segment without a flow.
+#[test]
+fn flow_whose_reply_entry_went_to_another_flow_is_refused() {
+    let mut h = apiserver();
+    let syn = open(&h, 40010);
+    let (key, mut flow) =
+        h.dp.flows()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k.src_port == 40010u16.to_be())
+            .expect("the flow is in the table");
+    let rkey = FlowKey {
+        src_addr: flow.backend_addr,
+        dst_addr: flow.snat_addr,
+        src_port: flow.backend_port,
+        dst_port: flow.snat_port,
+        protocol: key.protocol,
+        _pad: [0; 3],
+    };
+    assert_eq!(syn.ports().0, u16::from_be(flow.snat_port));
+    let other = FlowKey {
+        src_port: 40011u16.to_be(),
+        ..key
+    };
+    h.dp.set_reverse(&rkey, &ReverseFlow { client: other })
+        .unwrap();
+    flow.last_seen_ns -= 1_500_000_000;
+    h.dp.set_flow(&key, &flow).unwrap();
+
+    let rst = tx(&h, &Pkt::tcp(40010, VIP, 6443, ACK).seq_ack(1001, 1));
+    assert_eq!(rst.tcp_flags(), RST, "refused, not sent to the backend");
+    assert_eq!(rst.dst, CLIENT_IP);
+    assert_eq!(rst.ports(), (6443, 40010));
+    let stats = h.dp.global_stats().unwrap();
+    assert_eq!(stats.get(Counter::NoFlow), 1);
+    assert_eq!(stats.get(Counter::ToBackend), 0);
 }
