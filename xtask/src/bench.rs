@@ -1,11 +1,14 @@
 //! `cargo xtask bench`: runs the measurements and writes BENCHMARKS.md.
 //! Benchmarks report; they never fail on a threshold.
 //!
-//! Two parts, both from the release `bench` binary: `bench datapath`
-//! (the XDP program's cost per packet through `BPF_PROG_TEST_RUN`) and
-//! `bench e2e` (direct, kube-xdp, HAProxy, nftables NAT and IPVS end to end
-//! in network namespaces, driven by wrk and iperf3 against nginx). The
-//! Debian packages the second part drives are installed here when missing.
+//! Every part runs from the release `bench` binary: `bench datapath` (the
+//! XDP program's cost per packet through `BPF_PROG_TEST_RUN`), `bench
+//! control` and `bench scale` (Maglev builds and map writes; the flow
+//! table filling up), `bench daemon` (reload and failover times through
+//! the real daemon in network namespaces) and `bench e2e` (direct,
+//! kube-xdp, HAProxy, nftables NAT and IPVS end to end in network
+//! namespaces, driven by wrk and iperf3 against nginx). The Debian
+//! packages the last part drives are installed here when missing.
 
 use crate::{cargo, run};
 use anyhow::{Context, bail};
@@ -139,6 +142,13 @@ pub fn bench(root: &Path) -> anyhow::Result<()> {
     eprintln!("bench: control plane and scale");
     let control = output(Command::new(&bin).arg("control"))?;
     let scale = output(Command::new(&bin).arg("scale"))?;
+    eprintln!("bench: reload and failover through the daemon (about 30 s)");
+    let daemon = output(
+        Command::new(&bin)
+            .arg("daemon")
+            .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
+            .stderr(Stdio::inherit()),
+    )?;
     eprintln!("bench: end to end (about 6 minutes)");
     // Its progress goes to stderr (inherited), its Markdown to stdout.
     let e2e = output(
@@ -149,7 +159,7 @@ pub fn bench(root: &Path) -> anyhow::Result<()> {
     )?;
     let total = started.elapsed();
     let report = format!(
-        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{datapath}\n{scale}\n{control}\n{e2e}\n\
+        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{datapath}\n{scale}\n{control}\n{daemon}\n{e2e}\n\
          `cargo xtask bench` took {:.0} s in all ({:.0} s of setup and builds, {:.0} s of measurements).\n",
         machine()?,
         total.as_secs_f64(),

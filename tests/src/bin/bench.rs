@@ -201,8 +201,9 @@ fn main() {
         Some("e2e") => bench_e2e::main(),
         Some("control") => bench_control::control(),
         Some("scale") => bench_control::scale(),
+        Some("daemon") => bench_control::daemon(),
         other => {
-            eprintln!("usage: bench datapath|e2e (got {other:?})");
+            eprintln!("usage: bench datapath|e2e|control|scale|daemon (got {other:?})");
             std::process::exit(2);
         }
     }

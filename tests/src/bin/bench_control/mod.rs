@@ -1,5 +1,9 @@
 //! `bench control` and `bench scale`: the control plane's costs, and the
-//! datapath's per-packet cost as the flow table fills.
+//! datapath's per-packet cost as the flow table fills. `bench daemon`
+//! (in `daemon`): reload and failover times through the real daemon.
+
+mod daemon;
+pub use daemon::daemon;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use kube_xdp::{
@@ -98,7 +102,7 @@ pub fn control() {
         .collect();
     let (lo, med) = min_median(times);
     println!(
-        "\nApplying a NodePort service `ports = \"30000-32767\"` (2768 service entries, 10 backends, its Maglev table) to the maps: min {}, median {} (5 repetitions). Failover time after a backend dies is measured end to end by the test suite (`e2e_failover`: DOWN in fall × interval plus one check, 350–420 ms with interval 200 ms, fall 2) and shown live by `cargo xtask demo`.\n",
+        "\nApplying a NodePort service `ports = \"30000-32767\"` (2768 service entries, 10 backends, its Maglev table) to the maps: min {}, median {} (5 repetitions). The same reload through the running daemon, and failover times, are in the next section.\n",
         ms(lo),
         ms(med)
     );
