@@ -129,16 +129,18 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     idle > timeout(settings, old) + hold
 }
 
-/// Whether the reverse 5-tuple `rkey` is free for a new flow.
+/// Whether the reverse 5-tuple `rkey` is free for a new flow: `None` if
+/// not, else the flags to claim it with — `BPF_NOEXIST` for an empty slot
+/// (so that no other CPU claimed it meanwhile), 0 to replace a stale entry.
 #[inline(always)]
-fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> bool {
+fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> Option<u64> {
     // SAFETY: values are copied out at once.
     let Some(rev) = (unsafe { REVERSE.get(rkey) }) else {
-        return true;
+        return Some(BPF_NOEXIST);
     };
     let client = rev.client;
     let Some(old) = (unsafe { FLOWS.get(client) }) else {
-        return true;
+        return Some(0);
     };
     let old = *old;
     let agrees = old.snat_addr == rkey.dst_addr
@@ -146,21 +148,18 @@ fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> 
         && old.backend_addr == rkey.src_addr
         && old.backend_port == rkey.src_port;
     if agrees {
-        return reusable(settings, &old, new_ts, now);
+        return reusable(settings, &old, new_ts, now).then_some(0);
     }
     // The client re-used its 5-tuple for a newer flow, so the one that
     // held this port ended before that flow was created: it may have
     // ended a moment ago, so the same rest applies from then.
     let since = now.saturating_sub(old.created_ns);
-    if rkey.protocol != PROTO_TCP {
-        return true;
-    }
-    since
-        > if new_ts {
-            REUSE_GRACE_NS
-        } else {
-            settings.tcp_time_wait_ns
-        }
+    let rest = if new_ts {
+        REUSE_GRACE_NS
+    } else {
+        settings.tcp_time_wait_ns
+    };
+    (rkey.protocol != PROTO_TCP || since > rest).then_some(0)
 }
 
 /// Picks a SNAT address and port for a new flow to `backend_addr:port` and
@@ -195,14 +194,10 @@ pub fn allocate(
             protocol: client.protocol,
             _pad: [0; 3],
         };
-        if reverse_free(settings, &rkey, new_ts, now) {
-            // A stale entry is replaced; a free slot is claimed only if no
-            // other CPU claimed it meanwhile.
-            let exists = unsafe { REVERSE.get(rkey) }.is_some();
-            let flags = if exists { 0 } else { BPF_NOEXIST };
-            if REVERSE.insert(rkey, value, flags).is_ok() {
-                return Some((snat_addr, port.to_be()));
-            }
+        if let Some(flags) = reverse_free(settings, &rkey, new_ts, now)
+            && REVERSE.insert(rkey, value, flags).is_ok()
+        {
+            return Some((snat_addr, port.to_be()));
         }
         candidate = (candidate + step) % span;
     }
