@@ -239,11 +239,10 @@ pub fn wait_state(c: &Cluster, name: &str, state: &str, limit: Duration) -> Dura
 
 /// Waits (bounded by `limit`) until backend `name` of the first service is
 /// DOWN *and* holds no slot of the pool's live Maglev table (`share` 0);
-/// returns how long that took. The daemon writes a backend's DOWN before
-/// it rewrites the table (a product bug, see
-/// `failover_never_refuses_a_new_connection_while_healthy_backends_remain`):
-/// until the table is rewritten, new flows hashed to the dead backend's
-/// slots are refused. Tests of other behaviour wait for both.
+/// returns how long that took. The daemon rewrites the table before it
+/// marks the backend DOWN (so that no new flow is refused meanwhile, see
+/// `failover_never_refuses_a_new_connection_while_healthy_backends_remain`);
+/// tests wait for both so that they never look between the two writes.
 pub fn wait_out_of_pool(c: &Cluster, name: &str, limit: Duration) -> Duration {
     let mut last = Vec::new();
     wait_for(limit, || {
