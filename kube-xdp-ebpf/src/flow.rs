@@ -151,15 +151,20 @@ fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> 
         return reusable(settings, &old, new_ts, now).then_some(0);
     }
     // The client re-used its 5-tuple for a newer flow, so the one that
-    // held this port ended before that flow was created: it may have
-    // ended a moment ago, so the same rest applies from then.
+    // held this port is over: the client's side of it is gone, and the
+    // backend's TIME_WAIT accepts a SYN with a newer timestamp. Without
+    // timestamps the port is held for `tcp_time_wait` from when the
+    // client's newer flow began (the old one ended before that).
+    //
+    // No rest here with timestamps: a client that opens many
+    // connections re-uses each of its ports about once a second (Linux's
+    // `tcp_tw_reuse` waits one second), so a rest counted from its newest
+    // flow would keep the old port taken for as long as the client is
+    // busy, and the SNAT ports would run out (measured: more than half of
+    // the connections of `cargo xtask bench`'s short-connection run
+    // refused).
     let since = now.saturating_sub(old.created_ns);
-    let rest = if new_ts {
-        REUSE_GRACE_NS
-    } else {
-        settings.tcp_time_wait_ns
-    };
-    (rkey.protocol != PROTO_TCP || since > rest).then_some(0)
+    (rkey.protocol != PROTO_TCP || new_ts || since > settings.tcp_time_wait_ns).then_some(0)
 }
 
 /// Picks a SNAT address and port for a new flow to `backend_addr:port` and
@@ -181,8 +186,13 @@ pub fn allocate(
     let snat_addr = settings.snat_addrs[((hash >> 24) % count) as usize & 3];
     let span = u32::from(settings.snat_port_max - settings.snat_port_min) + 1;
     let mut candidate = hash % span;
-    // An odd step visits many different ports whatever the span.
-    let step = (kube_xdp_common::hash::fmix32(hash) % span) | 1;
+    // An odd step in 1..span: it visits every port of an even span of a
+    // power of two, and many of any other (the step is never a multiple
+    // of the span, which would probe one port 32 times).
+    let step = match ((kube_xdp_common::hash::fmix32(hash) % span) | 1) % span {
+        0 => 1,
+        s => s,
+    };
     let value = ReverseFlow { client: *client };
     for _ in 0..PORT_PROBES {
         let port = (settings.snat_port_min as u32 + candidate) as u16;

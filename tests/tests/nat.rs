@@ -397,3 +397,87 @@ fn flow_whose_reply_entry_went_to_another_flow_is_refused() {
     assert_eq!(stats.get(Counter::NoFlow), 1);
     assert_eq!(stats.get(Counter::ToBackend), 0);
 }
+
+/// A busy client re-uses each of its ports about once a second (Linux's
+/// `tcp_tw_reuse`), so a finished flow's SNAT port is often released by
+/// the client's next flow on the same 5-tuple. That port must be free for
+/// the next new flow at once (timestamps rewritten on both): here three
+/// client ports share four SNAT ports, round after round, within
+/// milliseconds, and no SYN is refused.
+#[test]
+fn client_reusing_its_ports_does_not_run_the_snat_ports_out() {
+    let mut h = Harness::new();
+    h.tcp_service(0, 6443..=6443, Some(6443));
+    for id in 1..3 {
+        h.dp.remove_backend(id).unwrap();
+    }
+    h.rebuild(0);
+    let mut settings = kube_xdp_tests::harness::default_settings();
+    settings.snat_port_min = 20_000;
+    settings.snat_port_max = 20_003;
+    h.dp.set_settings(&settings).unwrap();
+
+    for round in 0..10u32 {
+        for client_port in 48100..48103u16 {
+            let tsval = 100_000 + round * 10;
+            let syn = tx(
+                &h,
+                &Pkt::tcp(client_port, VIP, 6443, SYN).ts(Some((tsval, 0))),
+            );
+            assert_eq!(
+                syn.tcp_flags(),
+                SYN,
+                "round {round}, client port {client_port}: {:?}",
+                h.dp.global_stats().unwrap().get(Counter::SnatExhausted)
+            );
+            let (port, _) = syn.ports();
+            let backend = backend_of(&syn);
+            // The client closes first, the backend answers: finished.
+            tx(
+                &h,
+                &Pkt::tcp(client_port, VIP, 6443, FIN | ACK)
+                    .seq_ack(1001, 1)
+                    .ts(Some((tsval + 1, 9))),
+            );
+            let mut fin = Pkt::tcp(6443, LB_IP, port, FIN | ACK)
+                .from(backend, backend_mac(backend))
+                .seq_ack(1, 1002)
+                .ts(Some((10, syn.ts().unwrap().0)));
+            fin.dst_mac = LB_MAC;
+            assert_eq!(tx(&h, &fin).dst, CLIENT_IP);
+        }
+    }
+    let stats = h.dp.global_stats().unwrap();
+    assert_eq!(stats.get(Counter::SnatExhausted), 0);
+    assert_eq!(stats.get(Counter::NewFlow), 30);
+}
+
+/// With an odd number of SNAT ports, a new flow still finds the one free
+/// port, whatever its hash: its probes move from port to port.
+#[test]
+fn a_new_flow_finds_the_last_free_port_of_an_odd_range() {
+    let mut h = Harness::new();
+    h.tcp_service(0, 6443..=6443, Some(6443));
+    for id in 1..3 {
+        h.dp.remove_backend(id).unwrap();
+    }
+    h.rebuild(0);
+    let mut settings = kube_xdp_tests::harness::default_settings();
+    settings.snat_port_min = 20_000;
+    settings.snat_port_max = 20_002;
+    h.dp.set_settings(&settings).unwrap();
+    for candidate in 0..30u16 {
+        h.dp.clear_flows().unwrap();
+        // Two open flows hold two of the three ports.
+        let taken = [open(&h, 48200).ports().0, open(&h, 48201).ports().0];
+        let syn = tx(&h, &Pkt::tcp(48300 + candidate, VIP, 6443, SYN));
+        assert_eq!(
+            syn.tcp_flags(),
+            SYN,
+            "client port {}: refused with a port free",
+            48300 + candidate
+        );
+        assert!(!taken.contains(&syn.ports().0));
+    }
+    assert_eq!(h.dp.global_stats().unwrap().get(Counter::SnatExhausted), 0);
+}
