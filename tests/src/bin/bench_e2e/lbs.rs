@@ -35,6 +35,18 @@ impl Lb {
             Lb::Ipvs => "IPVS NAT",
         }
     }
+
+    /// The row's key in `BENCH_E2E_ROWS`.
+    pub fn key(self) -> String {
+        match self {
+            Lb::Direct => "direct",
+            Lb::KubeXdp => "kube-xdp",
+            Lb::Haproxy => "haproxy",
+            Lb::Nftables => "nftables",
+            Lb::Ipvs => "ipvs",
+        }
+        .into()
+    }
 }
 
 /// A started load balancer. Dropping it stops it (the namespace, and with it

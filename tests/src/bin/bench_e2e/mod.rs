@@ -1,8 +1,8 @@
 //! `bench e2e`: the load balancers end to end in the namespace topology
 //! (client, LB, three nginx backends joined by a bridge; XDP_PASS on the
-//! LB's bridge port for every row), one after another in one run: direct
-//! to one backend, kube-xdp, HAProxy, nftables NAT, IPVS NAT where the
-//! kernel has it. wrk measures short-connection and keep-alive request
+//! LB's bridge port, threaded NAPI there, for every row: see host.rs), one
+//! after another in one run: direct to one backend, kube-xdp, HAProxy,
+//! nftables NAT, IPVS NAT where the kernel has it. wrk measures short-connection and keep-alive request
 //! rates, iperf3 bulk throughput. Prints Markdown on stdout, progress on
 //! stderr. Benchmarks report; they never fail on a threshold.
 //!
@@ -13,6 +13,7 @@
 //! balancers once, then all again) so that drift in a shared machine's
 //! load spreads over all of them.
 
+mod host;
 mod lbs;
 mod load;
 mod procs;
@@ -49,6 +50,17 @@ struct Plan {
 /// `BENCH_E2E_QUICK=1` shortens everything, to try the harness out; the
 /// report says so.
 fn plan() -> Plan {
+    let mut plan = plan_default();
+    if let Some(n) = std::env::var("BENCH_E2E_REPS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        plan.reps = n.clamp(1, 10);
+    }
+    plan
+}
+
+fn plan_default() -> Plan {
     if std::env::var_os("BENCH_E2E_QUICK").is_some() {
         Plan {
             short_secs: 5,
@@ -66,6 +78,14 @@ fn plan() -> Plan {
             reps: 2,
         }
     }
+}
+
+/// `BENCH_E2E_ROWS=direct,kube-xdp,nftables` runs only those rows (keys:
+/// direct, kube-xdp, haproxy, nftables, ipvs), to save time while
+/// experimenting; the report says so.
+fn rows_selected() -> Option<Vec<String>> {
+    let v = std::env::var("BENCH_E2E_ROWS").ok()?;
+    Some(v.split(',').map(|s| s.trim().to_owned()).collect())
 }
 
 /// Client-side counters worth reporting when they moved.
@@ -144,6 +164,9 @@ pub fn main() {
     let ipvs_skip = lbs::ipvs_unavailable();
     if ipvs_skip.is_none() {
         lbs.push(Lb::Ipvs);
+    }
+    if let Some(only) = rows_selected() {
+        lbs.retain(|lb| only.contains(&lb.key()));
     }
     let mut rows: BTreeMap<usize, Row> = BTreeMap::new();
     for rep in 0..plan.reps {
@@ -324,6 +347,7 @@ fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()>
     // Drop order is the reverse of declaration: the load balancer, then the
     // servers, then the topology.
     let c = Cluster::new(BACKENDS)?;
+    host::apply(&c)?;
     let dir = c.dir.path().to_owned();
     // The client is one host opening thousands of connections a second to
     // one VIP:port. Where it closes first (wrk does when the response is
@@ -362,8 +386,12 @@ fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()>
         .and_then(|p| procs::process_cpu_ticks(p).ok());
     let drops0 = procs::backlog_drops();
     let cpu0 = CpuTimes::now()?;
+    let probe = start_probe(lb, plan.short_secs);
     let wrk = load::wrk(&c.client, &url, plan.short_secs, true)?;
     let cpu = CpuTimes::now()?.since(&cpu0);
+    if let Some(mut p) = probe {
+        let _ = p.wait();
+    }
     let drops = procs::backlog_drops() - drops0;
     let client_tw = procs::time_wait(&c.client);
     let proc1 = running
@@ -443,6 +471,20 @@ fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()>
     running.check_alive()?;
     running.stop();
     Ok(())
+}
+
+/// `BENCH_E2E_PROBE="command"`: a shell command run on the host while the
+/// short-connection run goes on (a profiler, say), with `BENCH_ROW` (the
+/// row's key) and `BENCH_SECS` in its environment; waited for afterwards.
+fn start_probe(lb: Lb, secs: u32) -> Option<std::process::Child> {
+    let cmd = std::env::var("BENCH_E2E_PROBE").ok()?;
+    std::process::Command::new("timeout")
+        .args([&(secs + 30).to_string(), "sh", "-c", &cmd])
+        .env("BENCH_ROW", lb.key())
+        .env("BENCH_SECS", secs.to_string())
+        .spawn()
+        .map_err(|e| eprintln!("bench e2e: probe: {e}"))
+        .ok()
 }
 
 /// The first three fields of `/proc/loadavg`.

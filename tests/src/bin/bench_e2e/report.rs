@@ -64,7 +64,7 @@ pub fn report(
     }
     println!(
         "A client, the load balancer and {BACKENDS} nginx backends (one process each, `return 200`) in network namespaces joined by a bridge, \
-         all on this machine's cores; an XDP_PASS program on the LB's bridge port and TX checksum offload off for every row. \
+         all on this machine's cores; an XDP_PASS program with threaded NAPI on the LB's bridge port and TX checksum offload off for every row. \
          The topology is rebuilt for every measurement (the backends' TIME_WAIT sockets from one load balancer would slow the next), \
          and the rounds are interleaved: every load balancer once, then again. \
          \"Direct\" is the client to backend 0 alone, without a load balancer; the others spread over the {BACKENDS} backends. \
@@ -74,6 +74,31 @@ pub fn report(
          The client (wrk, iperf3) has `net.ipv4.tcp_tw_reuse = 1`: without it, where the client closes first (through HAProxy) its own TIME_WAIT sockets make every connect() scan the port range, and the client, not the load balancer, is what gets measured.\n",
         haproxy_version()
     );
+    println!(
+        "Threaded NAPI on the LB's bridge port: the XDP_PASS program there (which XDP_TX on the LB's veth needs) puts that veth in NAPI mode. \
+         In softirq mode its poll runs on whichever CPU scheduled it and the bridge queues each frame on that CPU's backlog for the destination host, \
+         so when the poll moves between CPUs two segments of one flow can sit in two CPUs' backlogs and arrive out of order. \
+         Measured on this machine kind (5 s runs, interleaved), it hit every load-balanced row and never the direct one: \
+         through kube-xdp the client counted TcpExt:TCPOFOQueue +2,200 to +3,400 per ~150k connections and the backends as many spurious TcpExt:TCPFastRetrans, \
+         through nftables +1,200 to +1,600; with `/sys/class/net/plb/threaded = 1` both were 0 in all 8 runs, \
+         req/s unchanged within the noise (direct median 49.9k softirq vs 49.2k threaded over 6 runs each, kube-xdp 29.7k vs 30.3k, nftables 29.4k vs 29.4k over 4) \
+         and kube-xdp's p99 4.4–4.6 ms → 2.9–3.2 ms. \
+         RPS over both CPUs on every host's veth fixed the reordering too, but its cross-CPU interrupts cost the direct row 28 % (49.4k → 35.7k req/s) and nftables 22 %, so it is not used.\n"
+    );
+    let host = super::host::settings();
+    if host != ["threaded"] {
+        println!(
+            "**Host settings replaced (`BENCH_E2E_HOST`): {}.**\n",
+            if host.is_empty() {
+                "none (softirq NAPI)".to_owned()
+            } else {
+                host.join(", ")
+            }
+        );
+    }
+    if let Ok(rows) = std::env::var("BENCH_E2E_ROWS") {
+        println!("**Only the rows `BENCH_E2E_ROWS={rows}`.**\n");
+    }
     if let Some(why) = ipvs_skip {
         println!("IPVS NAT: skipped: {why}.\n");
     }
