@@ -203,10 +203,23 @@ impl Cluster {
     /// Writes the configuration: a `[daemon]` section for this topology
     /// followed by `services` (TOML for `[[service]]` tables).
     pub fn write_config(&self, services: &str) -> anyhow::Result<()> {
+        self.write_config_with(Some("20000-29999"), services)
+    }
+
+    /// [`Cluster::write_config`] with `snat_ports` as given (`None`: the
+    /// daemon's default).
+    pub fn write_config_with(
+        &self,
+        snat_ports: Option<&str>,
+        services: &str,
+    ) -> anyhow::Result<()> {
+        let snat = snat_ports
+            .map(|p| format!("snat_ports = \"{p}\"\n"))
+            .unwrap_or_default();
         std::fs::write(
             &self.config,
             format!(
-                "[daemon]\ninterfaces = [\"eth0\"]\npin_path = \"{}\"\nrun_dir = \"{}\"\nsnat_ports = \"20000-29999\"\n\n{services}",
+                "[daemon]\ninterfaces = [\"eth0\"]\npin_path = \"{}\"\nrun_dir = \"{}\"\n{snat}\n{services}",
                 self.pins.path().display(),
                 self.run_dir.display()
             ),

@@ -70,7 +70,7 @@ pub fn report(
          \"Direct\" is the client to backend 0 alone, without a load balancer; the others spread over the {BACKENDS} backends. \
          HAProxy {}: `mode tcp`, `balance roundrobin`, `option tcp-check`, `check fall 3 rise 2 inter 2s` (kubeadm's HA guide). \
          nftables: `dnat to numgen inc mod {BACKENDS} map {{…}}` in prerouting, `snat to` the LB's address in postrouting (kube-proxy's nftables datapath). \
-         kube-xdp: one service VIP:80 over the backends, TCP checks. \
+         kube-xdp: one service VIP:80 over the backends, TCP checks, the default `snat_ports` (10000-32767: 22,768 ports per backend). \
          The client (wrk, iperf3) has `net.ipv4.tcp_tw_reuse = 1`: without it, where the client closes first (through HAProxy) its own TIME_WAIT sockets make every connect() scan the port range, and the client, not the load balancer, is what gets measured.\n",
         haproxy_version()
     );
