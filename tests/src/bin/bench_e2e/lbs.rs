@@ -6,7 +6,7 @@ use super::procs::{Proc, wait_until};
 use anyhow::bail;
 use kube_xdp_tests::{
     daemon::{Daemon, cli},
-    topology::{Cluster, LB_ADDR, VIP, backend_addr},
+    topology::{CLIENT_ADDR, Cluster, LB_ADDR, VIP, backend_addr},
 };
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -19,6 +19,9 @@ pub const IPERF_PORT: u16 = 5201;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lb {
     Direct,
+    /// Direct, but every packet routed through the LB namespace's kernel
+    /// (IP forwarding, no NAT): what any extra hop costs here.
+    Router,
     KubeXdp,
     Haproxy,
     Nftables,
@@ -29,6 +32,7 @@ impl Lb {
     pub fn name(self) -> &'static str {
         match self {
             Lb::Direct => "direct to one backend (no LB)",
+            Lb::Router => "one backend through a kernel router hop (no LB)",
             Lb::KubeXdp => "kube-xdp",
             Lb::Haproxy => "HAProxy (TCP mode)",
             Lb::Nftables => "nftables NAT (kube-proxy style)",
@@ -40,6 +44,7 @@ impl Lb {
     pub fn key(self) -> String {
         match self {
             Lb::Direct => "direct",
+            Lb::Router => "router",
             Lb::KubeXdp => "kube-xdp",
             Lb::Haproxy => "haproxy",
             Lb::Nftables => "nftables",
@@ -122,6 +127,22 @@ pub fn start(lb: Lb, c: &Cluster, dir: &Path) -> anyhow::Result<Running> {
     };
     match lb {
         Lb::Direct => {
+            r.http = at(&backend_addr(0), HTTP_PORT);
+            r.iperf = at(&backend_addr(0), IPERF_PORT);
+            r.reach = 1;
+        }
+        Lb::Router => {
+            // The LB host forwards (its redirects are off: see Cluster),
+            // and the client and backend 0 route to each other through it.
+            c.lb.sysctl("net.ipv4.ip_forward", "1")?;
+            c.client.ip(&[
+                "route",
+                "add",
+                &format!("{}/32", backend_addr(0)),
+                "via",
+                LB_ADDR,
+            ])?;
+            c.backends[0].ip(&["route", "add", &format!("{CLIENT_ADDR}/32"), "via", LB_ADDR])?;
             r.http = at(&backend_addr(0), HTTP_PORT);
             r.iperf = at(&backend_addr(0), IPERF_PORT);
             r.reach = 1;

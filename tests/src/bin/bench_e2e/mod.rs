@@ -160,7 +160,13 @@ pub fn main() {
     let started = Instant::now();
     let plan = plan();
     let load_before = loadavg();
-    let mut lbs = vec![Lb::Direct, Lb::KubeXdp, Lb::Haproxy, Lb::Nftables];
+    let mut lbs = vec![
+        Lb::Direct,
+        Lb::Router,
+        Lb::KubeXdp,
+        Lb::Haproxy,
+        Lb::Nftables,
+    ];
     let ipvs_skip = lbs::ipvs_unavailable();
     if ipvs_skip.is_none() {
         lbs.push(Lb::Ipvs);

@@ -67,7 +67,9 @@ pub fn report(
          all on this machine's cores; an XDP_PASS program with threaded NAPI on the LB's bridge port and TX checksum offload off for every row. \
          The topology is rebuilt for every measurement (the backends' TIME_WAIT sockets from one load balancer would slow the next), \
          and the rounds are interleaved: every load balancer once, then again. \
-         \"Direct\" is the client to backend 0 alone, without a load balancer; the others spread over the {BACKENDS} backends. \
+         \"Direct\" is the client to backend 0 alone, without a load balancer; \
+         \"through a kernel router hop\" is the same, but the client and backend 0 route to each other through the LB host (IP forwarding, no NAT, no XDP on its interface): the cost of any box in the path in this topology, the ceiling for every load balancer below; \
+         the others spread over the {BACKENDS} backends. \
          HAProxy {}: `mode tcp`, `balance roundrobin`, `option tcp-check`, `check fall 3 rise 2 inter 2s` (kubeadm's HA guide). \
          nftables: `dnat to numgen inc mod {BACKENDS} map {{…}}` in prerouting, `snat to` the LB's address in postrouting (kube-proxy's nftables datapath). \
          kube-xdp: one service VIP:80 over the backends, TCP checks, the default `snat_ports` (10000-32767: 22,768 ports per backend). \
