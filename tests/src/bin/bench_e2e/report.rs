@@ -106,7 +106,7 @@ pub fn report(
     }
 
     println!(
-        "#### Short connections (`wrk -t2 -c64 -d{short_secs}s -H 'Connection: close' --latency`, {reps} runs each)\n"
+        "#### Short connections (`wrk -t2 -c64 -d{short_secs}s -H 'Connection: close' --latency`, {reps} runs each, the router hop one)\n"
     );
     println!(
         "| load balancer | req/s median | min | × direct | p50 | p99 | socket errors (c/r/w/t) | non-2xx | client SYN retransmits | LB process CPU-s /100k req | machine softirq CPU-s /100k req | machine sys+softirq CPU-s /100k req |"
