@@ -6,8 +6,8 @@
 //! checked here, lazily, so expiry needs no daemon.
 
 use kube_xdp_common::maps::{
-    FLOW_CLOSING, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_TS_REWRITE, Flow, FlowKey,
-    PROTO_TCP, ReverseFlow, Settings,
+    FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_TS_REWRITE, FLOW_UDP, Flow,
+    FlowKey, PROTO_TCP, ReverseFlow, Settings,
 };
 
 use crate::{FLOWS, REVERSE};
@@ -16,6 +16,9 @@ use crate::{FLOWS, REVERSE};
 const BPF_NOEXIST: u64 = 1;
 /// How long a finished flow's port rests before another flow may take it.
 const REUSE_GRACE_NS: u64 = 1_000_000_000;
+/// How long after a flow opened its rewritten timestamps are still
+/// certainly older than a new flow's (see `reusable`).
+const TS_COMPARABLE_NS: u64 = 30 * 60 * 1_000_000_000;
 /// Candidate SNAT ports tried for one new flow before giving up.
 const PORT_PROBES: u32 = 32;
 
@@ -78,24 +81,39 @@ pub fn alive(settings: &Settings, client: &FlowKey, flow: &Flow, now: u64) -> bo
 /// least once per epoch of this length.
 const PARTNER_EPOCH_SHIFT: u32 = 30;
 
-/// [`alive`] for the client's packets of an established flow, with the
-/// reverse lookup (a fifth of the path's cost) only where it can matter.
-/// The reverse entry of a flow changes hands only (a) once the flow
-/// finished or expired — `allocate` hands a port over on nothing else —
-/// or (b) when the LRU evicted it, which takes a table full beyond its
-/// size. (a) is covered by checking every packet of a closing flow. For
-/// (b) the check runs on the first packet of each epoch: a packet either
-/// way during the epoch (a reply is only forwarded after the same
-/// agreement check from the other side) keeps `last_seen_ns` in it. This
-/// also keeps the reverse entry recently used in the LRU's eyes, so the
-/// LRU evicts dead flows' entries first.
+/// [`alive`] for the client's packets of a flow, with the reverse lookup
+/// (a fifth of the established path's cost) skipped where it cannot
+/// matter. A settled flow's reverse entry changes hands only (a) once the
+/// flow finished or expired — `allocate` hands a port over on nothing
+/// else — or (b) when the LRU evicted it, which takes a table full beyond
+/// its size. So the check runs on every packet of a flow
+/// - that is not settled yet: a TCP flow before its handshake's ACK (which
+///   is checked), a UDP flow in the epoch it was created in. While a new
+///   flow is being created, another CPU may find its claimed reverse entry
+///   without a forward entry and take it over; the flow's first check after
+///   its creation finds that out;
+/// - that is closing or has seen a FIN or RST (a), whatever its state says
+///   (two CPUs updating one flow at once may leave a stale state);
+/// - whose last packet was in an earlier epoch (b): a packet either way
+///   during the epoch (a reply is forwarded only after the same agreement
+///   check from the other side) keeps `last_seen_ns` in it, so an active
+///   flow is confirmed at least once per epoch. This also keeps the reverse
+///   entry recently used in the LRU's eyes, so the LRU evicts dead flows'
+///   entries first.
 #[inline(always)]
 pub fn alive_established(settings: &Settings, client: &FlowKey, flow: &Flow, now: u64) -> bool {
     if expired(settings, flow, now) {
         return false;
     }
-    let confirmed = flow.state != FLOW_CLOSING
-        && now >> PARTNER_EPOCH_SHIFT == flow.last_seen_ns >> PARTNER_EPOCH_SHIFT;
+    let epoch = now >> PARTNER_EPOCH_SHIFT;
+    let settled = match flow.state {
+        FLOW_ESTABLISHED => true,
+        FLOW_UDP => flow.created_ns >> PARTNER_EPOCH_SHIFT != epoch,
+        _ => false,
+    };
+    let confirmed = settled
+        && flow.flags & (FLOW_FIN_CLIENT | FLOW_FIN_BACKEND | FLOW_RST) == 0
+        && flow.last_seen_ns >> PARTNER_EPOCH_SHIFT == epoch;
     confirmed || partner_agrees(client, flow)
 }
 
@@ -111,10 +129,17 @@ fn finished(flow: &Flow) -> bool {
 /// SYN whose timestamp is not newer (PAWS): when both flows' timestamps are
 /// rewritten onto the same growing clock, a finished flow's port is free at
 /// once; otherwise it is held for `tcp_time_wait` past the flow's end.
+///
+/// The rewritten timestamps run on `ts_clock`, whose signed comparison
+/// (PAWS) wraps after 2^31 ticks, about 36.6 minutes: a flow opened longer
+/// ago than [`TS_COMPARABLE_NS`] may have sent the backend a timestamp that
+/// looks newer than the next flow's, so its port is held as if it had none.
 #[inline(always)]
 fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     let idle = now.saturating_sub(old.last_seen_ns);
-    let both_ts = new_ts && old.flags & FLOW_TS_REWRITE != 0;
+    let both_ts = new_ts
+        && old.flags & FLOW_TS_REWRITE != 0
+        && now.saturating_sub(old.created_ns) < TS_COMPARABLE_NS;
     if both_ts && finished(old) {
         // The last ACK of the close (and a retransmitted FIN) may still be
         // on the way: give them a moment before the 4-tuple means another

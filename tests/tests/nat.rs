@@ -4,7 +4,7 @@
 
 use kube_xdp::datapath::BackendState;
 use kube_xdp_common::{
-    maps::{FlowKey, PROTO_UDP, ReverseFlow},
+    maps::{FLOW_ESTABLISHED, Flow, FlowKey, PROTO_UDP, ReverseFlow},
     stats::Counter,
 };
 use kube_xdp_tests::{
@@ -354,23 +354,21 @@ fn closed_flows_port_goes_to_the_next_flow_only_with_growing_timestamps() {
     assert_eq!(h.dp.global_stats().unwrap().get(Counter::SnatExhausted), 2);
 }
 
-/// A flow whose reverse entry went to another flow (the LRU evicted it
-/// from a table fuller than its size, and the port was handed out again)
-/// must not be forwarded into that other flow's connection. The datapath
-/// confirms the reverse entry on a closing flow's every packet and on an
-/// active flow's first packet of each ~1 s epoch: here the flow's last
-/// packet is set 1.5 s back (far within its idle timeout), so the next one
-/// is checked, found orphaned, and refused like a segment without a flow.
-#[test]
-fn flow_whose_reply_entry_went_to_another_flow_is_refused() {
-    let mut h = apiserver();
-    let syn = open(&h, 40010);
-    let (key, mut flow) =
-        h.dp.flows()
-            .unwrap()
-            .into_iter()
-            .find(|(k, _)| k.src_port == 40010u16.to_be())
-            .expect("the flow is in the table");
+/// The flow of client port `sport` as it stands in the table.
+fn flow_of(h: &Harness, sport: u16) -> (FlowKey, Flow) {
+    h.dp.flows()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k.src_port == sport.to_be())
+        .expect("the flow is in the table")
+}
+
+/// Points the reverse entry of client port `sport`'s flow at another
+/// client, as if another flow had been given its port, after `tweak` has
+/// changed the flow; then the client's next segment must be refused like
+/// one without a flow, never forwarded into that other flow's connection.
+fn orphaned_flow_is_refused(h: &mut Harness, sport: u16, tweak: impl FnOnce(&mut Flow)) {
+    let (key, mut flow) = flow_of(h, sport);
     let rkey = FlowKey {
         src_addr: flow.backend_addr,
         dst_addr: flow.snat_addr,
@@ -379,23 +377,123 @@ fn flow_whose_reply_entry_went_to_another_flow_is_refused() {
         protocol: key.protocol,
         _pad: [0; 3],
     };
-    assert_eq!(syn.ports().0, u16::from_be(flow.snat_port));
     let other = FlowKey {
-        src_port: 40011u16.to_be(),
+        src_port: (sport + 1000).to_be(),
         ..key
     };
     h.dp.set_reverse(&rkey, &ReverseFlow { client: other })
         .unwrap();
-    flow.last_seen_ns -= 1_500_000_000;
+    tweak(&mut flow);
     h.dp.set_flow(&key, &flow).unwrap();
-
-    let rst = tx(&h, &Pkt::tcp(40010, VIP, 6443, ACK).seq_ack(1001, 1));
+    let before = h.dp.global_stats().unwrap();
+    let rst = tx(h, &Pkt::tcp(sport, VIP, 6443, ACK).seq_ack(1101, 1));
     assert_eq!(rst.tcp_flags(), RST, "refused, not sent to the backend");
     assert_eq!(rst.dst, CLIENT_IP);
-    assert_eq!(rst.ports(), (6443, 40010));
-    let stats = h.dp.global_stats().unwrap();
-    assert_eq!(stats.get(Counter::NoFlow), 1);
-    assert_eq!(stats.get(Counter::ToBackend), 0);
+    assert_eq!(rst.ports(), (6443, sport));
+    let after = h.dp.global_stats().unwrap();
+    assert_eq!(after.get(Counter::NoFlow), before.get(Counter::NoFlow) + 1);
+    assert_eq!(
+        after.get(Counter::ToBackend),
+        before.get(Counter::ToBackend)
+    );
+}
+
+/// A flow whose reverse entry went to another flow (the LRU evicted it
+/// from a table fuller than its size and the port was handed out again, or
+/// another CPU took it while the flow was being created) must not be
+/// forwarded into that other flow's connection. The datapath confirms the
+/// reverse entry on every packet of a flow before its handshake completes
+/// or once it closes, and on an established flow's first packet of each
+/// ~1 s epoch.
+#[test]
+fn flow_whose_reply_entry_went_to_another_flow_is_refused() {
+    let mut h = apiserver();
+    // Before the handshake's ACK: at once.
+    open(&h, 40010);
+    orphaned_flow_is_refused(&mut h, 40010, |_| {});
+
+    // Closing (the client sent a FIN): at once.
+    open(&h, 40011);
+    tx(&h, &Pkt::tcp(40011, VIP, 6443, ACK).seq_ack(1001, 1));
+    tx(&h, &Pkt::tcp(40011, VIP, 6443, FIN | ACK).seq_ack(1001, 1));
+    orphaned_flow_is_refused(&mut h, 40011, |_| {});
+
+    // Established: on its first packet of a new epoch. Its last packet is
+    // set 1.5 s back (more than an epoch, far within its idle timeout).
+    open(&h, 40012);
+    tx(&h, &Pkt::tcp(40012, VIP, 6443, ACK).seq_ack(1001, 1));
+    assert_eq!(flow_of(&h, 40012).1.state, FLOW_ESTABLISHED);
+    orphaned_flow_is_refused(&mut h, 40012, |f| f.last_seen_ns -= 1_500_000_000);
+}
+
+/// The rewritten timestamps' signed comparison (the backend's PAWS check)
+/// wraps after about 36.6 minutes: the port of a flow opened 30 minutes or
+/// more ago is held after its close as if the flow had no timestamps
+/// (`tcp_closing` + `tcp_time_wait`), not re-used after a second. Here the
+/// flow is made to have opened at boot, so its age is the machine's uptime;
+/// a second after its close, the next SYN gets its port only if that is
+/// under 30 minutes.
+#[test]
+fn port_of_a_flow_older_than_half_an_hour_is_held_after_its_close() {
+    let mut h = Harness::new();
+    h.tcp_service(0, 6443..=6443, Some(6443));
+    for id in 1..3 {
+        h.dp.remove_backend(id).unwrap();
+    }
+    h.rebuild(0);
+    let mut settings = kube_xdp_tests::harness::default_settings();
+    settings.snat_port_min = 20_000;
+    settings.snat_port_max = 20_000;
+    h.dp.set_settings(&settings).unwrap();
+
+    let half_hour = 30 * 60 * kube_xdp_tests::harness::SECOND;
+    let mut uptime = flow_uptime(&mut h);
+    if uptime.abs_diff(half_hour) < 5 * kube_xdp_tests::harness::SECOND {
+        // Too close to call: let the machine's age pass the mark.
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        uptime = flow_uptime(&mut h);
+    }
+    // A flow, closed both ways, its last packet 2 s ago, opened at boot.
+    let syn = open(&h, 48500);
+    let backend = backend_of(&syn);
+    tx(
+        &h,
+        &Pkt::tcp(48500, VIP, 6443, FIN | ACK)
+            .seq_ack(1001, 1)
+            .ts(Some((100_001, 9))),
+    );
+    let mut fin = Pkt::tcp(6443, LB_IP, 20_000, FIN | ACK)
+        .from(backend, backend_mac(backend))
+        .seq_ack(1, 1002)
+        .ts(Some((10, syn.ts().unwrap().0)));
+    fin.dst_mac = LB_MAC;
+    assert_eq!(tx(&h, &fin).dst, CLIENT_IP);
+    let (key, mut flow) = flow_of(&h, 48500);
+    flow.created_ns = 0;
+    flow.last_seen_ns -= 2 * kube_xdp_tests::harness::SECOND;
+    h.dp.set_flow(&key, &flow).unwrap();
+
+    let next = tx(&h, &Pkt::tcp(48501, VIP, 6443, SYN).ts(Some((5, 0))));
+    if uptime > half_hour {
+        assert_eq!(next.tcp_flags(), RST | ACK, "the old flow's port is held");
+        assert_eq!(h.dp.global_stats().unwrap().get(Counter::SnatExhausted), 1);
+    } else {
+        assert_eq!(
+            next.tcp_flags(),
+            SYN,
+            "a flow under 30 minutes old gives its port"
+        );
+        assert_eq!(next.ports().0, 20_000);
+    }
+}
+
+/// The datapath's clock now (a flow's `last_seen_ns` right after a packet),
+/// through a throw-away flow.
+fn flow_uptime(h: &mut Harness) -> u64 {
+    open(h, 48599);
+    let (_, flow) = flow_of(h, 48599);
+    h.dp.clear_flows().unwrap();
+    flow.last_seen_ns
 }
 
 /// A busy client re-uses each of its ports about once a second (Linux's
