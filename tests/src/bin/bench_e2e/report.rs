@@ -68,7 +68,7 @@ pub fn report(
          The topology is rebuilt for every measurement (the backends' TIME_WAIT sockets from one load balancer would slow the next), \
          and the rounds are interleaved: every load balancer once, then again. \
          \"Direct\" is the client to backend 0 alone, without a load balancer; \
-         \"through a kernel router hop\" is the same, but the client and backend 0 route to each other through the LB host (IP forwarding, no NAT, no XDP on its interface): the cost of any box in the path in this topology, the ceiling for every load balancer below; \
+         \"through a kernel router hop\" is the same, but the client and backend 0 route to each other through the LB host (IP forwarding, no NAT, no XDP on its interface): the cost of any box in the path in this topology, the ceiling for every load balancer below (short connections only); \
          the others spread over the {BACKENDS} backends. \
          HAProxy {}: `mode tcp`, `balance roundrobin`, `option tcp-check`, `check fall 3 rise 2 inter 2s` (kubeadm's HA guide). \
          nftables: `dnat to numgen inc mod {BACKENDS} map {{…}}` in prerouting, `snat to` the LB's address in postrouting (kube-proxy's nftables datapath). \
@@ -162,7 +162,7 @@ pub fn report(
         .get(&0)
         .and_then(|r| r.keepalive.as_ref())
         .map(|w| w.rps);
-    for (i, lb) in lbs.iter().enumerate() {
+    for (i, lb) in lbs.iter().enumerate().filter(|(_, lb)| **lb != Lb::Router) {
         match rows.get(&i).and_then(|r| r.keepalive.as_ref()) {
             Some(w) => println!(
                 "| {} | {:.0} | {} | {} | {} | {}/{}/{}/{} |",
@@ -186,7 +186,7 @@ pub fn report(
     println!("| load balancer | 1 stream Gbit/s | 4 streams Gbit/s |");
     println!("|---|---:|---:|");
     let gbit = |v: Option<f64>| v.map_or("failed".into(), |b| format!("{:.2}", b / 1e9));
-    for (i, lb) in lbs.iter().enumerate() {
+    for (i, lb) in lbs.iter().enumerate().filter(|(_, lb)| **lb != Lb::Router) {
         let r = rows.get(&i);
         println!(
             "| {} | {} | {} |",
