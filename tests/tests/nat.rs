@@ -39,6 +39,41 @@ fn backend_of(seen: &Seen) -> [u8; 4] {
     seen.dst
 }
 
+/// The apiserver service with one backend left, and SNAT ports `ports`.
+fn one_backend(ports: std::ops::RangeInclusive<u16>) -> Harness {
+    let mut h = apiserver();
+    for id in 1..3 {
+        h.dp.remove_backend(id).unwrap();
+    }
+    h.rebuild(0);
+    let mut settings = kube_xdp_tests::harness::default_settings();
+    settings.snat_port_min = *ports.start();
+    settings.snat_port_max = *ports.end();
+    h.dp.set_settings(&settings).unwrap();
+    h
+}
+
+/// Closes the flow that `syn` (as the backend got it) opened from client
+/// port `sport`: the client's FIN with TSval `tsval`, then the backend's
+/// FIN echoing it, which must reach the client. Returns the client's FIN
+/// as the backend got it.
+fn close_both_ways(h: &Harness, sport: u16, syn: &Seen, tsval: u32) -> Seen {
+    let client_fin = tx(
+        h,
+        &Pkt::tcp(sport, VIP, 6443, FIN | ACK)
+            .seq_ack(1001, 1)
+            .ts(Some((tsval, 9))),
+    );
+    let backend = backend_of(syn);
+    let mut fin = Pkt::tcp(6443, LB_IP, syn.ports().0, FIN | ACK)
+        .from(backend, backend_mac(backend))
+        .seq_ack(1, 1002)
+        .ts(Some((10, client_fin.ts().unwrap().0)));
+    fin.dst_mac = LB_MAC;
+    assert_eq!(tx(h, &fin).dst, CLIENT_IP);
+    client_fin
+}
+
 #[test]
 fn new_tcp_flow_is_translated_to_a_backend() {
     let h = apiserver();
@@ -290,38 +325,17 @@ fn traffic_to_no_service_passes_unchanged() {
 
 #[test]
 fn closed_flows_port_goes_to_the_next_flow_only_with_growing_timestamps() {
-    let mut h = Harness::new();
     // One backend, one SNAT port: every flow needs that port.
-    h.tcp_service(0, 6443..=6443, Some(6443));
-    for id in 1..3 {
-        h.dp.remove_backend(id).unwrap();
-    }
-    h.rebuild(0);
-    let mut settings = kube_xdp_tests::harness::default_settings();
-    settings.snat_port_min = 20_000;
-    settings.snat_port_max = 20_000;
-    h.dp.set_settings(&settings).unwrap();
+    let h = one_backend(20_000..=20_000);
 
     let first = open(&h, 48000);
-    let backend = backend_of(&first);
     let (port, _) = first.ports();
     assert_eq!(port, 20_000);
     // Close it both ways: client FIN, backend FIN. The client's clock has
     // not ticked (it ticks at most every millisecond; this all takes
     // microseconds), so its FIN carries the SYN's TSval.
-    let client_fin = tx(
-        &h,
-        &Pkt::tcp(48000, VIP, 6443, FIN | ACK)
-            .seq_ack(1001, 1)
-            .ts(Some((100_000, 9))),
-    );
+    let client_fin = close_both_ways(&h, 48000, &first, 100_000);
     let (last_tsval, _) = client_fin.ts().unwrap();
-    let mut fin = Pkt::tcp(6443, LB_IP, port, FIN | ACK)
-        .from(backend, backend_mac(backend))
-        .seq_ack(1, 1002)
-        .ts(Some((10, last_tsval)));
-    fin.dst_mac = LB_MAC;
-    assert_eq!(tx(&h, &fin).dst, CLIENT_IP);
 
     // Right after the close, the port rests (the last ACK may still be on
     // its way): with no other port, a new SYN is refused.
@@ -435,16 +449,7 @@ fn flow_whose_reply_entry_went_to_another_flow_is_refused() {
 /// under 30 minutes.
 #[test]
 fn port_of_a_flow_older_than_half_an_hour_is_held_after_its_close() {
-    let mut h = Harness::new();
-    h.tcp_service(0, 6443..=6443, Some(6443));
-    for id in 1..3 {
-        h.dp.remove_backend(id).unwrap();
-    }
-    h.rebuild(0);
-    let mut settings = kube_xdp_tests::harness::default_settings();
-    settings.snat_port_min = 20_000;
-    settings.snat_port_max = 20_000;
-    h.dp.set_settings(&settings).unwrap();
+    let mut h = one_backend(20_000..=20_000);
 
     let half_hour = 30 * 60 * kube_xdp_tests::harness::SECOND;
     let mut uptime = flow_uptime(&mut h);
@@ -455,19 +460,7 @@ fn port_of_a_flow_older_than_half_an_hour_is_held_after_its_close() {
     }
     // A flow, closed both ways, its last packet 2 s ago, opened at boot.
     let syn = open(&h, 48500);
-    let backend = backend_of(&syn);
-    tx(
-        &h,
-        &Pkt::tcp(48500, VIP, 6443, FIN | ACK)
-            .seq_ack(1001, 1)
-            .ts(Some((100_001, 9))),
-    );
-    let mut fin = Pkt::tcp(6443, LB_IP, 20_000, FIN | ACK)
-        .from(backend, backend_mac(backend))
-        .seq_ack(1, 1002)
-        .ts(Some((10, syn.ts().unwrap().0)));
-    fin.dst_mac = LB_MAC;
-    assert_eq!(tx(&h, &fin).dst, CLIENT_IP);
+    close_both_ways(&h, 48500, &syn, 100_001);
     let (key, mut flow) = flow_of(&h, 48500);
     flow.created_ns = 0;
     flow.last_seen_ns -= 2 * kube_xdp_tests::harness::SECOND;
@@ -504,16 +497,7 @@ fn flow_uptime(h: &mut Harness) -> u64 {
 /// milliseconds, and no SYN is refused.
 #[test]
 fn client_reusing_its_ports_does_not_run_the_snat_ports_out() {
-    let mut h = Harness::new();
-    h.tcp_service(0, 6443..=6443, Some(6443));
-    for id in 1..3 {
-        h.dp.remove_backend(id).unwrap();
-    }
-    h.rebuild(0);
-    let mut settings = kube_xdp_tests::harness::default_settings();
-    settings.snat_port_min = 20_000;
-    settings.snat_port_max = 20_003;
-    h.dp.set_settings(&settings).unwrap();
+    let h = one_backend(20_000..=20_003);
 
     for round in 0..10u32 {
         for client_port in 48100..48103u16 {
@@ -528,21 +512,8 @@ fn client_reusing_its_ports_does_not_run_the_snat_ports_out() {
                 "round {round}, client port {client_port}: {:?}",
                 h.dp.global_stats().unwrap().get(Counter::SnatExhausted)
             );
-            let (port, _) = syn.ports();
-            let backend = backend_of(&syn);
             // The client closes first, the backend answers: finished.
-            tx(
-                &h,
-                &Pkt::tcp(client_port, VIP, 6443, FIN | ACK)
-                    .seq_ack(1001, 1)
-                    .ts(Some((tsval + 1, 9))),
-            );
-            let mut fin = Pkt::tcp(6443, LB_IP, port, FIN | ACK)
-                .from(backend, backend_mac(backend))
-                .seq_ack(1, 1002)
-                .ts(Some((10, syn.ts().unwrap().0)));
-            fin.dst_mac = LB_MAC;
-            assert_eq!(tx(&h, &fin).dst, CLIENT_IP);
+            close_both_ways(&h, client_port, &syn, tsval + 1);
         }
     }
     let stats = h.dp.global_stats().unwrap();
@@ -554,16 +525,7 @@ fn client_reusing_its_ports_does_not_run_the_snat_ports_out() {
 /// port, whatever its hash: its probes move from port to port.
 #[test]
 fn a_new_flow_finds_the_last_free_port_of_an_odd_range() {
-    let mut h = Harness::new();
-    h.tcp_service(0, 6443..=6443, Some(6443));
-    for id in 1..3 {
-        h.dp.remove_backend(id).unwrap();
-    }
-    h.rebuild(0);
-    let mut settings = kube_xdp_tests::harness::default_settings();
-    settings.snat_port_min = 20_000;
-    settings.snat_port_max = 20_002;
-    h.dp.set_settings(&settings).unwrap();
+    let mut h = one_backend(20_000..=20_002);
     for candidate in 0..30u16 {
         h.dp.clear_flows().unwrap();
         // Two open flows hold two of the three ports.
