@@ -566,6 +566,15 @@ impl Datapath {
             .collect()
     }
 
+    /// Every reverse entry of the flow table (backend-side 5-tuple → the
+    /// client's), live or not.
+    pub fn reverse_flows(&self) -> Result<Vec<(FlowKey, ReverseFlow)>> {
+        self.reverse
+            .iter()
+            .map(|r| r.map_err(map_err(map_name::REVERSE)))
+            .collect()
+    }
+
     /// The reverse entry of a backend-side 5-tuple.
     pub fn reverse(&self, key: &FlowKey) -> Result<Option<ReverseFlow>> {
         match self.reverse.get(key, 0) {

@@ -8,5 +8,8 @@ pub mod daemon;
 pub mod datapath;
 pub mod ebpf;
 pub mod health;
+pub mod host;
 pub mod maglev;
 pub mod metrics;
+pub mod plan;
+pub mod view;

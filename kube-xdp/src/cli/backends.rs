@@ -2,12 +2,11 @@
 //! Maglev share, active flows and traffic — aligned like `ipvsadm -Ln`.
 
 use crate::{Common, PinArgs, cli::human};
-use kube_xdp::daemon::inspect;
+use kube_xdp::view::Snapshot;
 
 pub fn backends(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
-    let config = common.config_if_present();
-    let dp = pins.open(common, config.as_ref())?;
-    let services = inspect::services(&dp, config.as_ref())?;
+    let (dp, names) = pins.open(common)?;
+    let services = Snapshot::read(&dp, names.as_ref())?.services;
     if json {
         println!("{}", serde_json::to_string_pretty(&services)?);
         return Ok(());

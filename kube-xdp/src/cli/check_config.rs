@@ -1,19 +1,17 @@
-//! `kube-xdp check-config`: validate, then print the plan or the errors.
+//! `kube-xdp check-config`: validate the file, build its plan on this
+//! host, then print the plan or every error. `kube-xdp run` builds the
+//! same plan: what this prints is what it applies, and what this refuses
+//! it refuses.
 
 use crate::Common;
-use kube_xdp::config::Config;
+use kube_xdp::{host::RealHost, plan::Plan};
 
 pub fn check_config(common: &Common) -> anyhow::Result<()> {
-    let config = Config::load(&common.config)?;
-    let report = config.check_environment();
-    for w in report.warnings() {
+    let plan = Plan::load(&common.config, &RealHost)?;
+    for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
-    let errors: Vec<String> = report.errors().map(|e| e.to_string()).collect();
-    if !errors.is_empty() {
-        anyhow::bail!("{}", errors.join("\n"));
-    }
-    print!("{}", config.summary());
+    print!("{}", plan.summary());
     println!("configuration OK");
     Ok(())
 }

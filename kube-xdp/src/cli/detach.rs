@@ -4,8 +4,7 @@
 use crate::{Common, PinArgs};
 
 pub fn detach(common: &Common, pins: &PinArgs) -> anyhow::Result<()> {
-    let config = common.config_if_present();
-    let pin_path = pins.resolve(common, config.as_ref());
+    let pin_path = pins.resolve(common);
     if !pin_path.exists() {
         println!("nothing pinned at {}", pin_path.display());
         return Ok(());

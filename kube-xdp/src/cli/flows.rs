@@ -1,12 +1,11 @@
 //! `kube-xdp flows`: the flow table with its translations and age.
 
 use crate::{Common, PinArgs};
-use kube_xdp::daemon::inspect;
+use kube_xdp::view;
 
 pub fn flows(common: &Common, pins: &PinArgs, json: bool, all: bool) -> anyhow::Result<()> {
-    let config = common.config_if_present();
-    let dp = pins.open(common, config.as_ref())?;
-    let flows = inspect::flows(&dp, all)?;
+    let (dp, _) = pins.open(common)?;
+    let flows = view::flows(&dp, all)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&flows)?);
         return Ok(());

@@ -10,36 +10,24 @@ pub mod top;
 
 use crate::{Common, PinArgs};
 use kube_xdp::{
-    config::{Config, DEFAULT_PIN_PATH},
+    config::{Config, DEFAULT_PIN_PATH, DEFAULT_RUN_DIR},
     datapath::Datapath,
+    view::Names,
 };
 use std::path::PathBuf;
 
 impl Common {
-    /// The configuration, if the file exists and validates: inspection
-    /// works without one, with less to say. A file that does not validate
-    /// is reported on stderr, not silently ignored.
-    pub fn config_if_present(&self) -> Option<Config> {
-        if !self.config.exists() {
-            return None;
+    /// One `[daemon]` path from the file: the validated configuration's
+    /// when it validates, else the key read straight from the file (the
+    /// running daemon, not this command, judges the file), else `None`.
+    pub fn daemon_path(&self, key: &str) -> Option<PathBuf> {
+        if let Ok(config) = Config::load(&self.config) {
+            return match key {
+                "pin_path" => Some(config.daemon.pin_path),
+                "run_dir" => Some(config.daemon.run_dir),
+                _ => None,
+            };
         }
-        match Config::load(&self.config) {
-            Ok(config) => Some(config),
-            Err(e) => {
-                let first = e.to_string();
-                eprintln!(
-                    "warning: {} does not validate, so backends are shown without their names:\n{}",
-                    self.config.display(),
-                    first.lines().next().unwrap_or_default()
-                );
-                None
-            }
-        }
-    }
-
-    /// One `[daemon]` key read straight from the file, for when the whole
-    /// file does not validate (the daemon, not this command, judges it).
-    pub fn raw_daemon_key(&self, key: &str) -> Option<PathBuf> {
         std::fs::read_to_string(&self.config)
             .ok()?
             .parse::<toml::Table>()
@@ -49,23 +37,31 @@ impl Common {
             .as_str()
             .map(PathBuf::from)
     }
+
+    /// The daemon's `run_dir`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.daemon_path("run_dir")
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
+    }
 }
 
 impl PinArgs {
     /// `--pin-path`, else the config file's `pin_path`, else the default.
-    pub fn resolve(&self, common: &Common, config: Option<&Config>) -> PathBuf {
+    pub fn resolve(&self, common: &Common) -> PathBuf {
         if let Some(path) = &self.pin_path {
             return path.clone();
         }
-        config
-            .map(|c| c.daemon.pin_path.clone())
-            .or_else(|| common.raw_daemon_key("pin_path"))
+        common
+            .daemon_path("pin_path")
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_PATH))
     }
 
-    /// Opens the pinned maps.
-    pub fn open(&self, common: &Common, config: Option<&Config>) -> anyhow::Result<Datapath> {
-        Ok(Datapath::open_pinned(&self.resolve(common, config))?)
+    /// Opens the pinned maps, with the names the daemon wrote for them
+    /// after its last apply (`None`: shown by id).
+    pub fn open(&self, common: &Common) -> anyhow::Result<(Datapath, Option<Names>)> {
+        let pin_path = self.resolve(common);
+        let dp = Datapath::open_pinned(&pin_path)?;
+        Ok((dp, Names::load(&common.run_dir(), &pin_path)))
     }
 }
 

@@ -2,16 +2,15 @@
 //! the pinned maps.
 
 use crate::{Common, PinArgs, cli::human};
-use kube_xdp::daemon::inspect;
+use kube_xdp::view::Snapshot;
 
 pub fn stats(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
-    let config = common.config_if_present();
-    let dp = pins.open(common, config.as_ref())?;
-    let stats = dp.global_stats()?;
-    let services = inspect::services(&dp, config.as_ref())?;
+    let (dp, names) = pins.open(common)?;
+    let Snapshot {
+        counters, services, ..
+    } = Snapshot::read(&dp, names.as_ref())?;
     if json {
-        let counters: serde_json::Map<String, serde_json::Value> = stats
-            .counters
+        let counters: serde_json::Map<String, serde_json::Value> = counters
             .iter()
             .map(|(c, v)| (c.name().to_owned(), (*v).into()))
             .collect();
@@ -30,7 +29,7 @@ pub fn stats(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> 
         return Ok(());
     }
     println!("{:<24} {:>16}", "COUNTER", "PACKETS");
-    for (counter, value) in &stats.counters {
+    for (counter, value) in &counters {
         println!("{:<24} {:>16}", counter.name(), value);
     }
     println!();

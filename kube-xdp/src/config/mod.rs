@@ -4,24 +4,21 @@
 //! closed to unknown keys, every value carrying its position), then
 //! validates it into the typed [`Config`] (`validate.rs`), collecting every
 //! problem it finds rather than the first: each names the file, the line
-//! and the key. Checks that need the host (interfaces, local addresses,
-//! the kernel's local port range, DNS) are separate:
-//! [`Config::check_environment`]. [`Config::summary`] prints the plan for
-//! `kube-xdp check-config`.
+//! and the key. This module is pure: it asks nothing of the host (no DNS,
+//! no interfaces). The checks that need the host, and what the file means
+//! on it, are the plan's (`crate::plan`). Defaults live in `schema.rs`.
 
-mod environment;
 mod raw;
 mod schema;
-mod summary;
 mod validate;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-pub use environment::{EnvironmentReport, local_ipv4_addresses};
 pub use schema::{
     Backend, BackendAddress, CheckKind, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE,
     DEFAULT_RUN_DIR, DEFAULT_SNAT_PORTS, DaemonConfig, ForwardingMode, HealthCheck, InitState,
@@ -130,7 +127,7 @@ impl fmt::Display for ConfigIssue {
 impl Config {
     /// Parses and validates a configuration held in `text`, read from
     /// `path` (named in errors). Checks nothing on the host: see
-    /// [`Config::check_environment`].
+    /// `crate::plan::Plan::build`.
     ///
     /// # Errors
     ///
@@ -153,18 +150,23 @@ impl Config {
         })?;
         Self::parse(path, &text)
     }
+}
 
-    /// Looks the host over for what the file cannot say by itself: the
-    /// interfaces exist, the SNAT addresses are local, `snat_ports` stays
-    /// clear of `net.ipv4.ip_local_port_range`, hostnames resolve, CA
-    /// files are readable (errors); a VIP that is not a local address, a
-    /// service with no backend able to take flows (warnings).
-    pub fn check_environment(&self) -> EnvironmentReport {
-        environment::check(self, &environment::RealHost)
+/// "24h", "10s", "1m30s", "500ms": the largest units that divide exactly.
+pub fn short(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
     }
-
-    /// The plan, as `kube-xdp check-config` prints it.
-    pub fn summary(&self) -> String {
-        summary::summary(self)
+    if d.subsec_nanos() != 0 {
+        return humantime::format_duration(d).to_string().replace(' ', "");
     }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if value > 0 {
+            let _ = write!(out, "{value}{unit}");
+        }
+    }
+    out
 }

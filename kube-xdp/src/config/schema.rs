@@ -2,7 +2,7 @@
 //!
 //! Every value here has passed validation (see `validate.rs`); defaults are
 //! filled in. Each table keeps the lines its keys came from ([`Lines`]) so
-//! that later checks (the environment, a reload) can still point at the
+//! that later checks (the plan's, a reload) can still point at the
 //! file; lines never take part in equality.
 
 use std::collections::BTreeMap;
@@ -174,14 +174,6 @@ impl ServicePort {
     pub fn is_range(self) -> bool {
         matches!(self, ServicePort::Range(_))
     }
-
-    /// The port of a single-port service.
-    pub fn single(self) -> Option<u16> {
-        match self {
-            ServicePort::Single(port) => Some(port),
-            ServicePort::Range(_) => None,
-        }
-    }
 }
 
 impl fmt::Display for ServicePort {
@@ -262,21 +254,6 @@ pub struct Backend {
 pub enum BackendAddress {
     Ip(Ipv4Addr),
     Hostname(String),
-}
-
-impl BackendAddress {
-    /// The IPv4 addresses it stands for now (a hostname is looked up with
-    /// the system resolver).
-    ///
-    /// # Errors
-    ///
-    /// When the name does not resolve, or only to IPv6 addresses.
-    pub fn resolve(&self) -> std::io::Result<Vec<Ipv4Addr>> {
-        match self {
-            BackendAddress::Ip(ip) => Ok(vec![*ip]),
-            BackendAddress::Hostname(name) => super::environment::resolve_ipv4(name),
-        }
-    }
 }
 
 impl FromStr for BackendAddress {
@@ -537,6 +514,15 @@ impl Protocol {
         match self {
             Protocol::Tcp => PROTO_TCP,
             Protocol::Udp => PROTO_UDP,
+        }
+    }
+
+    /// The protocol of an IP protocol number, if it is one of ours.
+    pub fn from_number(number: u8) -> Option<Self> {
+        match number {
+            PROTO_TCP => Some(Protocol::Tcp),
+            PROTO_UDP => Some(Protocol::Udp),
+            _ => None,
         }
     }
 }

@@ -1,9 +1,7 @@
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::environment::{self, Host};
 use super::*;
 
 /// The example of DESIGN.md, verbatim.
@@ -56,7 +54,7 @@ weight = 1                         # 0 = drain: no new flows, existing ones fini
 
 /// The kubeadm HAProxy setup: the apiserver on 6443 and the NodePort range
 /// to the workers.
-const TWO_SERVICES: &str = r#"[daemon]
+pub(crate) const TWO_SERVICES: &str = r#"[daemon]
 interfaces = ["eth0", "eth1"]
 xdp_mode = "native"
 snat_addresses = ["10.4.0.9", "10.4.0.8"]
@@ -103,9 +101,9 @@ name = "worker-2"
 address = "10.4.0.22"
 "#;
 
-const DAEMON: &str = "[daemon]\ninterfaces = [\"eth0\"]\n";
+pub(crate) const DAEMON: &str = "[daemon]\ninterfaces = [\"eth0\"]\n";
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("test.toml"), text)
 }
 
@@ -133,7 +131,7 @@ fn list(issues: &[ConfigIssue]) -> String {
 }
 
 /// The 1-based line of the first occurrence of `needle`.
-fn line(text: &str, needle: &str) -> usize {
+pub(crate) fn line(text: &str, needle: &str) -> usize {
     let at = text
         .find(needle)
         .unwrap_or_else(|| panic!("{needle:?} not in the text"));
@@ -162,17 +160,17 @@ fn assert_issue(issue: &ConfigIssue, text: &str, needle: &str, key: &str, says: 
 
 /// DAEMON plus one service "api" on 10.4.0.10:6443 with `extra` lines in
 /// the service table, and `rest` after it.
-fn service(extra: &str, rest: &str) -> String {
+pub(crate) fn service(extra: &str, rest: &str) -> String {
     format!(
         "{DAEMON}\n[[service]]\nname = \"api\"\nvip = \"10.4.0.10\"\nport = 6443\n{extra}\n{rest}"
     )
 }
 
-fn backend(fields: &str) -> String {
+pub(crate) fn backend(fields: &str) -> String {
     format!("[[service.backend]]\n{fields}\n")
 }
 
-fn check(fields: &str) -> String {
+pub(crate) fn check(fields: &str) -> String {
     service("", &format!("[service.health_check]\n{fields}\n"))
 }
 
@@ -1511,406 +1509,6 @@ mode = "dsr"
             "{n} missing:\n{shown}"
         );
     }
-}
-
-// ---------------------------------------------------------- environment
-
-#[derive(Default)]
-struct FakeHost {
-    interfaces: Vec<(&'static str, Vec<Ipv4Addr>)>,
-    port_range: Option<PortRange>,
-    names: Vec<(&'static str, Ipv4Addr)>,
-    files: Vec<&'static str>,
-}
-
-impl FakeHost {
-    /// eth0 with 10.4.0.9 and the VIP 10.4.0.10, Linux's default port
-    /// range, cp2.example.internal in DNS, the kubeadm CA.
-    fn lb() -> FakeHost {
-        FakeHost {
-            interfaces: vec![
-                ("lo", vec![Ipv4Addr::LOCALHOST]),
-                (
-                    "eth0",
-                    vec![Ipv4Addr::new(10, 4, 0, 9), Ipv4Addr::new(10, 4, 0, 10)],
-                ),
-                ("eth1", vec![Ipv4Addr::new(10, 4, 0, 8)]),
-            ],
-            port_range: Some(PortRange {
-                first: 32768,
-                last: 60999,
-            }),
-            names: vec![("cp2.example.internal", Ipv4Addr::new(10, 4, 0, 12))],
-            files: vec!["/etc/kubernetes/pki/ca.crt"],
-        }
-    }
-}
-
-impl Host for FakeHost {
-    fn interface_exists(&self, name: &str) -> bool {
-        self.interfaces.iter().any(|(n, _)| *n == name)
-    }
-
-    fn ipv4_addresses(&self) -> io::Result<Vec<(String, Ipv4Addr)>> {
-        Ok(self
-            .interfaces
-            .iter()
-            .flat_map(|(n, addrs)| addrs.iter().map(|a| (n.to_string(), *a)))
-            .collect())
-    }
-
-    fn local_port_range(&self) -> Option<PortRange> {
-        self.port_range
-    }
-
-    fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>> {
-        self.names
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, a)| *a)
-            .map(|a| vec![a])
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"))
-    }
-
-    fn readable(&self, path: &Path) -> io::Result<()> {
-        if self.files.iter().any(|f| Path::new(f) == path) {
-            Ok(())
-        } else {
-            Err(io::Error::from(io::ErrorKind::NotFound))
-        }
-    }
-}
-
-fn env(text: &str, host: &FakeHost) -> EnvironmentReport {
-    environment::check(&parse(text).unwrap(), host)
-}
-
-#[track_caller]
-fn assert_env(issue: &ConfigIssue, text: &str, needle: &str, key: &str, says: &str) {
-    let shown = issue.to_string();
-    let n = line(text, needle);
-    assert_eq!(issue.line, Some(n), "{shown}");
-    assert_eq!(issue.key, key, "{shown}");
-    assert!(shown.starts_with(&format!("test.toml:{n}: ")), "{shown}");
-    assert!(shown.contains(says), "{says:?} not in: {shown}");
-}
-
-#[test]
-fn a_sound_host_passes_the_environment_checks() {
-    let report = env(TWO_SERVICES, &FakeHost::lb());
-    assert!(report.is_ok(), "{:?}", report);
-    assert_eq!(report.warnings().count(), 0, "{report:?}");
-    assert_eq!(report.into_result().unwrap(), []);
-}
-
-#[test]
-fn missing_interface_is_an_environment_error_with_its_line() {
-    let text = "[daemon]\ninterfaces = [\n  \"eth0\",\n  \"eth9\",\n]\n";
-    let report = env(text, &FakeHost::lb());
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
-    assert_env(
-        errors[0],
-        text,
-        "eth9",
-        "interfaces",
-        "there is no interface \"eth9\"",
-    );
-    let err = report.into_result().unwrap_err();
-    assert!(
-        err.to_string().contains("test.toml:4: daemon: interfaces:"),
-        "{err}"
-    );
-}
-
-#[test]
-fn snat_ports_overlapping_the_local_port_range_is_an_error_naming_both() {
-    let text = format!("{DAEMON}snat_ports = \"30000-40000\"\n");
-    let report = env(&text, &FakeHost::lb());
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
-    assert_env(
-        errors[0],
-        &text,
-        "snat_ports",
-        "snat_ports",
-        "snat_ports: 30000-40000 overlaps net.ipv4.ip_local_port_range 32768-60999",
-    );
-    assert!(
-        errors[0].message.contains("\"10000-32767\""),
-        "suggests a range: {}",
-        errors[0]
-    );
-    assert!(errors[0].message.contains("or the sysctl"), "{}", errors[0]);
-
-    // The default, against a host with a wider local range: the daemon
-    // table's line.
-    let host = FakeHost {
-        port_range: Some(PortRange {
-            first: 1024,
-            last: 65535,
-        }),
-        ..FakeHost::lb()
-    };
-    let report = env(DAEMON, &host);
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
-    assert_env(
-        errors[0],
-        DAEMON,
-        "[daemon]",
-        "snat_ports",
-        "10000-32767 overlaps",
-    );
-}
-
-#[test]
-fn default_snat_ports_clear_the_linux_default_local_range() {
-    assert!(env(DAEMON, &FakeHost::lb()).is_ok());
-    assert_eq!(
-        environment::parse_local_port_range("32768\t60999\n"),
-        Some(PortRange {
-            first: 32768,
-            last: 60999
-        })
-    );
-    assert_eq!(environment::parse_local_port_range("garbage"), None);
-}
-
-#[test]
-fn unresolvable_hostname_backend_is_an_error() {
-    let text = service(
-        "",
-        &backend("name = \"cp3\"\naddress = \"cp3.example.internal\""),
-    );
-    let report = env(&text, &FakeHost::lb());
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
-    assert_env(
-        errors[0],
-        &text,
-        "address",
-        "address",
-        "\"cp3.example.internal\" does not resolve",
-    );
-    assert_eq!(errors[0].context, "service \"api\" backend \"cp3\"");
-}
-
-#[test]
-fn vip_that_is_not_local_is_a_warning_naming_the_service() {
-    let text = service("", &backend("name = \"a\"\naddress = \"10.4.0.11\""))
-        .replace("10.4.0.10", "10.4.0.50");
-    let report = env(&text, &FakeHost::lb());
-    assert!(report.is_ok(), "a warning only: {report:?}");
-    let warnings: Vec<_> = report.warnings().collect();
-    assert_eq!(warnings.len(), 1, "{report:?}");
-    let w = warnings[0];
-    assert_eq!(w.severity, Severity::Warning);
-    assert_eq!(w.line, Some(line(&text, "vip = ")));
-    assert_eq!(w.context, "service \"api\"");
-    assert!(
-        w.to_string().starts_with(&format!(
-            "test.toml:{}: warning: service \"api\": vip: 10.4.0.50 is not an address of this host",
-            line(&text, "vip = ")
-        )),
-        "{w}"
-    );
-    assert!(
-        w.message.contains("ip addr add 10.4.0.50/32 dev eth0"),
-        "{w}"
-    );
-    assert_eq!(report.into_result().unwrap().len(), 1);
-}
-
-#[test]
-fn vip_shared_by_services_is_warned_about_once() {
-    let text = parse_two_on(Ipv4Addr::new(10, 4, 0, 50));
-    let report = env(&text, &FakeHost::lb());
-    let warnings: Vec<_> = report.warnings().collect();
-    assert_eq!(warnings.len(), 1, "{report:?}");
-    assert_eq!(warnings[0].context, "service \"kube-apiserver\"");
-    assert!(
-        warnings[0]
-            .message
-            .contains("10.4.0.50 (also the VIP of \"nodeports\")"),
-        "{}",
-        warnings[0]
-    );
-}
-
-fn parse_two_on(vip: Ipv4Addr) -> String {
-    TWO_SERVICES.replace("10.4.0.10", &vip.to_string())
-}
-
-#[test]
-fn snat_address_that_is_not_local_is_an_error() {
-    let text = "[daemon]\ninterfaces = [\"eth0\"]\nsnat_addresses = [\"10.4.0.7\"]\n";
-    let report = env(text, &FakeHost::lb());
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
-    assert_env(
-        errors[0],
-        text,
-        "snat_addresses",
-        "snat_addresses",
-        "10.4.0.7 is not an address of this host",
-    );
-}
-
-#[test]
-fn interface_without_ipv4_needs_snat_addresses() {
-    let mut host = FakeHost::lb();
-    host.interfaces.push(("eth2", vec![]));
-    let text = "[daemon]\ninterfaces = [\"eth0\", \"eth2\"]\n";
-    let report = env(text, &host);
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
-    assert_env(
-        errors[0],
-        text,
-        "interfaces",
-        "interfaces",
-        "\"eth2\" has no IPv4 address",
-    );
-    let with_snat =
-        "[daemon]\ninterfaces = [\"eth0\", \"eth2\"]\nsnat_addresses = [\"10.4.0.9\"]\n";
-    assert!(env(with_snat, &host).is_ok());
-}
-
-#[test]
-fn unreadable_ca_file_is_an_error() {
-    let text = check("kind = \"https\"\nca_file = \"/etc/missing/ca.crt\"");
-    let report = env(&text, &FakeHost::lb());
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
-    assert_env(
-        errors[0],
-        &text,
-        "ca_file",
-        "ca_file",
-        "cannot read /etc/missing/ca.crt",
-    );
-}
-
-#[test]
-fn services_that_cannot_take_flows_are_warnings() {
-    let text = format!(
-        "{}\n[[service]]\nname = \"drained\"\nvip = \"10.4.0.10\"\nport = 443\n{}",
-        service("", ""),
-        backend("name = \"a\"\naddress = \"10.4.0.11\"\nweight = 0")
-    );
-    let report = env(&text, &FakeHost::lb());
-    assert!(report.is_ok());
-    let warnings: Vec<_> = report.warnings().collect();
-    assert_eq!(warnings.len(), 2, "{report:?}");
-    assert!(
-        warnings[0].message.contains("has no backend"),
-        "{}",
-        warnings[0]
-    );
-    assert_eq!(warnings[0].line, Some(line(&text, "[[service]]")));
-    assert!(warnings[1].message.contains("weight 0"), "{}", warnings[1]);
-}
-
-#[test]
-fn environment_errors_and_warnings_come_out_in_file_order() {
-    let text = format!(
-        "[daemon]\ninterfaces = [\"eth9\"]\nsnat_ports = \"30000-40000\"\n\n[[service]]\nname = \"api\"\n\
-         vip = \"10.4.0.50\"\nport = 6443\n{}",
-        backend("name = \"x\"\naddress = \"nowhere.invalid\"")
-    );
-    let report = env(&text, &FakeHost::lb());
-    let lines: Vec<_> = report.issues.iter().map(|i| i.line.unwrap()).collect();
-    assert_eq!(lines, [2, 3, 7, 11], "{report:?}");
-    assert_eq!(report.errors().count(), 3);
-    assert_eq!(report.warnings().count(), 1);
-}
-
-#[test]
-fn the_real_host_has_a_loopback_interface_and_address() {
-    let host = environment::RealHost;
-    assert!(host.interface_exists("lo"));
-    assert!(!host.interface_exists("kxdp-absent0"));
-    let addrs = local_ipv4_addresses().unwrap();
-    assert!(
-        addrs
-            .iter()
-            .any(|(n, a)| n == "lo" && *a == Ipv4Addr::LOCALHOST),
-        "{addrs:?}"
-    );
-    assert_eq!(
-        BackendAddress::Ip(Ipv4Addr::new(10, 4, 0, 11))
-            .resolve()
-            .unwrap(),
-        [Ipv4Addr::new(10, 4, 0, 11)]
-    );
-    assert!(
-        BackendAddress::Hostname("localhost".into())
-            .resolve()
-            .unwrap()
-            .contains(&Ipv4Addr::LOCALHOST)
-    );
-}
-
-// -------------------------------------------------------------- summary
-
-#[test]
-fn summary_prints_daemon_settings_services_checks_and_backends_aligned() {
-    let config = parse(TWO_SERVICES).unwrap();
-    let out = config.summary();
-    for needle in [
-        "kube-xdp plan from test.toml",
-        "interfaces       eth0, eth1 (xdp_mode native)",
-        "pin_path         /sys/fs/bpf/kube-xdp",
-        "metrics_listen   off",
-        "flow_table_size  1048576 flows",
-        "snat_addresses   10.4.0.9, 10.4.0.8",
-        "snat_ports       10000-32767 (22768 ports)",
-        "tcp_established 24h  tcp_closing 10s  tcp_syn 1m  udp 2m  tcp_time_wait 1m",
-        "check https GET /readyz expect 200, ca_file /etc/kubernetes/pki/ca.crt, server_name kubernetes; \
-         interval 2s, timeout 1s, fall 3, rise 2, init down",
-        "check http GET /healthz expect 200 on port 10256;",
-        "backends keep the client's destination port",
-        "(drain)",
-    ] {
-        assert!(out.contains(needle), "{needle:?} not in:\n{out}");
-    }
-    // Names line up under the header's "Service" column, service and
-    // backend rows alike.
-    let column = |needle: &str| {
-        let row = out.lines().find(|l| l.contains(needle)).unwrap();
-        row.find(needle).unwrap()
-    };
-    let names = [
-        column("Service"),
-        column("kube-apiserver"),
-        column("bettley"),
-        column("chenoweth"),
-        column("nodeports"),
-        column("worker-1"),
-    ];
-    assert!(names.iter().all(|c| *c == names[0]), "{names:?}\n{out}");
-    let mode = column("Mode");
-    let row = out.lines().find(|l| l.contains("kube-apiserver")).unwrap();
-    assert_eq!(row.find("nat "), Some(mode), "{out}");
-    let row = out.lines().find(|l| l.contains("nodeports")).unwrap();
-    assert!(row.starts_with("TCP  10.4.0.10:30000-32767"), "{row}");
-    assert!(out.contains("  -> 10.4.0.21:*"), "{out}");
-    assert!(out.contains("  -> cp2.example.internal:16443"), "{out}");
-}
-
-#[test]
-fn summary_of_a_file_without_services_says_so() {
-    let out = parse(&format!("{DAEMON}metrics_listen = \"127.0.0.1:9437\"\n"))
-        .unwrap()
-        .summary();
-    assert!(out.contains("metrics_listen   127.0.0.1:9437"), "{out}");
-    assert!(
-        out.contains("snat_addresses   the first IPv4 address of the interface"),
-        "{out}"
-    );
-    assert!(out.contains("No services."), "{out}");
 }
 
 #[test]

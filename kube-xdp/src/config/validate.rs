@@ -24,7 +24,7 @@ use super::schema::{
     MIN_FLOW_TABLE_SIZE, PortRange, Service, ServicePort, Timeouts, UnknownKeyword,
     hostname_problem,
 };
-use super::summary::short;
+use super::short;
 use super::{ConfigIssue, Severity};
 
 /// Parses and validates; every problem found on failure.

@@ -3,6 +3,8 @@
 //! file's generation to move on.
 
 use serde::{Deserialize, Serialize};
+
+use crate::view::{NAMES_FILE, Names};
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -61,6 +63,12 @@ pub fn remove_pid(run_dir: &Path) {
 pub fn write_status(run_dir: &Path, status: &Status) -> Result<(), ControlError> {
     let text = serde_json::to_string(status).map_err(|e| file_err(run_dir, e))?;
     write_atomic(&run_dir.join(STATUS_FILE), &text)
+}
+
+/// Publishes the names of what is programmed (see [`Names`]).
+pub fn write_names(run_dir: &Path, names: &Names) -> Result<(), ControlError> {
+    std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
+    write_atomic(&run_dir.join(NAMES_FILE), &names.to_json())
 }
 
 pub fn read_status(run_dir: &Path) -> Option<Status> {

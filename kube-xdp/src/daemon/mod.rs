@@ -1,10 +1,8 @@
-//! The daemon: lifecycle, pins, reload, health, next hops.
+//! The daemon: lifecycle, pins, the control loop (apply a plan, all or
+//! nothing), health checks, next hops.
 
 pub mod attach;
 pub mod control;
-pub mod desired;
-pub mod host;
-pub mod inspect;
-pub mod neighbour;
+mod control_loop;
 pub mod run;
 pub mod state;

@@ -3,18 +3,15 @@
 //! configuration is applied as a difference — only what changed is
 //! written, so unchanged services' flows are never disturbed.
 
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    ops::RangeInclusive,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Instant};
 
 use kube_xdp_common::maps::{MAX_BACKENDS, MAX_SERVICES};
 
 use crate::{
     datapath::{BackendSpec, BackendState, Datapath, DatapathError, ServiceSpec},
     maglev::{MaglevBackend, build_table},
+    plan::{DesiredBackend, DesiredService},
+    view::{BackendName, Names, ServiceName},
 };
 
 /// The map writes the state needs; [`Datapath`] implements it, and the unit
@@ -49,34 +46,17 @@ impl Programmer for Datapath {
 pub enum StateError {
     #[error(transparent)]
     Datapath(#[from] DatapathError),
+    /// An apply failed, and so did putting the maps back as they were: the
+    /// datapath holds a mix of the two.
+    #[error("{apply}; restoring the previous state failed too: {rollback}")]
+    RollbackFailed {
+        apply: Box<StateError>,
+        rollback: DatapathError,
+    },
     #[error("more than {MAX_SERVICES} services")]
     TooManyServices,
     #[error("more than {MAX_BACKENDS} backends")]
     TooManyBackends,
-}
-
-/// A service as the configuration wants it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredService {
-    pub name: String,
-    pub vip: Ipv4Addr,
-    pub ports: RangeInclusive<u16>,
-    pub protocol: u8,
-    pub reset_on_down: bool,
-    pub table_size: u32,
-    pub drain_timeout: Duration,
-    /// Health of a backend first seen on a fresh start.
-    pub initial_up: bool,
-    pub backends: Vec<DesiredBackend>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredBackend {
-    pub name: String,
-    pub addr: Ipv4Addr,
-    /// `None`: the service port (or the client's, for a port range).
-    pub port: Option<u16>,
-    pub weight: u32,
 }
 
 /// A backend as the daemon knows it.
@@ -174,7 +154,7 @@ pub struct PinnedBackend {
 }
 
 /// The daemon's view of the datapath.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     pub services: BTreeMap<String, ServiceRt>,
     /// Backends an earlier run left in the pins, not yet matched to the
@@ -227,16 +207,17 @@ impl State {
     /// A backend id no service (`also`: the one being edited, which is out
     /// of `self.services` meanwhile) and no pinned leftover uses.
     fn free_backend_id(&self, also: &ServiceRt) -> Result<u32, StateError> {
-        let used = |id: u32| {
-            self.services
-                .values()
-                .chain(std::iter::once(also))
-                .flat_map(|s| s.backends.values())
-                .any(|b| b.id == id)
-                || self.pinned.iter().any(|p| p.id == id)
-        };
+        // One pass over the ids in use, not one per candidate: a reload of
+        // thousands of backends stays linear per allocation.
+        let used: std::collections::HashSet<u32> = self
+            .services
+            .values()
+            .chain(std::iter::once(also))
+            .flat_map(|s| s.backends.values().map(|b| b.id))
+            .chain(self.pinned.iter().map(|p| p.id))
+            .collect();
         (0..MAX_BACKENDS)
-            .find(|id| !used(*id))
+            .find(|id| !used.contains(id))
             .ok_or(StateError::TooManyBackends)
     }
 
@@ -497,6 +478,37 @@ impl State {
     }
 }
 
+impl State {
+    /// The names of what is programmed, by id, for the read view.
+    pub fn names(&self, pin_path: &Path) -> Names {
+        Names {
+            pin_path: pin_path.to_owned(),
+            services: self
+                .services
+                .iter()
+                .map(|(name, svc)| {
+                    let backends = svc
+                        .backends
+                        .iter()
+                        .map(|(b, rt)| {
+                            let named = BackendName {
+                                name: b.clone(),
+                                weight: rt.weight,
+                            };
+                            (rt.id, named)
+                        })
+                        .collect();
+                    let named = ServiceName {
+                        name: name.clone(),
+                        backends,
+                    };
+                    (svc.id, named)
+                })
+                .collect(),
+        }
+    }
+}
+
 fn backend_spec(service_id: u32, b: &BackendRt) -> BackendSpec {
     BackendSpec {
         service_id,
@@ -531,6 +543,9 @@ fn rebuild(p: &mut impl Programmer, svc: &mut ServiceRt) -> Result<bool, StateEr
     svc.table = table;
     Ok(true)
 }
+
+#[path = "state_rollback.rs"]
+mod rollback;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -2,6 +2,7 @@
 
 use super::*;
 use std::collections::HashMap;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Op {
@@ -12,34 +13,74 @@ enum Op {
     SetPool(u32, usize),
 }
 
-#[derive(Default)]
+/// The maps as a recording fake: what each key holds, and every write.
+#[derive(Default, Clone)]
 struct Fake {
     ops: Vec<Op>,
+    /// (VIP, port, protocol) → (service id, reset_on_down), one entry per
+    /// port like the VIPS map.
+    services: HashMap<(Ipv4Addr, u16, u8), (u32, bool)>,
     backends: HashMap<u32, BackendSpec>,
     tables: HashMap<u32, Vec<u32>>,
+    /// The write with this index (counted over `ops`) fails, as a map
+    /// update the kernel refuses.
+    fail_at: Option<usize>,
+}
+
+impl Fake {
+    fn write(&mut self, op: Op) -> Result<(), DatapathError> {
+        if self.fail_at == Some(self.ops.len()) {
+            self.fail_at = None;
+            return Err(DatapathError::BackendId(u32::MAX));
+        }
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// What the maps hold, without the write log.
+    fn image(&self) -> String {
+        let mut services: Vec<_> = self.services.iter().collect();
+        services.sort();
+        let mut backends: Vec<_> = self
+            .backends
+            .iter()
+            .map(|(k, v)| format!("{k}:{v:?}"))
+            .collect();
+        backends.sort();
+        let mut tables: Vec<_> = self.tables.iter().filter(|(_, t)| !t.is_empty()).collect();
+        tables.sort();
+        format!("{services:?}\n{backends:?}\n{tables:?}")
+    }
 }
 
 impl Programmer for Fake {
-    fn set_service(&mut self, id: u32, _spec: &ServiceSpec) -> Result<(), DatapathError> {
-        self.ops.push(Op::SetService(id));
+    fn set_service(&mut self, id: u32, spec: &ServiceSpec) -> Result<(), DatapathError> {
+        self.write(Op::SetService(id))?;
+        for port in spec.ports.clone() {
+            self.services
+                .insert((spec.vip, port, spec.protocol), (id, spec.reset_on_down));
+        }
         Ok(())
     }
     fn remove_service(&mut self, spec: &ServiceSpec) -> Result<(), DatapathError> {
-        self.ops.push(Op::RemoveService(spec.vip));
+        self.write(Op::RemoveService(spec.vip))?;
+        for port in spec.ports.clone() {
+            self.services.remove(&(spec.vip, port, spec.protocol));
+        }
         Ok(())
     }
     fn set_backend(&mut self, id: u32, spec: &BackendSpec) -> Result<(), DatapathError> {
-        self.ops.push(Op::SetBackend(id, spec.state));
+        self.write(Op::SetBackend(id, spec.state))?;
         self.backends.insert(id, *spec);
         Ok(())
     }
     fn remove_backend(&mut self, id: u32) -> Result<(), DatapathError> {
-        self.ops.push(Op::RemoveBackend(id));
+        self.write(Op::RemoveBackend(id))?;
         self.backends.remove(&id);
         Ok(())
     }
     fn set_pool_table(&mut self, id: u32, table: &[u32]) -> Result<(), DatapathError> {
-        self.ops.push(Op::SetPool(id, table.len()));
+        self.write(Op::SetPool(id, table.len()))?;
         self.tables.insert(id, table.to_vec());
         Ok(())
     }
@@ -318,4 +359,79 @@ fn restart_adopts_pinned_ids_and_health() {
         SIZE as usize,
         "no pool goes empty"
     );
+}
+
+/// A reload that changes everything: a backend removed, one re-weighted,
+/// one added, one with a new address, a service removed, one added.
+fn everything_changed() -> Vec<DesiredService> {
+    let mut b = backend("b", 12);
+    b.weight = 3;
+    let mut c = backend("c", 13);
+    c.addr = Ipv4Addr::new(198, 18, 0, 113);
+    let mut dns = service("dns", 53, vec![backend("d1", 31), backend("d2", 32)]);
+    dns.protocol = 17;
+    vec![service("api", 6443, vec![b, c, backend("d", 14)]), dns]
+}
+
+#[test]
+fn an_apply_failing_at_any_write_leaves_the_maps_and_the_state_as_before() {
+    let (before, maps, now) = applied();
+    let mut done = before.clone();
+    let mut after = maps.clone();
+    done.apply(&mut after, &everything_changed(), now).unwrap();
+    let writes = after.take().len();
+    assert!(writes > 10, "{writes}");
+    for n in 0..writes {
+        let mut state = before.clone();
+        let mut fake = maps.clone();
+        fake.fail_at = Some(n);
+        let err = state
+            .apply_all_or_nothing(&mut fake, &everything_changed(), now)
+            .unwrap_err();
+        assert!(matches!(err, StateError::Datapath(_)), "write {n}: {err}");
+        assert_eq!(
+            fake.image(),
+            maps.image(),
+            "maps after a failure at write {n}"
+        );
+        assert_eq!(
+            format!("{state:?}"),
+            format!("{before:?}"),
+            "state after a failure at write {n}"
+        );
+        // Nothing is left half-done: the same apply then succeeds and
+        // gives what it gives from scratch.
+        state
+            .apply_all_or_nothing(&mut fake, &everything_changed(), now)
+            .unwrap();
+        assert_eq!(fake.image(), after.image(), "write {n}");
+    }
+}
+
+#[test]
+fn an_apply_running_out_of_ids_half_way_is_undone() {
+    let (before, maps, now) = applied();
+    // The first service changes, then the second needs more backend ids
+    // than there are.
+    let mut desired = everything_changed();
+    desired[1].backends = (0..MAX_BACKENDS + 1)
+        .map(|i| DesiredBackend {
+            name: format!("w{i}"),
+            addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i),
+            port: None,
+            weight: 1,
+        })
+        .collect();
+    let mut state = before.clone();
+    let mut fake = maps.clone();
+    let err = state
+        .apply_all_or_nothing(&mut fake, &desired, now)
+        .unwrap_err();
+    assert!(matches!(err, StateError::TooManyBackends), "{err}");
+    assert!(
+        fake.ops.iter().any(|op| matches!(op, Op::SetBackend(..))),
+        "the first service was written before the second failed"
+    );
+    assert_eq!(fake.image(), maps.image());
+    assert_eq!(format!("{state:?}"), format!("{before:?}"));
 }

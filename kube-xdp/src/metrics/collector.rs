@@ -9,8 +9,9 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
 
-use super::{Shared, Snapshot, usable_backends};
+use super::Shared;
 use crate::datapath::Datapath;
+use crate::view::Snapshot;
 
 /// Opens the pins on every scrape (a few `bpf(BPF_OBJ_GET)` calls) and
 /// encodes a [`Snapshot`]; when nothing can be read, says so with
@@ -22,9 +23,9 @@ pub(super) struct DatapathCollector {
 
 impl Collector for DatapathCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let config = self.shared.config();
+        let names = self.shared.names();
         let snapshot = Datapath::open_pinned(&self.shared.pin_path)
-            .and_then(|dp| Snapshot::read(&dp, Some(&config)));
+            .and_then(|dp| Snapshot::read(&dp, Some(&names)));
         if let Err(e) = &snapshot {
             tracing::debug!("metrics: reading the pinned maps: {e}");
         }
@@ -138,14 +139,12 @@ pub(super) fn encode_snapshot(
     )?;
 
     // Flow table.
-    if let Some(entries) = s.flow_entries {
-        gauge(
-            enc,
-            "kube_xdp_flow_table_entries",
-            "Entries in the flow table, live or expired (LRU: expired ones make room for new flows)",
-            entries,
-        )?;
-    }
+    gauge(
+        enc,
+        "kube_xdp_flow_table_entries",
+        "Entries in the flow table, live or expired (LRU: expired ones make room for new flows)",
+        s.flow_entries,
+    )?;
     gauge(
         enc,
         "kube_xdp_flow_table_live_flows",
@@ -194,7 +193,7 @@ pub(super) fn encode_snapshot(
         "Backends that can take new flows (in the Maglev table); 0: new connections are refused with a RST",
         services
             .iter()
-            .map(|v| (svc(&v.name), usable_backends(v) as u64)),
+            .map(|v| (svc(&v.name), v.usable_backends() as u64)),
     )?;
 
     // Backends.

@@ -4,9 +4,10 @@
 //!
 //! Two kinds of metrics:
 //!
-//! - **read at scrape time** from the pinned maps ([`Snapshot`], through a
-//!   second [`Datapath`] handle opened with [`Datapath::open_pinned`], so
-//!   the HTTP task shares nothing mutable with the daemon): traffic per
+//! - **read at scrape time** from the pinned maps (a [`Snapshot`] of the
+//!   read view, through a second [`Datapath`] handle opened with
+//!   [`Datapath::open_pinned`], so the HTTP task shares nothing mutable
+//!   with the daemon): traffic per
 //!   service and backend (per-CPU counters summed), backend state, weight,
 //!   Maglev share and active flows, flow-table occupancy and capacity, the
 //!   datapath's verdict and reason counters;
@@ -16,7 +17,7 @@
 //!
 //! Names follow the Prometheus conventions: `kube_xdp_` prefix, counters
 //! end in `_total`, base units (seconds, bytes), labels `service` and
-//! `backend` named from the configuration. The list is in
+//! `backend` named as the daemon last applied them ([`Names`]). The list is in
 //! `docs/observability.md`.
 
 mod collector;
@@ -31,20 +32,19 @@ use std::{
     collections::HashSet,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock, atomic::AtomicU64},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use kube_xdp_common::stats::Counter as DpCounter;
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
     registry::{Registry, Unit},
 };
 
+#[cfg(doc)]
+use crate::{datapath::Datapath, view::Snapshot};
 use crate::{
-    config::Config,
-    daemon::inspect::{self, ServiceView},
-    datapath::{Datapath, DatapathError},
     health::{CheckEvent, Health},
+    view::Names,
 };
 
 /// `{service, backend}`.
@@ -89,17 +89,17 @@ pub fn hash_file(path: &Path) -> String {
 }
 
 /// What the scrape-time collector needs from the daemon: where the maps
-/// are pinned, and the running configuration (for names).
+/// are pinned, and the names of what it programmed.
 #[derive(Debug)]
 struct Shared {
     pin_path: PathBuf,
-    config: RwLock<Arc<Config>>,
+    names: RwLock<Arc<Names>>,
     config_hash: RwLock<String>,
 }
 
 impl Shared {
-    fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    fn names(&self) -> Arc<Names> {
+        Arc::clone(&self.names.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn config_hash(&self) -> String {
@@ -138,12 +138,13 @@ fn unix_now() -> f64 {
 }
 
 impl Metrics {
-    /// A registry for a daemon running `config` (file hash `config_hash`,
-    /// see [`hash_file`]) on the maps pinned at its `pin_path`.
-    pub fn new(config: &Config, config_hash: String) -> Arc<Self> {
+    /// A registry for a daemon that programmed the maps pinned at
+    /// `pin_path` with what `names` names (its file's hash `config_hash`,
+    /// see [`hash_file`]).
+    pub fn new(pin_path: PathBuf, names: Names, config_hash: String) -> Arc<Self> {
         let shared = Arc::new(Shared {
-            pin_path: config.daemon.pin_path.clone(),
-            config: RwLock::new(Arc::new(config.clone())),
+            pin_path,
+            names: RwLock::new(Arc::new(names)),
             config_hash: RwLock::new(config_hash),
         });
         let mut registry = Registry::default();
@@ -222,23 +223,19 @@ impl Metrics {
         &self.shared.pin_path
     }
 
-    /// The running configuration.
-    pub fn config(&self) -> Arc<Config> {
-        self.shared.config()
+    /// The names of what the daemon programmed.
+    pub fn names(&self) -> Arc<Names> {
+        self.shared.names()
     }
 
     /// Records one health check of `service`/`backend`: its latency when
     /// it passed, its reason when it failed, and a transition when it made
-    /// one. Events of backends no longer in the configuration (a checker
-    /// stopped by a reload, its last event still queued) are ignored.
+    /// one. Events of backends no longer programmed (a checker stopped by
+    /// a reload, its last event still queued) are ignored.
     pub fn record_check<K>(&self, service: &str, backend: &str, event: &CheckEvent<K>) {
-        let configured = self
-            .shared
-            .config()
-            .services
-            .iter()
-            .any(|s| s.name == service && s.backends.iter().any(|b| b.name == backend));
-        if !configured {
+        let programmed =
+            backend_pairs(&self.shared.names()).contains(&(service.to_owned(), backend.to_owned()));
+        if !programmed {
             return;
         }
         self.recorded
@@ -270,28 +267,24 @@ impl Metrics {
         }
     }
 
-    /// A reload was applied: counts it, and from now on names come from
-    /// `config` and `kube_xdp_config_info` shows `config_hash`. Series of
-    /// backends the new configuration dropped are removed.
-    pub fn reload_ok(&self, config: &Config, config_hash: String) {
+    /// A reload was applied: counts it, and from now on
+    /// `kube_xdp_config_info` shows `config_hash`.
+    pub fn reload_ok(&self, config_hash: String) {
         self.reloads.get_or_create(&[("result", "ok")]).inc();
         self.last_reload_ok.set(1);
         self.last_reload_success.set(unix_now());
         *self
             .shared
-            .config
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Arc::new(config.clone());
-        *self
-            .shared
             .config_hash
             .write()
             .unwrap_or_else(|e| e.into_inner()) = config_hash;
-        let wanted: HashSet<(String, String)> = config
-            .services
-            .iter()
-            .flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.name.clone())))
-            .collect();
+    }
+
+    /// From now on series are named from `names` (what the daemon just
+    /// programmed); series of backends it no longer names are removed.
+    pub fn set_names(&self, names: Names) {
+        let wanted = backend_pairs(&names);
+        *self.shared.names.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(names);
         let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
         for (service, backend) in recorded.difference(&wanted) {
             self.check_duration
@@ -332,6 +325,19 @@ impl Metrics {
     }
 }
 
+/// Every (service, backend) pair `names` names.
+fn backend_pairs(names: &Names) -> HashSet<(String, String)> {
+    names
+        .services
+        .values()
+        .flat_map(|s| {
+            s.backends
+                .values()
+                .map(|b| (s.name.clone(), b.name.clone()))
+        })
+        .collect()
+}
+
 fn backend_labels(service: &str, backend: &str) -> BackendLabels {
     [
         ("service", service.to_owned()),
@@ -345,109 +351,6 @@ fn failure_labels(service: &str, backend: &str, reason: &str) -> FailureLabels {
         ("backend", backend.to_owned()),
         ("reason", reason.to_owned()),
     ]
-}
-
-/// The maps at one moment, named from the configuration.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// When the traffic counters were read.
-    pub taken: Instant,
-    /// The global verdict and reason counters, summed over CPUs.
-    pub counters: Vec<(DpCounter, u64)>,
-    pub services: Vec<ServiceView>,
-    /// Entries in the forward flow table, live or expired (an LRU map:
-    /// expired entries are reclaimed as new flows need room). `None` when
-    /// not counted ([`Snapshot::read_light`]).
-    pub flow_entries: Option<u64>,
-    /// Live flows: within their idle timeout with both entries in place
-    /// (the datapath's own rule). From [`Snapshot::read_light`], the
-    /// flows attached to a current backend.
-    pub live_flows: u64,
-    /// `flow_table_size`, from the pinned metadata.
-    pub capacity: u32,
-    /// How long reading the maps took.
-    pub read_duration: Duration,
-}
-
-impl Snapshot {
-    /// Reads everything, counting the flow table exactly (a second walk
-    /// of it: the cost grows with the number of entries).
-    ///
-    /// # Errors
-    ///
-    /// When a map cannot be read.
-    pub fn read(dp: &Datapath, config: Option<&Config>) -> Result<Self, DatapathError> {
-        let started = Instant::now();
-        let mut snap = Self::read_light(dp, config)?;
-        let settings = dp.settings()?;
-        let now = inspect::monotonic_ns();
-        let (mut entries, mut live) = (0u64, 0u64);
-        for (key, flow) in dp.flows()? {
-            entries += 1;
-            live += u64::from(inspect::live(dp, &settings, &key, &flow, now));
-        }
-        snap.flow_entries = Some(entries);
-        snap.live_flows = live;
-        snap.read_duration = started.elapsed();
-        Ok(snap)
-    }
-
-    /// Reads services, backends and counters with one walk of the flow
-    /// table (inside [`inspect::services`]); `live_flows` is the sum of the
-    /// backends' active flows.
-    ///
-    /// # Errors
-    ///
-    /// When a map cannot be read.
-    pub fn read_light(dp: &Datapath, config: Option<&Config>) -> Result<Self, DatapathError> {
-        let started = Instant::now();
-        let services = inspect::services(dp, config)?;
-        let taken = Instant::now();
-        let counters = dp.global_stats()?.counters;
-        let capacity = dp.meta()?.flow_table_size;
-        let live_flows = services
-            .iter()
-            .flat_map(|s| &s.backends)
-            .map(|b| b.active_flows)
-            .sum();
-        Ok(Snapshot {
-            taken,
-            counters,
-            services,
-            flow_entries: None,
-            live_flows,
-            capacity,
-            read_duration: started.elapsed(),
-        })
-    }
-
-    /// The value of one global counter.
-    pub fn counter(&self, c: DpCounter) -> u64 {
-        self.counters
-            .iter()
-            .find(|(k, _)| *k == c)
-            .map_or(0, |(_, v)| *v)
-    }
-
-    /// Packets the datapath sent out itself (`XDP_TX` + `XDP_REDIRECT`):
-    /// forwarded both ways, plus the RSTs it answers with.
-    pub fn forwarded(&self) -> u64 {
-        self.counter(DpCounter::VerdictTx) + self.counter(DpCounter::VerdictRedirect)
-    }
-
-    /// Backends in the UP state, and all backend slots in use.
-    pub fn backends_up(&self) -> (usize, usize) {
-        let all = self.services.iter().flat_map(|s| &s.backends);
-        let total = all.clone().count();
-        let up = all.filter(|b| b.state == "UP").count();
-        (up, total)
-    }
-}
-
-/// Backends of a service that can take new flows: those holding slots in
-/// its live Maglev table (UP, weight above 0).
-pub fn usable_backends(service: &ServiceView) -> usize {
-    service.backends.iter().filter(|b| b.share > 0.0).count()
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use kube_xdp_common::stats::Counter as DpCounter;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::{Metrics, Snapshot, usable_backends};
+use super::Metrics;
 use crate::datapath::Datapath;
+use crate::view::Snapshot;
 
 /// Flow-table occupancy (live flows / capacity) above which the summary
 /// is a warning: live flows are never evicted only while the table has
@@ -52,7 +53,7 @@ impl Summary {
             no_usable_backend: cur
                 .services
                 .iter()
-                .filter(|s| usable_backends(s) == 0)
+                .filter(|s| s.usable_backends() == 0)
                 .map(|s| s.name.clone())
                 .collect(),
         }
@@ -105,9 +106,8 @@ impl Summary {
 }
 
 fn read(metrics: &Metrics) -> Option<Snapshot> {
-    let config = metrics.config();
-    match Datapath::open_pinned(metrics.pin_path())
-        .and_then(|dp| Snapshot::read(&dp, Some(&config)))
+    let names = metrics.names();
+    match Datapath::open_pinned(metrics.pin_path()).and_then(|dp| Snapshot::read(&dp, Some(&names)))
     {
         Ok(s) => Some(s),
         Err(e) => {

@@ -3,7 +3,6 @@
 use std::{
     fmt,
     net::{Ipv4Addr, SocketAddr},
-    path::Path,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -11,14 +10,13 @@ use kube_xdp_common::stats::Counter as DpCounter;
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
 
 use super::{
-    Metrics, Snapshot, fnv1a64,
+    Metrics, fnv1a64,
     summary::Summary,
     top::{self, Rates},
 };
 use crate::{
-    config::Config,
-    daemon::inspect::{BackendView, ServiceView},
     health::{CheckEvent, Failure, Health, Transition},
+    view::{BackendName, BackendView, Names, ServiceName, ServiceView, Snapshot},
 };
 
 fn backend(
@@ -94,7 +92,7 @@ fn snapshot(taken: Instant, scale: u64, cp1_state: &'static str) -> Snapshot {
         counters,
         live_flows: services[0].backends.iter().map(|b| b.active_flows).sum(),
         services,
-        flow_entries: Some(40 * scale),
+        flow_entries: 40 * scale,
         capacity: 1_048_576,
         read_duration: Duration::from_millis(3),
     }
@@ -359,30 +357,31 @@ fn exposition_without_maps_says_so() {
     assert!(!text.contains("kube_xdp_service_packets"), "{text}");
 }
 
-const CONFIG: &str = r#"
-[daemon]
-interfaces = ["eth0"]
-pin_path = "/nonexistent/kube-xdp-metrics-test"
-
-[[service]]
-name = "kube-apiserver"
-vip = "198.18.0.10"
-port = 6443
-
-[service.health_check]
-kind = "tcp"
-
-[[service.backend]]
-name = "cp0"
-address = "198.18.0.11"
-
-[[service.backend]]
-name = "cp1"
-address = "198.18.0.12"
-"#;
-
-fn config(text: &str) -> Config {
-    Config::parse(Path::new("test.toml"), text).unwrap()
+/// The names of a daemon that programmed kube-apiserver with `backends`.
+fn names(backends: &[&str]) -> Names {
+    Names {
+        pin_path: "/nonexistent/kube-xdp-metrics-test".into(),
+        services: [(
+            0,
+            ServiceName {
+                name: "kube-apiserver".into(),
+                backends: backends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        (
+                            i as u32,
+                            BackendName {
+                                name: (*b).into(),
+                                weight: 1,
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+        )]
+        .into(),
+    }
 }
 
 fn event(
@@ -406,7 +405,11 @@ fn event(
 
 #[test]
 fn daemon_metrics_record_checks_reloads_and_build_info() {
-    let m = Metrics::new(&config(CONFIG), "aaaa".into());
+    let m = Metrics::new(
+        "/nonexistent/kube-xdp-metrics-test".into(),
+        names(&["cp0", "cp1"]),
+        "aaaa".into(),
+    );
     m.record_check(
         "kube-apiserver",
         "cp0",
@@ -429,7 +432,7 @@ fn daemon_metrics_record_checks_reloads_and_build_info() {
             }),
         ),
     );
-    // Not in the configuration: ignored.
+    // Not programmed: ignored.
     m.record_check(
         "kube-apiserver",
         "gone",
@@ -462,11 +465,8 @@ fn daemon_metrics_record_checks_reloads_and_build_info() {
     assert!(!text.contains("backend=\"gone\""), "{text}");
 
     // A reload that drops cp0 drops its series, and shows the new hash.
-    let without_cp0 = CONFIG.replace(
-        "[[service.backend]]\nname = \"cp0\"\naddress = \"198.18.0.11\"\n",
-        "",
-    );
-    m.reload_ok(&config(&without_cp0), "bbbb".into());
+    m.set_names(names(&["cp1"]));
+    m.reload_ok("bbbb".into());
     let text = m.encode().unwrap();
     has_line(&text, "kube_xdp_reloads_total{result=\"ok\"} 1");
     has_line(&text, "kube_xdp_config_last_reload_successful 1");

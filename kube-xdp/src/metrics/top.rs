@@ -6,8 +6,7 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use kube_xdp_common::stats::Counter as DpCounter;
 
-use super::{Snapshot, usable_backends};
-use crate::daemon::inspect::{BackendView, ServiceView};
+use crate::view::{BackendView, ServiceView, Snapshot};
 
 /// Per-second rates of one service or backend.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -138,7 +137,7 @@ pub fn frame(prev: &Snapshot, cur: &Snapshot, time: SystemTime) -> Frame {
             ServiceRow {
                 name: s.name.clone(),
                 address: format!("{}:{ports}/{}", s.vip, s.protocol),
-                usable: usable_backends(s),
+                usable: s.usable_backends(),
                 backends_total: s.backends.len(),
                 flows: s.backends.iter().map(|b| b.active_flows).sum(),
                 rates: before.map(|p| {

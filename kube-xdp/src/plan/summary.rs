@@ -1,12 +1,13 @@
 //! The plan `kube-xdp check-config` prints, laid out like `ipvsadm -Ln`.
 
 use std::fmt::Write;
-use std::time::Duration;
 
-use super::schema::{CheckKind, Config, HealthCheck, Service};
+use super::{Plan, PlannedBackend, SnatSource};
+use crate::config::{BackendAddress, CheckKind, HealthCheck, Service, short};
 
-pub(super) fn summary(config: &Config) -> String {
+pub(super) fn summary(plan: &Plan) -> String {
     let mut out = String::new();
+    let config = &plan.config;
     let d = &config.daemon;
     let _ = writeln!(out, "kube-xdp plan from {}", config.path.display());
     let _ = writeln!(out);
@@ -24,15 +25,20 @@ pub(super) fn summary(config: &Config) -> String {
                 .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         ),
         ("flow_table_size", format!("{} flows", d.flow_table_size)),
-        (
-            "snat_addresses",
-            if d.snat_addresses.is_empty() {
-                "the first IPv4 address of the interface".to_owned()
-            } else {
-                let addrs: Vec<String> = d.snat_addresses.iter().map(ToString::to_string).collect();
-                addrs.join(", ")
-            },
-        ),
+        ("snat_addresses", {
+            let addrs: Vec<String> = plan
+                .snat_addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            match &plan.snat_source {
+                SnatSource::Configured => addrs.join(", "),
+                SnatSource::Interface(name) => format!(
+                    "{} (the first IPv4 address of {name} that is not a VIP)",
+                    addrs.join(", ")
+                ),
+            }
+        }),
         (
             "snat_ports",
             format!(
@@ -64,24 +70,29 @@ pub(super) fn summary(config: &Config) -> String {
     }
 
     let service_addr = |s: &Service| format!("{}:{}", s.vip, s.port);
-    let backend_addr = |b: &super::schema::Backend| match b.port {
-        Some(port) => format!("{}:{port}", b.address),
-        None => format!("{}:*", b.address),
+    let backend_addr = |b: &PlannedBackend| {
+        let port = b.port.map_or_else(|| "*".to_owned(), |p| p.to_string());
+        match &b.address {
+            BackendAddress::Ip(_) => format!("{}:{port}", b.address),
+            BackendAddress::Hostname(_) => format!("{}:{port} ({})", b.address, b.addr),
+        }
     };
-    let addr_w = config
+    let addr_w = plan
         .services
         .iter()
         .flat_map(|s| {
-            std::iter::once(service_addr(s).len())
+            std::iter::once(service_addr(&s.config).len())
                 .chain(s.backends.iter().map(|b| backend_addr(b).len()))
         })
         .chain(["VIP:Port".len(), "Backend:Port".len()])
         .max()
         .unwrap_or(0);
-    let name_w = config
+    let name_w = plan
         .services
         .iter()
-        .flat_map(|s| std::iter::once(s.name.len()).chain(s.backends.iter().map(|b| b.name.len())))
+        .flat_map(|s| {
+            std::iter::once(s.name().len()).chain(s.backends.iter().map(|b| b.name.len()))
+        })
         .chain(["Service".len()])
         .max()
         .unwrap_or(0);
@@ -95,7 +106,8 @@ pub(super) fn summary(config: &Config) -> String {
         "  -> {:<addr_w$}  {:<name_w$}  Weight",
         "Backend:Port", "Name"
     );
-    for s in &config.services {
+    for planned in &plan.services {
+        let s = &planned.config;
         let _ = writeln!(
             out,
             "{:<4} {:<addr_w$}  {:<name_w$}  {:<4}  {:<6}  {:<6}  {}",
@@ -111,13 +123,13 @@ pub(super) fn summary(config: &Config) -> String {
         if s.port.is_range() {
             let _ = writeln!(out, "     backends keep the client's destination port");
         }
-        if s.backends.is_empty() {
+        if planned.backends.is_empty() {
             let _ = writeln!(
                 out,
                 "  -> (no backends: connections are refused with a RST)"
             );
         }
-        for b in &s.backends {
+        for b in &planned.backends {
             let drain = if b.weight == 0 { " (drain)" } else { "" };
             let _ = writeln!(
                 out,
@@ -163,23 +175,4 @@ fn check_line(c: &HealthCheck) -> String {
         c.init_state
     );
     line
-}
-
-/// "24h", "10s", "1m30s", "500ms": the largest units that divide exactly.
-pub(super) fn short(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if d.subsec_nanos() != 0 {
-        return humantime::format_duration(d).to_string().replace(' ', "");
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
-        if value > 0 {
-            let _ = write!(out, "{value}{unit}");
-        }
-    }
-    out
 }

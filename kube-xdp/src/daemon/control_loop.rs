@@ -1,0 +1,289 @@
+//! The control loop: applies a plan to the datapath as a diff, all or
+//! nothing, and only then makes it current; reacts to health checks,
+//! reloads, next hops and DNS.
+
+use aya::Ebpf;
+use std::{collections::HashMap, net::Ipv4Addr, path::PathBuf, sync::Arc, time::Instant};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::{error, info, warn};
+
+use crate::{
+    daemon::{
+        control::{self, Status},
+        run::load_plan,
+        state::{Changes, State, StateError},
+    },
+    datapath::{Datapath, DatapathError},
+    health::{self, CheckEvent, Health},
+    host::{RealHost, neighbour},
+    metrics::{self, Metrics},
+    plan::{BackendKey, Checker, Plan},
+    view::Names,
+};
+
+pub(super) struct Running {
+    checker: Checker,
+    task: JoinHandle<()>,
+}
+
+/// Why a plan was not applied (the previous one is still fully in force).
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("writing the datapath settings: {0}")]
+    Settings(#[from] DatapathError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+pub(super) struct Daemon {
+    pub config_path: PathBuf,
+    /// Where the maps are pinned (from the start: a reload does not move
+    /// them).
+    pub pin_path: PathBuf,
+    /// The plan in force: `None` only before the first commit.
+    pub plan: Option<Plan>,
+    pub dp: Datapath,
+    pub state: State,
+    pub checkers: HashMap<BackendKey, Running>,
+    pub events: mpsc::Sender<CheckEvent<BackendKey>>,
+    pub generation: u64,
+    pub metrics: Arc<Metrics>,
+    /// The loaded object: keeps the program and maps open while we run.
+    pub _bpf: Ebpf,
+}
+
+impl Daemon {
+    /// The plan in force.
+    pub fn plan(&self) -> &Plan {
+        self.plan.as_ref().expect("a plan is committed at start")
+    }
+
+    /// Applies `plan` (settings, services, backends, pools) as a diff of
+    /// the one in force. When any write fails, the maps and the state are
+    /// put back as they were and the old plan stays in force; otherwise
+    /// `plan` becomes current, the checkers follow it, and its names are
+    /// published (file and metrics). Returns what changed.
+    ///
+    /// # Errors
+    ///
+    /// Why the plan was not applied.
+    pub fn commit(&mut self, plan: Plan) -> Result<Changes, CommitError> {
+        let old_settings = self.plan.as_ref().map(Plan::settings);
+        self.dp.set_settings(&plan.settings())?;
+        let changes = match self.state.apply_all_or_nothing(
+            &mut self.dp,
+            &plan.desired_services(),
+            Instant::now(),
+        ) {
+            Ok(changes) => changes,
+            Err(e) => {
+                if let Some(old) = old_settings
+                    && let Err(re) = self.dp.set_settings(&old)
+                {
+                    error!("restoring the datapath settings: {re}");
+                }
+                return Err(e.into());
+            }
+        };
+        if !changes.is_empty() {
+            info!("datapath updated: {changes}");
+        }
+        self.plan = Some(plan);
+        self.sync_checkers();
+        self.publish_names();
+        Ok(changes)
+    }
+
+    /// Starts, restarts and stops checkers to match the plan.
+    fn sync_checkers(&mut self) {
+        let wanted = self.plan().checkers();
+        self.checkers.retain(|key, running| {
+            let keep = wanted.contains(&running.checker);
+            if !keep {
+                running.task.abort();
+                info!(backend = %format!("{}/{}", key.0, key.1), "health check stopped");
+            }
+            keep
+        });
+        for c in wanted {
+            if self.checkers.contains_key(&c.key) {
+                continue;
+            }
+            let up = self
+                .state
+                .services
+                .get(&c.key.0)
+                .and_then(|s| s.backends.get(&c.key.1))
+                .is_some_and(|b| b.up);
+            let tls = match c.spec.kind {
+                health::CheckKind::Https => match health::tls_config(&c.spec.tls) {
+                    Ok(tls) => Some(tls),
+                    Err(e) => {
+                        error!(backend = %format!("{}/{}", c.key.0, c.key.1), "TLS settings: {e}");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let initial = if up { Health::Up } else { Health::Down };
+            let task = health::spawn_checker(
+                c.key.clone(),
+                Arc::clone(&c.spec),
+                tls,
+                c.addr,
+                initial,
+                self.events.clone(),
+            );
+            self.checkers
+                .insert(c.key.clone(), Running { checker: c, task });
+        }
+    }
+
+    pub fn stop_checkers(&mut self) {
+        for (_, r) in self.checkers.drain() {
+            r.task.abort();
+        }
+    }
+
+    pub fn on_check(&mut self, event: CheckEvent<BackendKey>) {
+        let (service, backend) = &event.key;
+        self.metrics.record_check(service, backend, &event);
+        if event.transition.is_none() {
+            return;
+        }
+        let label = format!("{service}/{backend}");
+        if let Some(message) = event.message(&label) {
+            match event.health {
+                Health::Up => info!(%service, %backend, state = "UP", "{message}"),
+                Health::Down => warn!(%service, %backend, state = "DOWN", "{message}"),
+            }
+        }
+        let up = event.health == Health::Up;
+        if let Err(e) = self.state.set_health(&mut self.dp, service, backend, up) {
+            error!(backend = %label, "updating the datapath: {e}");
+        }
+        if up {
+            self.refresh_next_hops();
+        }
+    }
+
+    pub fn refresh_next_hops(&mut self) {
+        let tables = match neighbour::Tables::read() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("reading the neighbour table: {e}");
+                return;
+            }
+        };
+        let targets: Vec<(String, String, Ipv4Addr)> = self
+            .state
+            .services
+            .iter()
+            .flat_map(|(s, svc)| {
+                svc.backends
+                    .iter()
+                    .map(move |(b, rt)| (s.clone(), b.clone(), rt.addr))
+            })
+            .collect();
+        for (service, backend, addr) in targets {
+            let hop = tables.next_hop(addr);
+            let (mac, ifindex) = hop.map_or((None, 0), |h| (Some(h.mac), h.ifindex));
+            match self
+                .state
+                .set_next_hop(&mut self.dp, &service, &backend, mac, ifindex)
+            {
+                Ok(true) => match mac {
+                    Some(m) => info!(backend = %format!("{service}/{backend}"), %addr,
+                        mac = %format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]),
+                        "next hop resolved"),
+                    None => {
+                        warn!(backend = %format!("{service}/{backend}"), %addr, "next hop unknown: its packets are dropped (neighbour_miss) until the kernel resolves it")
+                    }
+                },
+                Ok(false) => {}
+                Err(e) => error!("updating the datapath: {e}"),
+            }
+        }
+    }
+
+    pub fn housekeeping(&mut self) {
+        self.refresh_next_hops();
+        match self.state.expire_drained(&mut self.dp, Instant::now()) {
+            Ok(gone) => {
+                for b in &gone {
+                    info!(backend = %b, "drain timeout passed: backend removed");
+                }
+                if !gone.is_empty() {
+                    self.publish_names();
+                }
+            }
+            Err(e) => error!("expiring drained backends: {e}"),
+        }
+    }
+
+    /// Writes the names of what is programmed (for the inspection
+    /// commands) and hands them to the metrics.
+    fn publish_names(&mut self) {
+        let names: Names = self.state.names(&self.pin_path);
+        if let Err(e) = control::write_names(&self.plan().config.daemon.run_dir, &names) {
+            warn!("writing the names for kube-xdp backends/stats: {e}");
+        }
+        self.metrics.set_names(names);
+    }
+
+    pub fn re_resolve(&mut self) {
+        let (next, failed) = self.plan().reresolve(&RealHost);
+        for f in failed {
+            warn!("{f} (keeping its last address)");
+        }
+        if next != *self.plan() {
+            info!("a backend hostname resolves to a new address: applying it like a reload");
+            if let Err(e) = self.commit(next) {
+                error!("applying new addresses (the previous ones stay in force): {e}");
+            }
+        }
+    }
+
+    /// SIGHUP: read the file again and apply its plan; a file that does
+    /// not build a plan, or a plan that cannot be applied, is logged and
+    /// the one in force stays.
+    pub fn reload(&mut self) {
+        info!(config = %self.config_path.display(), "reload requested");
+        let plan = match load_plan(&self.config_path) {
+            Ok(plan) => plan,
+            Err(e) => return self.fail_reload(format!("{e:#}")),
+        };
+        if self.plan().restart_needed(&plan) {
+            warn!(
+                "interfaces, xdp_mode, pin_path, flow_table_size and metrics_listen take effect at the next restart"
+            );
+        }
+        match self.commit(plan) {
+            Ok(_) => {
+                let hash = metrics::hash_file(&self.config_path);
+                info!(config_hash = %hash, "reload applied");
+                self.metrics.reload_ok(hash);
+                self.report(true, "reloaded".into());
+            }
+            Err(e) => self.fail_reload(e.to_string()),
+        }
+    }
+
+    fn fail_reload(&mut self, message: String) {
+        error!("reload failed, still running the previous configuration:\n{message}");
+        self.metrics.reload_failed();
+        self.report(false, message);
+    }
+
+    pub fn report(&mut self, ok: bool, message: String) {
+        self.generation += 1;
+        let status = Status {
+            generation: self.generation,
+            ok,
+            message,
+        };
+        if let Err(e) = control::write_status(&self.plan().config.daemon.run_dir, &status) {
+            warn!("writing the reload status: {e}");
+        }
+    }
+}

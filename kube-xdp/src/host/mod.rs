@@ -1,0 +1,214 @@
+//! The one module that asks the machine: its interfaces and addresses,
+//! the kernel's local port range, DNS, readable files, the monotonic
+//! clock, next hops. Everything above it (the plan, the daemon) goes
+//! through the [`Host`] trait or the functions here, so the plan can be
+//! built and tested without a machine (a fake `Host`), and two callers
+//! never read the same fact two ways.
+
+pub mod neighbour;
+
+use std::{
+    ffi::CStr,
+    io,
+    net::{Ipv4Addr, ToSocketAddrs},
+    path::Path,
+};
+
+use crate::config::PortRange;
+
+/// One network interface of the current network namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    /// The kernel's ifindex (0 when the interface has no link-layer entry,
+    /// which `getifaddrs` gives every netdev).
+    pub index: u32,
+    /// IPv4 addresses in the kernel's order: the primary address first.
+    pub ipv4: Vec<Ipv4Addr>,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// What the plan asks of the host.
+pub trait Host {
+    /// Every interface of the current network namespace, in the kernel's
+    /// order.
+    ///
+    /// # Errors
+    ///
+    /// When the interfaces cannot be listed.
+    fn interfaces(&self) -> io::Result<Vec<Interface>>;
+    /// `net.ipv4.ip_local_port_range`, if readable.
+    fn local_port_range(&self) -> Option<PortRange>;
+    /// The IPv4 addresses `name` resolves to, in the resolver's order.
+    ///
+    /// # Errors
+    ///
+    /// When the name does not resolve, or only to IPv6 addresses.
+    fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>>;
+    /// Whether the file at `path` can be opened for reading.
+    ///
+    /// # Errors
+    ///
+    /// Why it cannot.
+    fn readable(&self, path: &Path) -> io::Result<()>;
+}
+
+/// This machine (this network namespace).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealHost;
+
+impl Host for RealHost {
+    fn interfaces(&self) -> io::Result<Vec<Interface>> {
+        interfaces()
+    }
+
+    fn local_port_range(&self) -> Option<PortRange> {
+        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        parse_local_port_range(&text)
+    }
+
+    fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>> {
+        let mut out = Vec::new();
+        for addr in (name, 0).to_socket_addrs()? {
+            if let std::net::IpAddr::V4(ip) = addr.ip()
+                && !out.contains(&ip)
+            {
+                out.push(ip);
+            }
+        }
+        if out.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no IPv4 address (IPv6 backends are not supported yet)",
+            ));
+        }
+        Ok(out)
+    }
+
+    fn readable(&self, path: &Path) -> io::Result<()> {
+        std::fs::File::open(path).map(drop)
+    }
+}
+
+/// "32768\t60999\n" → 32768-60999.
+pub fn parse_local_port_range(text: &str) -> Option<PortRange> {
+    let mut numbers = text.split_whitespace().map(str::parse::<u16>);
+    let first = numbers.next()?.ok()?;
+    let last = numbers.next()?.ok()?;
+    PortRange::new(first, last).ok()
+}
+
+/// Every interface with its index, MAC and IPv4 addresses, from one
+/// `getifaddrs(3)` walk (netlink underneath, so they are the current
+/// network namespace's — `/sys` would show the mount namespace's).
+///
+/// # Errors
+///
+/// When `getifaddrs` fails.
+pub fn interfaces() -> io::Result<Vec<Interface>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out: Vec<Interface> = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` walks the list getifaddrs returned, not freed yet;
+        // its pointers are NULL or valid for the list's life.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a NUL-terminated name owned by the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        let idx = match out.iter().position(|i| i.name == name) {
+            Some(i) => i,
+            None => {
+                out.push(Interface {
+                    name,
+                    ..Interface::default()
+                });
+                out.len() - 1
+            }
+        };
+        // SAFETY: `ifa_addr` is non-null; its family says which sockaddr
+        // it is.
+        match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                out[idx]
+                    .ipv4
+                    .push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            }
+            libc::AF_PACKET => {
+                // SAFETY: an AF_PACKET address is a sockaddr_ll.
+                let sll = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_ll>() };
+                out[idx].index = u32::try_from(sll.sll_ifindex).unwrap_or(0);
+                if sll.sll_halen == 6 {
+                    let mut mac = [0u8; 6];
+                    mac.copy_from_slice(&sll.sll_addr[..6]);
+                    out[idx].mac = Some(mac);
+                }
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: frees the list getifaddrs allocated, once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns()`, which the
+/// flow table's timestamps use.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_has_its_index_and_address() {
+        let all = interfaces().unwrap();
+        let lo = all.iter().find(|i| i.name == "lo").expect("lo exists");
+        assert!(lo.ipv4.contains(&Ipv4Addr::LOCALHOST), "{lo:?}");
+        assert_eq!(lo.index, 1, "{lo:?}");
+    }
+
+    #[test]
+    fn the_real_host_resolves_localhost_and_reads_the_port_range() {
+        let host = RealHost;
+        assert!(
+            host.resolve("localhost")
+                .unwrap()
+                .contains(&Ipv4Addr::LOCALHOST)
+        );
+        assert!(host.local_port_range().is_some());
+        assert!(host.readable(Path::new("/proc/self/status")).is_ok());
+        assert!(host.readable(Path::new("/nonexistent/kxdp")).is_err());
+    }
+
+    #[test]
+    fn local_port_range_parses_the_sysctl_text() {
+        assert_eq!(
+            parse_local_port_range("32768\t60999\n"),
+            Some(PortRange {
+                first: 32768,
+                last: 60999
+            })
+        );
+        assert_eq!(parse_local_port_range("garbage"), None);
+    }
+}

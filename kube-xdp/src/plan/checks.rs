@@ -1,0 +1,374 @@
+//! Building a plan: the file checked against the host (interfaces, local
+//! addresses, the kernel's local port range, DNS, files) and the facts it
+//! needs read once. Every problem is collected, located in the file.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use super::{Plan, PlannedBackend, PlannedInterface, PlannedService, SnatSource};
+use crate::config::{BackendAddress, CheckKind, Config, ConfigError, ConfigIssue, Severity};
+use crate::health::{self, CheckSpec, TlsSettings};
+use crate::host::{Host, Interface};
+
+/// What building a plan found: errors (the daemon must not start) and
+/// warnings (worth telling the operator), in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanReport {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl PlanReport {
+    /// The issues the daemon must not start with.
+    pub fn errors(&self) -> impl Iterator<Item = &ConfigIssue> {
+        self.issues.iter().filter(|i| i.severity == Severity::Error)
+    }
+
+    /// The issues to tell the operator about.
+    pub fn warnings(&self) -> impl Iterator<Item = &ConfigIssue> {
+        self.issues
+            .iter()
+            .filter(|i| i.severity == Severity::Warning)
+    }
+
+    /// No errors (there may be warnings).
+    pub fn is_ok(&self) -> bool {
+        self.errors().next().is_none()
+    }
+
+    /// The warnings when there is no error.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] holding the errors.
+    pub fn into_result(self) -> Result<Vec<ConfigIssue>, ConfigError> {
+        let (errors, warnings): (Vec<_>, Vec<_>) =
+            self.issues.into_iter().partition(ConfigIssue::is_error);
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ConfigError::Invalid { issues: errors })
+        }
+    }
+}
+
+struct Report<'a> {
+    config: &'a Config,
+    report: PlanReport,
+}
+
+impl Report<'_> {
+    fn push(&mut self, severity: Severity, line: usize, context: &str, key: &str, message: String) {
+        let issue = ConfigIssue {
+            severity,
+            path: self.config.path.clone(),
+            line: (line > 0).then_some(line),
+            context: context.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        self.report.issues.push(issue);
+    }
+}
+
+/// The first interface's name, for the `ip addr add … dev IF` hints.
+fn first_interface(config: &Config) -> &str {
+    config
+        .daemon
+        .interfaces
+        .first()
+        .map_or("eth0", String::as_str)
+}
+
+/// Checks `config` against `host` and, when nothing is wrong, builds the
+/// plan (without its warnings: they are in the report).
+pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanReport) {
+    let mut r = Report {
+        config,
+        report: PlanReport::default(),
+    };
+    let daemon = &config.daemon;
+    let dlines = &daemon.lines;
+
+    let host_interfaces = match host.interfaces() {
+        Ok(all) => all,
+        Err(e) => {
+            r.push(
+                Severity::Error,
+                dlines.table,
+                "daemon",
+                "interfaces",
+                format!("cannot list the host's interfaces: {e}"),
+            );
+            Vec::new()
+        }
+    };
+    let find = |name: &str| host_interfaces.iter().find(|i| i.name == name);
+    let mut interfaces = Vec::new();
+    for (i, name) in daemon.interfaces.iter().enumerate() {
+        match find(name) {
+            Some(iface) => interfaces.push(PlannedInterface {
+                name: name.clone(),
+                index: iface.index,
+                mac: iface.mac.unwrap_or([0; 6]),
+            }),
+            None if host_interfaces.is_empty() => {}
+            None => r.push(
+                Severity::Error,
+                dlines.of(&format!("interfaces[{i}]")),
+                "daemon",
+                "interfaces",
+                format!("there is no interface {name:?} on this host (`ip -br link` lists them)"),
+            ),
+        }
+    }
+    let is_local = |addr: Ipv4Addr| host_interfaces.iter().any(|i| i.ipv4.contains(&addr));
+    let snat = snat_addresses(&mut r, config, &host_interfaces, &is_local);
+    warn_non_local_vips(&mut r, config, &is_local);
+    check_local_port_range(&mut r, config, host);
+
+    let mut services = Vec::new();
+    for service in &config.services {
+        let ctx = format!("service {:?}", service.name);
+        let check = &service.health_check;
+        if check.kind == CheckKind::Https
+            && let Some(file) = &check.ca_file
+            && let Err(e) = host.readable(file)
+        {
+            r.push(
+                Severity::Error,
+                check.lines.of("ca_file"),
+                &format!("{ctx} health_check"),
+                "ca_file",
+                format!("cannot read {}: {e}", file.display()),
+            );
+        }
+        let spec = Arc::new(check_spec(service));
+        let mut backends = Vec::new();
+        for backend in &service.backends {
+            let addr = match &backend.address {
+                BackendAddress::Ip(ip) => Some(*ip),
+                BackendAddress::Hostname(name) => match host.resolve(name) {
+                    Ok(addrs) if !addrs.is_empty() => Some(addrs[0]),
+                    Ok(_) => {
+                        r.push(
+                            Severity::Error,
+                            backend.lines.of("address"),
+                            &format!("{ctx} backend {:?}", backend.name),
+                            "address",
+                            format!("{name:?} has no IPv4 address: write the IPv4 address"),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        r.push(
+                            Severity::Error,
+                            backend.lines.of("address"),
+                            &format!("{ctx} backend {:?}", backend.name),
+                            "address",
+                            format!("{name:?} does not resolve ({e}): fix the name or DNS, or write the IPv4 address"),
+                        );
+                        None
+                    }
+                },
+            };
+            if let Some(addr) = addr {
+                backends.push(PlannedBackend {
+                    name: backend.name.clone(),
+                    address: backend.address.clone(),
+                    addr,
+                    port: backend.port,
+                    weight: backend.weight,
+                    check_addr: SocketAddr::from((addr, service.check_port(backend))),
+                });
+            }
+        }
+        if service.backends.is_empty() {
+            r.push(
+                Severity::Warning,
+                service.lines.table,
+                &ctx,
+                "",
+                "has no backend: every connection to it is refused with a RST".into(),
+            );
+        } else if service.backends.iter().all(|b| b.weight == 0) {
+            r.push(
+                Severity::Warning,
+                service.lines.table,
+                &ctx,
+                "",
+                "every backend has weight 0 (drain): new connections are refused with a RST".into(),
+            );
+        }
+        services.push(PlannedService {
+            config: service.clone(),
+            check: spec,
+            backends,
+        });
+    }
+    r.report.issues.sort_by_key(|issue| issue.line);
+    let plan = match (r.report.is_ok(), snat) {
+        (true, Some((snat_addresses, snat_source))) => Some(Plan {
+            config: Arc::new(config.clone()),
+            interfaces,
+            snat_addresses,
+            snat_source,
+            services,
+            warnings: Vec::new(),
+        }),
+        _ => None,
+    };
+    (plan, r.report)
+}
+
+/// The SNAT addresses: the configured ones (each must be local), else the
+/// first IPv4 address of the first interface that is not a VIP — a VIP
+/// moves with keepalived and is never a source address of ours.
+fn snat_addresses(
+    r: &mut Report<'_>,
+    config: &Config,
+    host_interfaces: &[Interface],
+    is_local: &dyn Fn(Ipv4Addr) -> bool,
+) -> Option<(Vec<Ipv4Addr>, SnatSource)> {
+    let daemon = &config.daemon;
+    if host_interfaces.is_empty() {
+        return None;
+    }
+    if !daemon.snat_addresses.is_empty() {
+        let mut ok = true;
+        for (i, addr) in daemon.snat_addresses.iter().enumerate() {
+            if !is_local(*addr) {
+                ok = false;
+                r.push(
+                    Severity::Error,
+                    daemon.lines.of(&format!("snat_addresses[{i}]")),
+                    "daemon",
+                    "snat_addresses",
+                    format!(
+                        "{addr} is not an address of this host, so backends' replies to it would not \
+                         come back here: add it (ip addr add {addr}/32 dev {}) or remove it",
+                        first_interface(config)
+                    ),
+                );
+            }
+        }
+        return ok.then(|| (daemon.snat_addresses.clone(), SnatSource::Configured));
+    }
+    let name = daemon.interfaces.first()?;
+    let iface = host_interfaces.iter().find(|i| &i.name == name)?;
+    let vips: Vec<Ipv4Addr> = config.services.iter().map(|s| s.vip).collect();
+    match iface.ipv4.iter().find(|a| !vips.contains(a)) {
+        Some(addr) => Some((vec![*addr], SnatSource::Interface(name.clone()))),
+        None => {
+            let held = if iface.ipv4.is_empty() {
+                "has no IPv4 address"
+            } else {
+                "has no IPv4 address other than a VIP"
+            };
+            r.push(
+                Severity::Error,
+                daemon.lines.of("interfaces[0]"),
+                "daemon",
+                "interfaces",
+                format!(
+                    "{name:?} {held} to translate flows to (snat_addresses is not set, so flows \
+                     are translated to the first address of the first interface): give it one, or \
+                     set snat_addresses"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// One warning per VIP that is not an address of the host, at its first
+/// service.
+fn warn_non_local_vips(r: &mut Report<'_>, config: &Config, is_local: &dyn Fn(Ipv4Addr) -> bool) {
+    let mut warned: Vec<Ipv4Addr> = Vec::new();
+    for service in &config.services {
+        if is_local(service.vip) || warned.contains(&service.vip) {
+            continue;
+        }
+        warned.push(service.vip);
+        let others: Vec<String> = config
+            .services
+            .iter()
+            .filter(|s| s.vip == service.vip && s.name != service.name)
+            .map(|s| format!("{:?}", s.name))
+            .collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (also the VIP of {})", others.join(", "))
+        };
+        r.push(
+            Severity::Warning,
+            service.lines.of("vip"),
+            &format!("service {:?}", service.name),
+            "vip",
+            format!(
+                "{vip}{also} is not an address of this host, so nothing here answers ARP for it: \
+                 assign it (ip addr add {vip}/32 dev {}), or let keepalived do so",
+                first_interface(config),
+                vip = service.vip,
+            ),
+        );
+    }
+}
+
+/// `snat_ports` must stay clear of the host's own ephemeral ports.
+fn check_local_port_range(r: &mut Report<'_>, config: &Config, host: &dyn Host) {
+    let daemon = &config.daemon;
+    let Some(local) = host.local_port_range() else {
+        return;
+    };
+    if !local.overlaps(&daemon.snat_ports) {
+        return;
+    }
+    let snat = daemon.snat_ports;
+    // The larger free side, from 10000 (as the default) where it fits.
+    let below = u32::from(local.first).saturating_sub(1024);
+    let above = u32::from(u16::MAX - local.last);
+    let suggestion = if below > 0 && below >= above {
+        let start = if local.first > 11000 { 10000 } else { 1024 };
+        format!("\"{start}-{}\"", local.first - 1)
+    } else if above > 0 {
+        format!("\"{}-65535\"", local.last + 1)
+    } else {
+        "a range outside it".to_owned()
+    };
+    r.push(
+        Severity::Error,
+        daemon.lines.of("snat_ports"),
+        "daemon",
+        "snat_ports",
+        format!(
+            "{}-{} overlaps net.ipv4.ip_local_port_range {}-{}: the host's own connections (the \
+             health checks among them) would collide with translated flows; change snat_ports \
+             (e.g. {suggestion}) or the sysctl",
+            snat.first, snat.last, local.first, local.last
+        ),
+    );
+}
+
+/// A service's health check as the checkers run it.
+fn check_spec(service: &crate::config::Service) -> CheckSpec {
+    let hc = &service.health_check;
+    CheckSpec {
+        kind: match hc.kind {
+            CheckKind::Tcp => health::CheckKind::Tcp,
+            CheckKind::Http => health::CheckKind::Http,
+            CheckKind::Https => health::CheckKind::Https,
+        },
+        path: hc.path.clone(),
+        expect_status: hc.expect_status,
+        tls: TlsSettings {
+            verify: hc.tls_verify,
+            ca_file: hc.ca_file.clone(),
+            server_name: hc.server_name.clone(),
+        },
+        interval: hc.interval,
+        timeout: hc.timeout,
+        fall: hc.fall,
+        rise: hc.rise,
+    }
+}

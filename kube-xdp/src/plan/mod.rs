@@ -1,0 +1,187 @@
+//! The plan: a validated [`Config`] plus what the host says about it —
+//! interfaces and their indexes, the SNAT addresses actually used, every
+//! backend's address (hostnames resolved), the health-check specs. It is
+//! everything the daemon applies, so `kube-xdp check-config` prints
+//! exactly what `kube-xdp run` programs, and both refuse the same files
+//! ([`Plan::build`] is the one judge). Desired state from other sources
+//! (the Kubernetes controller, later) meets the file's here.
+
+mod checks;
+mod desired;
+mod summary;
+#[cfg(test)]
+mod tests;
+
+pub use checks::PlanReport;
+pub use desired::{BackendKey, Checker, DesiredBackend, DesiredService};
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use kube_xdp_common::maps::{MAX_SNAT_ADDRESSES, Settings};
+
+use crate::{
+    config::{BackendAddress, Config, ConfigError, ConfigIssue, Service},
+    health::CheckSpec,
+    host::Host,
+};
+
+/// An interface the program attaches to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedInterface {
+    pub name: String,
+    pub index: u32,
+    pub mac: [u8; 6],
+}
+
+/// Where the SNAT addresses come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnatSource {
+    /// `[daemon] snat_addresses`.
+    Configured,
+    /// The default: the first IPv4 address of this interface that is not a
+    /// VIP.
+    Interface(String),
+}
+
+/// A backend with the address it has now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBackend {
+    pub name: String,
+    /// As written in the file (an address or a hostname).
+    pub address: BackendAddress,
+    /// What it stands for now (a hostname: its first IPv4 address).
+    pub addr: Ipv4Addr,
+    /// `None`: the service port, or the client's for a port range.
+    pub port: Option<u16>,
+    pub weight: u32,
+    /// Where its health check connects.
+    pub check_addr: SocketAddr,
+}
+
+/// A service with its backends resolved and its check spec built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedService {
+    /// The `[[service]]` table (name, VIP, ports, flags).
+    pub config: Service,
+    pub check: Arc<CheckSpec>,
+    pub backends: Vec<PlannedBackend>,
+}
+
+impl PlannedService {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+/// Everything the daemon applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The file, validated.
+    pub config: Arc<Config>,
+    pub interfaces: Vec<PlannedInterface>,
+    /// The SNAT addresses flows are translated to (1..=4).
+    pub snat_addresses: Vec<Ipv4Addr>,
+    pub snat_source: SnatSource,
+    pub services: Vec<PlannedService>,
+    /// What the operator should know (a VIP that is not local, a service
+    /// with no usable backend), in file order.
+    pub warnings: Vec<ConfigIssue>,
+}
+
+impl Plan {
+    /// Checks `config` against the host and resolves what it names.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] with every problem found (an interface
+    /// that does not exist, a SNAT address that is not local, `snat_ports`
+    /// overlapping the local port range, a hostname that does not resolve,
+    /// an unreadable CA file), each with its line and key.
+    pub fn build(config: &Config, host: &dyn Host) -> Result<Plan, ConfigError> {
+        let (plan, report) = checks::assess(config, host);
+        let warnings = report.into_result()?;
+        let mut plan = plan.expect("a plan is built whenever there is no error");
+        plan.warnings = warnings;
+        Ok(plan)
+    }
+
+    /// Reads and validates the file at `path`, then builds its plan: what
+    /// `check-config` prints and `run` applies.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read, is invalid, or does not fit the host.
+    pub fn load(path: &std::path::Path, host: &dyn Host) -> Result<Plan, ConfigError> {
+        Plan::build(&Config::load(path)?, host)
+    }
+
+    /// The datapath's settings map value.
+    pub fn settings(&self) -> Settings {
+        let mut snat_addrs = [0u32; MAX_SNAT_ADDRESSES];
+        for (slot, a) in snat_addrs.iter_mut().zip(&self.snat_addresses) {
+            *slot = crate::datapath::be_addr(*a);
+        }
+        let d = &self.config.daemon;
+        let t = &self.config.timeouts;
+        let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        Settings {
+            snat_addrs,
+            snat_count: self.snat_addresses.len().min(MAX_SNAT_ADDRESSES) as u32,
+            snat_port_min: d.snat_ports.first,
+            snat_port_max: d.snat_ports.last,
+            tcp_established_ns: ns(t.tcp_established),
+            tcp_closing_ns: ns(t.tcp_closing),
+            tcp_syn_ns: ns(t.tcp_syn),
+            udp_ns: ns(t.udp),
+            tcp_time_wait_ns: ns(t.tcp_time_wait),
+        }
+    }
+
+    /// The plan printed for `kube-xdp check-config`, laid out like
+    /// `ipvsadm -Ln`.
+    pub fn summary(&self) -> String {
+        summary::summary(self)
+    }
+
+    /// The same plan with hostname backends looked up again; a name that
+    /// no longer resolves keeps its last address. Returns the new plan and,
+    /// for each name that failed, why.
+    pub fn reresolve(&self, host: &dyn Host) -> (Plan, Vec<String>) {
+        let mut next = self.clone();
+        let mut failed = Vec::new();
+        for s in &mut next.services {
+            let service = s.config.name.clone();
+            for b in &mut s.backends {
+                let BackendAddress::Hostname(name) = &b.address else {
+                    continue;
+                };
+                match host.resolve(name) {
+                    Ok(addrs) if !addrs.is_empty() => {
+                        b.addr = addrs[0];
+                        b.check_addr.set_ip(addrs[0].into());
+                    }
+                    Ok(_) => {
+                        failed.push(format!("{service}/{}: {name} has no IPv4 address", b.name))
+                    }
+                    Err(e) => failed.push(format!("{service}/{}: resolving {name}: {e}", b.name)),
+                }
+            }
+        }
+        (next, failed)
+    }
+
+    /// Settings that only a restart applies (the interfaces, the pins, the
+    /// table size, the metrics listener) differ between the two plans.
+    pub fn restart_needed(&self, next: &Plan) -> bool {
+        let (a, b) = (&self.config.daemon, &next.config.daemon);
+        a.interfaces != b.interfaces
+            || a.pin_path != b.pin_path
+            || a.flow_table_size != b.flow_table_size
+            || a.xdp_mode != b.xdp_mode
+            || a.metrics_listen != b.metrics_listen
+    }
+}

@@ -1,0 +1,115 @@
+//! The flow table as read from the pins: one walk of the forward map and
+//! one of the reverse map, joined in memory by the datapath's own rule (a
+//! flow is live within its idle timeout while its reverse entry points
+//! back at it).
+
+use serde::Serialize;
+use std::{collections::HashMap, time::Duration};
+
+use kube_xdp_common::maps::{
+    FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_SENT, FLOW_UDP, Flow, FlowKey, ReverseFlow, Settings,
+};
+
+use crate::{
+    config::Protocol,
+    datapath::{Datapath, DatapathError, addr_from_be},
+    host::monotonic_ns,
+};
+
+/// Both flow maps at one moment.
+pub(super) struct Table {
+    pub forward: Vec<(FlowKey, Flow)>,
+    reverse: HashMap<FlowKey, ReverseFlow>,
+    settings: Settings,
+    /// `CLOCK_MONOTONIC` when the walk started.
+    pub now: u64,
+}
+
+impl Table {
+    pub fn read(dp: &Datapath) -> Result<Self, DatapathError> {
+        let settings = dp.settings()?;
+        let now = monotonic_ns();
+        let forward = dp.flows()?;
+        let reverse = dp.reverse_flows()?.into_iter().collect();
+        Ok(Table {
+            forward,
+            reverse,
+            settings,
+            now,
+        })
+    }
+
+    /// Whether the forward entry `flow` of `key` is live.
+    pub fn is_live(&self, key: &FlowKey, flow: &Flow) -> bool {
+        if self.now.saturating_sub(flow.last_seen_ns) > self.settings.idle_timeout_ns(flow.state) {
+            return false;
+        }
+        let rkey = FlowKey {
+            src_addr: flow.backend_addr,
+            dst_addr: flow.snat_addr,
+            src_port: flow.backend_port,
+            dst_port: flow.snat_port,
+            protocol: key.protocol,
+            _pad: [0; 3],
+        };
+        self.reverse.get(&rkey).is_some_and(|r| r.client == *key)
+    }
+
+    /// The live flows.
+    pub fn live(&self) -> impl Iterator<Item = &(FlowKey, Flow)> {
+        self.forward.iter().filter(|(k, f)| self.is_live(k, f))
+    }
+}
+
+/// The name of a flow state, as `kube-xdp flows` shows it.
+pub fn state_name(state: u8) -> &'static str {
+    match state {
+        FLOW_SYN_SENT => "SYN_SENT",
+        FLOW_ESTABLISHED => "ESTABLISHED",
+        FLOW_CLOSING => "CLOSING",
+        FLOW_UDP => "UDP",
+        _ => "?",
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowView {
+    pub protocol: &'static str,
+    pub client: String,
+    pub vip: String,
+    pub backend: String,
+    pub snat: String,
+    pub state: &'static str,
+    pub age_secs: f64,
+    pub idle_secs: f64,
+    pub live: bool,
+}
+
+/// The flow table, oldest first; only live flows unless `all`.
+///
+/// # Errors
+///
+/// When a map cannot be read.
+pub fn flows(dp: &Datapath, all: bool) -> Result<Vec<FlowView>, DatapathError> {
+    let table = Table::read(dp)?;
+    let secs = |ns: u64| Duration::from_nanos(table.now.saturating_sub(ns)).as_secs_f64();
+    let ep = |a: u32, p: u16| format!("{}:{}", addr_from_be(a), u16::from_be(p));
+    let mut out: Vec<FlowView> = table
+        .forward
+        .iter()
+        .map(|(k, f)| FlowView {
+            protocol: Protocol::from_number(k.protocol).map_or("?", Protocol::as_str),
+            client: ep(k.src_addr, k.src_port),
+            vip: ep(k.dst_addr, k.dst_port),
+            backend: ep(f.backend_addr, f.backend_port),
+            snat: ep(f.snat_addr, f.snat_port),
+            state: state_name(f.state),
+            age_secs: secs(f.created_ns),
+            idle_secs: secs(f.last_seen_ns),
+            live: table.is_live(k, f),
+        })
+        .filter(|f| all || f.live)
+        .collect();
+    out.sort_by(|a, b| a.age_secs.total_cmp(&b.age_secs).reverse());
+    Ok(out)
+}
