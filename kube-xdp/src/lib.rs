@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod datapath;
 pub mod ebpf;
 pub mod health;
+mod human;
 pub mod maglev;
 pub mod metrics;

@@ -1,9 +1,9 @@
 //! The plan `kube-xdp check-config` prints, laid out like `ipvsadm -Ln`.
 
 use std::fmt::Write;
-use std::time::Duration;
 
 use super::schema::{CheckKind, Config, HealthCheck, Service};
+use crate::human;
 
 pub(super) fn summary(config: &Config) -> String {
     let mut out = String::new();
@@ -51,11 +51,11 @@ pub(super) fn summary(config: &Config) -> String {
     let _ = writeln!(
         out,
         "  tcp_established {}  tcp_closing {}  tcp_syn {}  udp {}  tcp_time_wait {}",
-        short(t.tcp_established),
-        short(t.tcp_closing),
-        short(t.tcp_syn),
-        short(t.udp),
-        short(t.tcp_time_wait)
+        human::duration(t.tcp_established),
+        human::duration(t.tcp_closing),
+        human::duration(t.tcp_syn),
+        human::duration(t.udp),
+        human::duration(t.tcp_time_wait)
     );
     let _ = writeln!(out);
     if config.services.is_empty() {
@@ -105,7 +105,7 @@ pub(super) fn summary(config: &Config) -> String {
             s.mode,
             s.maglev_table_size,
             s.on_backend_down,
-            short(s.drain_timeout)
+            human::duration(s.drain_timeout)
         );
         let _ = writeln!(out, "     check {}", check_line(&s.health_check));
         if s.port.is_range() {
@@ -156,30 +156,11 @@ fn check_line(c: &HealthCheck) -> String {
     let _ = write!(
         line,
         "; interval {}, timeout {}, fall {}, rise {}, init {}",
-        short(c.interval),
-        short(c.timeout),
+        human::duration(c.interval),
+        human::duration(c.timeout),
         c.fall,
         c.rise,
         c.init_state
     );
     line
-}
-
-/// "24h", "10s", "1m30s", "500ms": the largest units that divide exactly.
-pub(super) fn short(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if d.subsec_nanos() != 0 {
-        return humantime::format_duration(d).to_string().replace(' ', "");
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
-        if value > 0 {
-            let _ = write!(out, "{value}{unit}");
-        }
-    }
-    out
 }
