@@ -552,7 +552,7 @@ impl Lab {
 
     /// No flows, every backend up.
     fn reset(&mut self) {
-        self.h.dp.clear_flows().unwrap();
+        self.h.clear_flows();
         for service in 0..3u32 {
             if self.dirty[service as usize] {
                 let changes: Vec<(u32, bool)> = (0..3)
