@@ -18,11 +18,12 @@ use kube_xdp_common::{
     stats::Counter,
 };
 use kube_xdp_tests::{
+    checksum,
     harness::{Harness, SNAT_PORT_MAX, SNAT_PORT_MIN},
     model::{self, Model, Observed, ServiceConf, Tuple},
     packet::{
         ACK, BACKEND_IPS, CLIENT_MAC, FIN, LB_IP, LB_MAC, PSH, Pkt, RST, SYN, Transport, VIP,
-        arp_request, backend_mac, fix_ip_checksum,
+        arp_request, backend_mac,
     },
 };
 use proptest::{
@@ -411,11 +412,11 @@ fn mutate(frame: &mut Vec<u8>, m: &Mutation) {
         Mutation::Truncate(i) => frame.truncate(14 + i.index(frame.len() - 14)),
         Mutation::Ihl(v) => {
             frame[14] = 0x40 | v;
-            fix_ip_checksum(frame);
+            checksum::set_ipv4(frame);
         }
         Mutation::Version(v) => {
             frame[14] = v << 4 | (frame[14] & 0x0f);
-            fix_ip_checksum(frame);
+            checksum::set_ipv4(frame);
         }
         Mutation::TotalLength(big, i) => {
             let room = frame.len() - 14;
@@ -425,7 +426,7 @@ fn mutate(frame: &mut Vec<u8>, m: &Mutation) {
                 i.index(ihl)
             };
             frame[16..18].copy_from_slice(&(total as u16).to_be_bytes());
-            fix_ip_checksum(frame);
+            checksum::set_ipv4(frame);
         }
         Mutation::L4Length(doff, i) => {
             let t = 14 + ihl;
@@ -436,7 +437,7 @@ fn mutate(frame: &mut Vec<u8>, m: &Mutation) {
                 let len = i.index(plen + 9) as u16;
                 frame[t + 4..t + 6].copy_from_slice(&len.to_be_bytes());
             }
-            model::fix_l4_checksum(frame);
+            checksum::set_transport(frame);
         }
     }
 }
@@ -667,7 +668,7 @@ impl Lab {
                     let ep = endpoint.get(&case.endpoints);
                     let mut f = client_pkt(ep, &plain_seg()).build();
                     f[23] = *proto;
-                    fix_ip_checksum(&mut f);
+                    checksum::set_ipv4(&mut f);
                     let _ = writeln!(log, "#{n} {action:?}\n    {}", model::hex(&f));
                     let result = self.packet(&f);
                     self.note(&mut log, result)?;

@@ -10,6 +10,7 @@
 //! that a 2-core machine under that load could miss.
 
 use kube_xdp_tests::{
+    checksum,
     daemon::cli,
     e2e_util::{
         Service, alive, backend, backend_list, connect_many, daemon_pid, states, states_by_name,
@@ -358,35 +359,6 @@ impl Rng {
     }
 }
 
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    for chunk in chunks {
-        let mut it = chunk.chunks(2);
-        for pair in &mut it {
-            let word = if pair.len() == 2 {
-                u16::from_be_bytes([pair[0], pair[1]])
-            } else {
-                u16::from_be_bytes([pair[0], 0])
-            };
-            sum += u32::from(word);
-        }
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// A TCP or UDP checksum over the pseudo-header and `segment` (whose
-/// checksum field must be zero).
-fn l4_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> u16 {
-    let len = (segment.len() as u16).to_be_bytes();
-    let pseudo = [
-        src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3], 0, proto, len[0], len[1],
-    ];
-    checksum(&[&pseudo, segment])
-}
-
 const VIP_BYTES: [u8; 4] = [198, 18, 0, 10];
 
 /// What kind of garbage a frame is, for the report.
@@ -499,7 +471,7 @@ fn garbage_frame(rng: &mut Rng, kind: usize, lb_mac: [u8; 6], client_mac: [u8; 6
             tcp[14..16].copy_from_slice(&rng.u16().to_be_bytes());
             tcp.extend(rng.bytes(payload_len));
             if rng.chance(3, 4) {
-                let sum = l4_checksum(src, VIP_BYTES, 6, &tcp);
+                let sum = checksum::transport(src, VIP_BYTES, 6, &tcp);
                 tcp[16..18].copy_from_slice(&sum.to_be_bytes());
             } else {
                 tcp[16..18].copy_from_slice(&rng.u16().to_be_bytes());
@@ -521,7 +493,7 @@ fn garbage_frame(rng: &mut Rng, kind: usize, lb_mac: [u8; 6], client_mac: [u8; 6
             match rng.below(3) {
                 0 => {} // no checksum
                 1 => {
-                    let sum = l4_checksum(src, VIP_BYTES, 17, &udp);
+                    let sum = checksum::transport(src, VIP_BYTES, 17, &udp);
                     udp[6..8].copy_from_slice(&sum.to_be_bytes());
                 }
                 _ => udp[6..8].copy_from_slice(&rng.u16().to_be_bytes()),
@@ -546,7 +518,7 @@ fn garbage_frame(rng: &mut Rng, kind: usize, lb_mac: [u8; 6], client_mac: [u8; 6
             } else {
                 icmp.extend(rng.bytes(payload_len.min(64)));
             }
-            let sum = checksum(&[&icmp]);
+            let sum = checksum::inet(&icmp);
             icmp[2..4].copy_from_slice(&sum.to_be_bytes());
             icmp
         }
@@ -606,7 +578,7 @@ fn garbage_frame(rng: &mut Rng, kind: usize, lb_mac: [u8; 6], client_mac: [u8; 6
     ip[12..16].copy_from_slice(&src);
     ip[16..20].copy_from_slice(&VIP_BYTES);
     if rng.chance(7, 8) {
-        let sum = checksum(&[&ip]);
+        let sum = checksum::inet(&ip);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
     } else {
         ip[10..12].copy_from_slice(&rng.u16().to_be_bytes());

@@ -4,8 +4,9 @@
 
 use kube_xdp_common::{maps::PROTO_UDP, stats::Counter};
 use kube_xdp_tests::{
+    checksum,
     harness::{Harness, XDP_DROP, XDP_PASS, XDP_TX},
-    packet::{LB_IP, Pkt, SYN, Seen, VIP, fix_ip_checksum},
+    packet::{LB_IP, Pkt, SYN, Seen, VIP},
 };
 
 fn lb() -> Harness {
@@ -62,7 +63,7 @@ fn bad_ihl_is_dropped() {
     for vihl in [0x40, 0x44, 0x4f] {
         let mut f = syn.clone();
         f[14] = vihl;
-        fix_ip_checksum(&mut f);
+        checksum::set_ipv4(&mut f);
         expect_malformed(&h, &f, XDP_DROP, &format!("vihl {vihl:#x}"));
     }
     let mut v6 = syn.clone();
@@ -117,7 +118,7 @@ fn malformed_traffic_to_no_vip_is_left_to_the_kernel() {
     expect_malformed(&h, &f, XDP_PASS, "data offset 2");
     let mut f = syn.clone();
     f[14] = 0x43;
-    fix_ip_checksum(&mut f);
+    checksum::set_ipv4(&mut f);
     expect_malformed(&h, &f, XDP_PASS, "IHL 3");
     // The same SYN unbroken is no malformation.
     let (verdict, _) = h.run(&syn);
