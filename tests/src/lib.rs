@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod daemon;
 pub mod e2e_util;
+pub mod fuzz;
 pub mod harness;
 pub mod model;
 pub mod netns;

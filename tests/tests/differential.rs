@@ -19,6 +19,7 @@ use kube_xdp_common::{
 };
 use kube_xdp_tests::{
     checksum,
+    fuzz::{Mutation, mutate, mutation},
     harness::{Harness, SNAT_PORT_MAX, SNAT_PORT_MIN},
     model::{self, Model, Observed, ServiceConf, Tuple},
     packet::{
@@ -114,19 +115,6 @@ struct Endpoint {
     client: [u8; 4],
     sport: u16,
     target: Target,
-}
-
-/// A malformation applied to the built frame.
-#[derive(Clone, Debug)]
-enum Mutation {
-    /// Cut the frame at 14 + index(len - 14).
-    Truncate(Index),
-    Ihl(u8),
-    Version(u8),
-    /// Total length below IHL * 4 (`false`) or beyond the frame (`true`).
-    TotalLength(bool, Index),
-    /// TCP data offset, or UDP length (`Index` picks in 0..=plen + 8).
-    L4Length(u8, Index),
 }
 
 /// One TCP segment or UDP datagram (UDP ignores the TCP fields).
@@ -231,16 +219,6 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
             sport,
             target,
         })
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        3 => any::<Index>().prop_map(Mutation::Truncate),
-        2 => (0u8..16).prop_map(Mutation::Ihl),
-        1 => (0u8..16).prop_filter("not 4", |v| *v != 4).prop_map(Mutation::Version),
-        1 => (any::<bool>(), any::<Index>()).prop_map(|(b, i)| Mutation::TotalLength(b, i)),
-        3 => (0u8..16, any::<Index>()).prop_map(|(d, i)| Mutation::L4Length(d, i)),
-    ]
 }
 
 fn client_flags() -> impl Strategy<Value = u8> {
@@ -404,42 +382,6 @@ fn reply_pkt(key: &Tuple, seg: &Seg) -> Pkt {
     .from(key.src, backend_mac(key.src));
     pkt.dst_mac = LB_MAC;
     common(pkt, seg)
-}
-
-fn mutate(frame: &mut Vec<u8>, m: &Mutation) {
-    let ihl = usize::from(frame[14] & 0x0f) * 4;
-    match m {
-        Mutation::Truncate(i) => frame.truncate(14 + i.index(frame.len() - 14)),
-        Mutation::Ihl(v) => {
-            frame[14] = 0x40 | v;
-            checksum::set_ipv4(frame);
-        }
-        Mutation::Version(v) => {
-            frame[14] = v << 4 | (frame[14] & 0x0f);
-            checksum::set_ipv4(frame);
-        }
-        Mutation::TotalLength(big, i) => {
-            let room = frame.len() - 14;
-            let total = if *big {
-                room + 1 + i.index(64)
-            } else {
-                i.index(ihl)
-            };
-            frame[16..18].copy_from_slice(&(total as u16).to_be_bytes());
-            checksum::set_ipv4(frame);
-        }
-        Mutation::L4Length(doff, i) => {
-            let t = 14 + ihl;
-            let plen = frame.len() - t;
-            if frame[23] == PROTO_TCP {
-                frame[t + 12] = doff << 4 | (frame[t + 12] & 0x0f);
-            } else {
-                let len = i.index(plen + 9) as u16;
-                frame[t + 4..t + 6].copy_from_slice(&len.to_be_bytes());
-            }
-            checksum::set_transport(frame);
-        }
-    }
 }
 
 // ---- the Maglev tables ----
