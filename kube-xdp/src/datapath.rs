@@ -1,5 +1,6 @@
 //! The one API that programs and reads the datapath's maps. The daemon,
-//! the CLI and the tests all go through it; nothing else touches a map.
+//! the CLI and the tests all go through it; nothing else touches a map
+//! (but the test harness, which writes flow entries as they are).
 
 use aya::{
     Ebpf,
@@ -582,33 +583,5 @@ impl Datapath {
             Err(MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err(map_name::REVERSE)(e)),
         }
-    }
-
-    /// Writes a forward flow entry as it is (fixtures that set up a state
-    /// the datapath reaches only with time or under overload).
-    pub fn set_flow(&mut self, key: &FlowKey, flow: &Flow) -> Result<()> {
-        self.flows
-            .insert(key, flow, 0)
-            .map_err(map_err(map_name::FLOWS))
-    }
-
-    /// Writes a reverse flow entry as it is (see [`Self::set_flow`]).
-    pub fn set_reverse(&mut self, key: &FlowKey, reverse: &ReverseFlow) -> Result<()> {
-        self.reverse
-            .insert(key, reverse, 0)
-            .map_err(map_err(map_name::REVERSE))
-    }
-
-    /// Empties the flow table (both directions).
-    pub fn clear_flows(&mut self) -> Result<()> {
-        let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
-        for key in keys {
-            let _ = self.flows.remove(&key);
-        }
-        let keys: Vec<FlowKey> = self.reverse.keys().filter_map(|k| k.ok()).collect();
-        for key in keys {
-            let _ = self.reverse.remove(&key);
-        }
-        Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod ebpf;
 pub mod health;
 pub mod host;
+mod human;
 pub mod maglev;
 pub mod metrics;
 pub mod plan;

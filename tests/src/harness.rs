@@ -1,16 +1,21 @@
 //! The XDP program under `BPF_PROG_TEST_RUN`, with its maps behind the
-//! daemon's own programming API.
+//! daemon's own programming API — but for the flow table, which fixtures
+//! also write as it is (a state the datapath reaches only with time or
+//! under overload), through handles of their own: the daemon never writes
+//! a flow, so its API has no way to.
 
 use aya::{
-    Ebpf,
+    Ebpf, Pod,
+    maps::{HashMap, Map, MapData},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use kube_xdp::datapath::{BackendSpec, BackendState, Datapath, ServiceSpec, be_addr};
 use kube_xdp_common::{
-    maps::{MAX_SNAT_ADDRESSES, PROTO_TCP, Settings},
+    map_name,
+    maps::{Flow, FlowKey, MAX_SNAT_ADDRESSES, PROTO_TCP, ReverseFlow, Settings},
     program_name,
 };
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, os::fd::AsFd};
 
 use crate::{packet, require_root};
 
@@ -46,6 +51,9 @@ pub fn default_settings() -> Settings {
 pub struct Harness {
     pub dp: Datapath,
     bpf: Ebpf,
+    /// The flow table's two maps, beside `dp`'s handles.
+    flows: HashMap<MapData, FlowKey, Flow>,
+    reverse: HashMap<MapData, FlowKey, ReverseFlow>,
 }
 
 impl Default for Harness {
@@ -71,9 +79,17 @@ impl Harness {
             .try_into()
             .unwrap();
         program.load().expect("the verifier accepts the program");
+        // Before `Datapath` takes the maps out of the object.
+        let flows = second_handle(&bpf, map_name::FLOWS);
+        let reverse = second_handle(&bpf, map_name::REVERSE);
         let mut dp = Datapath::from_ebpf(&mut bpf).expect("open the maps");
         dp.set_settings(&default_settings()).unwrap();
-        Harness { dp, bpf }
+        Harness {
+            dp,
+            bpf,
+            flows,
+            reverse,
+        }
     }
 
     /// Runs one packet; returns the verdict and the packet out.
@@ -179,4 +195,40 @@ impl Harness {
         let table = kube_xdp::maglev::build_table(&usable, 65_537);
         self.dp.set_pool_table(service_id, &table).unwrap();
     }
+
+    /// Writes a forward flow entry as it is.
+    pub fn set_flow(&mut self, key: &FlowKey, flow: &Flow) {
+        self.flows.insert(key, flow, 0).expect("write a flow entry");
+    }
+
+    /// Writes a reverse flow entry as it is.
+    pub fn set_reverse(&mut self, key: &FlowKey, reverse: &ReverseFlow) {
+        self.reverse
+            .insert(key, reverse, 0)
+            .expect("write a reverse flow entry");
+    }
+
+    /// Empties the flow table (both directions).
+    pub fn clear_flows(&mut self) {
+        let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.flows.remove(&key);
+        }
+        let keys: Vec<FlowKey> = self.reverse.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.reverse.remove(&key);
+        }
+    }
+}
+
+/// A handle of our own on the (LRU) hash map `name` of a loaded object,
+/// through a duplicate of its fd.
+fn second_handle<V: Pod>(bpf: &Ebpf, name: &'static str) -> HashMap<MapData, FlowKey, V> {
+    let data = match bpf.map(name) {
+        Some(Map::LruHashMap(data) | Map::HashMap(data)) => data,
+        _ => panic!("the eBPF object has no hash map {name}"),
+    };
+    let fd = data.fd().as_fd().try_clone_to_owned().expect("dup");
+    let map = Map::from_map_data(MapData::from_fd(fd).expect(name)).expect(name);
+    HashMap::try_from(map).expect(name)
 }

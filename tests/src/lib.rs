@@ -5,8 +5,10 @@
 //! Every test address comes from the benchmarking range 198.18.0.0/15
 //! (RFC 2544); nothing here sends traffic anywhere else.
 
+pub mod checksum;
 pub mod daemon;
 pub mod e2e_util;
+pub mod fuzz;
 pub mod harness;
 pub mod model;
 pub mod netns;

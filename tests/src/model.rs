@@ -5,6 +5,8 @@
 //! eBPF program, so that the two cannot agree by construction. It shares
 //! with the datapath only what the specification names as shared: the
 //! flow hash ([`flow_hash`]) and the Maglev table ([`build_table`]).
+//! Checksums it computes from scratch with the test crate's [`checksum`]
+//! (the program only ever updates a sum it found).
 //!
 //! The model reads raw frames (so that mutated, malformed frames need no
 //! special case), predicts the verdict, the two counters the packet bumps
@@ -30,8 +32,9 @@ use kube_xdp_common::{
 };
 
 use crate::{
+    checksum,
     harness::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
-    packet::{ACK, BACKEND_IPS, FIN, PSH, RST, SYN, Seen, backend_mac, inet_checksum},
+    packet::{ACK, BACKEND_IPS, FIN, PSH, RST, SYN, Seen, backend_mac},
 };
 
 /// Slots of every Maglev table (as `Harness::rebuild` builds them).
@@ -300,72 +303,17 @@ fn find_timestamp(opts: &[u8]) -> Option<usize> {
     None
 }
 
-/// The checksum of a TCP segment or UDP datagram of `len` bytes at `at`
-/// (its checksum field taken as 0), over the IPv4 pseudo-header.
-pub fn l4_checksum(frame: &[u8], at: usize, len: usize, proto: u8) -> u16 {
-    let sum_at = at + if proto == PROTO_TCP { 16 } else { 6 };
-    let mut data = Vec::with_capacity(12 + len);
-    data.extend_from_slice(&frame[ETH + 12..ETH + 20]);
-    data.extend_from_slice(&[0, proto]);
-    data.extend_from_slice(&(len as u16).to_be_bytes());
-    data.extend_from_slice(&frame[at..at + len]);
-    data[12 + sum_at - at] = 0;
-    data[12 + sum_at - at + 1] = 0;
-    let sum = inet_checksum(&data);
-    if proto == PROTO_UDP && sum == 0 {
-        0xffff
-    } else {
-        sum
-    }
+/// The checksum a TCP segment or UDP datagram of `len` bytes at `at`
+/// should carry, over the frame's IPv4 pseudo-header.
+fn l4_checksum(frame: &[u8], at: usize, len: usize, proto: u8) -> u16 {
+    let (src, dst) = checksum::addresses(frame);
+    checksum::transport(src, dst, proto, &frame[at..at + len])
 }
 
 /// True if the checksum in the frame verifies.
 fn l4_checksum_ok(frame: &[u8], at: usize, len: usize, proto: u8) -> bool {
-    let mut data = Vec::with_capacity(12 + len);
-    data.extend_from_slice(&frame[ETH + 12..ETH + 20]);
-    data.extend_from_slice(&[0, proto]);
-    data.extend_from_slice(&(len as u16).to_be_bytes());
-    data.extend_from_slice(&frame[at..at + len]);
-    inet_checksum(&data) == 0
-}
-
-fn set_ip_checksum(frame: &mut [u8]) {
-    let ihl = usize::from(frame[ETH] & 0x0f) * 4;
-    frame[ETH + 10] = 0;
-    frame[ETH + 11] = 0;
-    let sum = inet_checksum(&frame[ETH..ETH + ihl]);
-    frame[ETH + 10..ETH + 12].copy_from_slice(&sum.to_be_bytes());
-}
-
-/// Recomputes the TCP or UDP checksum of a well-formed frame after a test
-/// mutated it (a UDP checksum of 0 stays 0). Frames the model would call
-/// malformed are left alone.
-pub fn fix_l4_checksum(frame: &mut [u8]) {
-    if frame.len() < ETH + 20 {
-        return;
-    }
-    let ihl = usize::from(frame[ETH] & 0x0f) * 4;
-    let total = usize::from(be16(frame, ETH + 2));
-    if ihl < 20 || total < ihl || total > frame.len() - ETH {
-        return;
-    }
-    let at = ETH + ihl;
-    let plen = total - ihl;
-    match frame[ETH + 9] {
-        PROTO_TCP if plen >= 20 => {
-            let sum = l4_checksum(frame, at, plen, PROTO_TCP);
-            frame[at + 16..at + 18].copy_from_slice(&sum.to_be_bytes());
-        }
-        PROTO_UDP if plen >= 8 => {
-            let ulen = usize::from(be16(frame, at + 4));
-            if ulen < 8 || ulen > plen || be16(frame, at + 6) == 0 {
-                return;
-            }
-            let sum = l4_checksum(frame, at, ulen, PROTO_UDP);
-            frame[at + 6..at + 8].copy_from_slice(&sum.to_be_bytes());
-        }
-        _ => {}
-    }
+    let (src, dst) = checksum::addresses(frame);
+    checksum::transport_ok(src, dst, proto, &frame[at..at + len])
 }
 
 pub fn verdict_name(v: u32) -> &'static str {
@@ -564,7 +512,7 @@ impl Expect {
             }
         }
         if self.ip_sum {
-            set_ip_checksum(&mut b);
+            checksum::set_ipv4(&mut b);
         }
         match self.l4_sum {
             L4Sum::Tcp { at, len } => {
@@ -893,7 +841,7 @@ impl Model {
         assert_eq!(fragment, 0, "fragments are not modelled");
         let t = ETH + ihl;
         let plen = total - ihl;
-        let ip_sum_ok = inet_checksum(&f[ETH..t]) == 0;
+        let ip_sum_ok = checksum::inet(&f[ETH..t]) == 0;
         let l4 = if proto == PROTO_TCP {
             if f.len() - t < 20 {
                 return Err(malformed("TCP header cut"));

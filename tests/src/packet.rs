@@ -2,6 +2,7 @@
 //! the eBPF parser, so the two cannot agree by construction. Every address
 //! is from 198.18.0.0/15.
 
+use crate::checksum;
 use etherparse::{
     EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketHeaders, TcpHeader, TcpOptionElement,
     TransportHeader, UdpHeader,
@@ -329,29 +330,6 @@ pub fn arp_request(target: [u8; 4]) -> Vec<u8> {
     out
 }
 
-/// The RFC 1071 checksum of `bytes` (for building raw fixtures).
-pub fn inet_checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Recomputes the IPv4 header checksum of a frame (header at byte 14),
-/// over the header length the IHL claims, within what the frame holds
-/// (malformed fixtures claim impossible lengths).
-pub fn fix_ip_checksum(frame: &mut [u8]) {
-    let ihl = (usize::from(frame[14] & 0x0f) * 4).clamp(20, frame.len() - 14);
-    frame[24] = 0;
-    frame[25] = 0;
-    let c = inet_checksum(&frame[14..14 + ihl]);
-    frame[24..26].copy_from_slice(&c.to_be_bytes());
-}
-
 /// Splits an unfragmented Ethernet/IPv4 frame (no IP options) into two
 /// fragments, the first carrying `first_len` bytes of IP payload (a
 /// multiple of 8).
@@ -363,7 +341,7 @@ pub fn fragment(frame: &[u8], first_len: usize) -> (Vec<u8>, Vec<u8>) {
         f[16..18].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
         f[20..22].copy_from_slice(&flags_offset.to_be_bytes());
         f.extend_from_slice(part);
-        fix_ip_checksum(&mut f);
+        checksum::set_ipv4(&mut f);
         f
     };
     (
@@ -379,7 +357,7 @@ pub fn reassemble(first: &[u8], second: &[u8]) -> Vec<u8> {
     let total = (f.len() - 14) as u16;
     f[16..18].copy_from_slice(&total.to_be_bytes());
     f[20..22].copy_from_slice(&[0, 0]);
-    fix_ip_checksum(&mut f);
+    checksum::set_ipv4(&mut f);
     f
 }
 
@@ -398,7 +376,7 @@ pub fn icmp_error(
     let mut icmp = vec![kind, code, 0, 0];
     icmp.extend_from_slice(&rest);
     icmp.extend_from_slice(quoted);
-    let c = inet_checksum(&icmp);
+    let c = checksum::inet(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let mut ip = Ipv4Header::new(icmp.len() as u16, 64, IpNumber::ICMP, src, dst).unwrap();
     ip.header_checksum = ip.calc_header_checksum();
@@ -443,7 +421,7 @@ impl IcmpSeen {
             "outer IPv4 checksum"
         );
         let icmp = &rest[..usize::from(ip.total_len) - ip.header_len()];
-        assert_eq!(inet_checksum(icmp), 0, "ICMP checksum");
+        assert_eq!(checksum::inet(icmp), 0, "ICMP checksum");
         let (quoted, l4) = Ipv4Header::from_slice(&icmp[8..]).expect("quoted IPv4");
         assert_eq!(
             quoted.header_checksum,

@@ -18,11 +18,13 @@ use kube_xdp_common::{
     stats::Counter,
 };
 use kube_xdp_tests::{
+    checksum,
+    fuzz::{Mutation, mutate, mutation},
     harness::{Harness, SNAT_PORT_MAX, SNAT_PORT_MIN},
     model::{self, Model, Observed, ServiceConf, Tuple},
     packet::{
         ACK, BACKEND_IPS, CLIENT_MAC, FIN, LB_IP, LB_MAC, PSH, Pkt, RST, SYN, Transport, VIP,
-        arp_request, backend_mac, fix_ip_checksum,
+        arp_request, backend_mac,
     },
 };
 use proptest::{
@@ -113,19 +115,6 @@ struct Endpoint {
     client: [u8; 4],
     sport: u16,
     target: Target,
-}
-
-/// A malformation applied to the built frame.
-#[derive(Clone, Debug)]
-enum Mutation {
-    /// Cut the frame at 14 + index(len - 14).
-    Truncate(Index),
-    Ihl(u8),
-    Version(u8),
-    /// Total length below IHL * 4 (`false`) or beyond the frame (`true`).
-    TotalLength(bool, Index),
-    /// TCP data offset, or UDP length (`Index` picks in 0..=plen + 8).
-    L4Length(u8, Index),
 }
 
 /// One TCP segment or UDP datagram (UDP ignores the TCP fields).
@@ -230,16 +219,6 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
             sport,
             target,
         })
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        3 => any::<Index>().prop_map(Mutation::Truncate),
-        2 => (0u8..16).prop_map(Mutation::Ihl),
-        1 => (0u8..16).prop_filter("not 4", |v| *v != 4).prop_map(Mutation::Version),
-        1 => (any::<bool>(), any::<Index>()).prop_map(|(b, i)| Mutation::TotalLength(b, i)),
-        3 => (0u8..16, any::<Index>()).prop_map(|(d, i)| Mutation::L4Length(d, i)),
-    ]
 }
 
 fn client_flags() -> impl Strategy<Value = u8> {
@@ -405,42 +384,6 @@ fn reply_pkt(key: &Tuple, seg: &Seg) -> Pkt {
     common(pkt, seg)
 }
 
-fn mutate(frame: &mut Vec<u8>, m: &Mutation) {
-    let ihl = usize::from(frame[14] & 0x0f) * 4;
-    match m {
-        Mutation::Truncate(i) => frame.truncate(14 + i.index(frame.len() - 14)),
-        Mutation::Ihl(v) => {
-            frame[14] = 0x40 | v;
-            fix_ip_checksum(frame);
-        }
-        Mutation::Version(v) => {
-            frame[14] = v << 4 | (frame[14] & 0x0f);
-            fix_ip_checksum(frame);
-        }
-        Mutation::TotalLength(big, i) => {
-            let room = frame.len() - 14;
-            let total = if *big {
-                room + 1 + i.index(64)
-            } else {
-                i.index(ihl)
-            };
-            frame[16..18].copy_from_slice(&(total as u16).to_be_bytes());
-            fix_ip_checksum(frame);
-        }
-        Mutation::L4Length(doff, i) => {
-            let t = 14 + ihl;
-            let plen = frame.len() - t;
-            if frame[23] == PROTO_TCP {
-                frame[t + 12] = doff << 4 | (frame[t + 12] & 0x0f);
-            } else {
-                let len = i.index(plen + 9) as u16;
-                frame[t + 4..t + 6].copy_from_slice(&len.to_be_bytes());
-            }
-            model::fix_l4_checksum(frame);
-        }
-    }
-}
-
 // ---- the Maglev tables ----
 
 /// Writes pool tables through the daemon's own API (one map update per
@@ -552,7 +495,7 @@ impl Lab {
 
     /// No flows, every backend up.
     fn reset(&mut self) {
-        self.h.dp.clear_flows().unwrap();
+        self.h.clear_flows();
         for service in 0..3u32 {
             if self.dirty[service as usize] {
                 let changes: Vec<(u32, bool)> = (0..3)
@@ -667,7 +610,7 @@ impl Lab {
                     let ep = endpoint.get(&case.endpoints);
                     let mut f = client_pkt(ep, &plain_seg()).build();
                     f[23] = *proto;
-                    fix_ip_checksum(&mut f);
+                    checksum::set_ipv4(&mut f);
                     let _ = writeln!(log, "#{n} {action:?}\n    {}", model::hex(&f));
                     let result = self.packet(&f);
                     self.note(&mut log, result)?;

@@ -15,6 +15,7 @@ use kube_xdp_tests::{
         Service, alive, backend, backend_list, connect_many, daemon_pid, states, states_by_name,
         try_connect, vip, wait_all_up, wait_for, wait_out_of_pool, wait_state,
     },
+    fuzz::{GARBAGE_KINDS, GarbageAim, Rng, garbage_frame},
     netns::Netns,
     require_root,
     servers::{TcpServer, UdpServer, whoami},
@@ -324,312 +325,6 @@ fn https_check_with_a_server_name_the_certificate_lacks_keeps_backends_down() {
 
 // ─── 8. Garbage at the VIP ───────────────────────────────────────────────
 
-/// xorshift64*: a seeded generator, so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    fn u16(&mut self) -> u16 {
-        self.next() as u16
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.u8()).collect()
-    }
-}
-
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    for chunk in chunks {
-        let mut it = chunk.chunks(2);
-        for pair in &mut it {
-            let word = if pair.len() == 2 {
-                u16::from_be_bytes([pair[0], pair[1]])
-            } else {
-                u16::from_be_bytes([pair[0], 0])
-            };
-            sum += u32::from(word);
-        }
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// A TCP or UDP checksum over the pseudo-header and `segment` (whose
-/// checksum field must be zero).
-fn l4_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> u16 {
-    let len = (segment.len() as u16).to_be_bytes();
-    let pseudo = [
-        src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3], 0, proto, len[0], len[1],
-    ];
-    checksum(&[&pseudo, segment])
-}
-
-const VIP_BYTES: [u8; 4] = [198, 18, 0, 10];
-
-/// What kind of garbage a frame is, for the report.
-const KINDS: [&str; 12] = [
-    "truncated",
-    "bad IHL",
-    "bad TCP data offset",
-    "random TCP flags",
-    "UDP with random lengths",
-    "fragment",
-    "random protocol",
-    "ICMP",
-    "bad total length",
-    "IP options",
-    "random bytes",
-    "not IPv4",
-];
-
-/// One random frame for the VIP: an Ethernet header to the LB's MAC, an
-/// IPv4 header to the VIP mostly from the client's address (else from
-/// 198.19.0.0/16), and a kind of damage picked by `kind`.
-fn garbage_frame(rng: &mut Rng, kind: usize, lb_mac: [u8; 6], client_mac: [u8; 6]) -> Vec<u8> {
-    let src: [u8; 4] = if rng.chance(1, 2) {
-        [198, 18, 0, 1]
-    } else {
-        [198, 19, rng.u8(), rng.u8()]
-    };
-    // Source ports below the client's ephemeral range, so no garbage flow
-    // shares a 5-tuple with a later real connection.
-    let sport = 1024 + rng.below(31_000) as u16;
-    let mut frame = Vec::with_capacity(1514);
-    frame.extend_from_slice(&lb_mac);
-    frame.extend_from_slice(&client_mac);
-    if kind == 11 {
-        let ethertype = match rng.below(4) {
-            0 => 0x86dd,
-            1 => 0x0806,
-            2 => 0x8100,
-            _ => rng.u16(),
-        };
-        frame.extend_from_slice(&u16::to_be_bytes(ethertype));
-        let n = rng.below(200) as usize;
-        frame.extend(rng.bytes(n));
-        return frame;
-    }
-    frame.extend_from_slice(&[0x08, 0x00]);
-    if kind == 10 {
-        let n = 1 + rng.below(200) as usize;
-        let mut body = rng.bytes(n.max(20));
-        body[0] = 0x40 | (body[0] & 0x0f);
-        body[16..20].copy_from_slice(&VIP_BYTES);
-        body.truncate(n);
-        frame.extend(body);
-        return frame;
-    }
-
-    // The transport part.
-    let proto: u8 = match kind {
-        4 => 17,
-        5 => {
-            if rng.chance(1, 2) {
-                6
-            } else {
-                17
-            }
-        }
-        6 => loop {
-            let p = rng.u8();
-            if p != 6 && p != 17 {
-                break p;
-            }
-        },
-        7 => 1,
-        _ => 6,
-    };
-    let payload_len = if rng.chance(1, 2) {
-        0
-    } else {
-        rng.below(300) as usize
-    };
-    let mut l4 = match proto {
-        6 => {
-            let mut tcp = vec![0u8; 20];
-            tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-            let dport: u16 = if rng.chance(7, 8) { 6443 } else { rng.u16() };
-            tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-            tcp[4..12].copy_from_slice(&rng.bytes(8));
-            let flags = match kind {
-                2 | 3 => rng.u8(),
-                _ => 0x02, // SYN
-            };
-            let mut offset_words = 5u8;
-            if rng.chance(1, 3) {
-                // MSS, SACK permitted, timestamps, window scale: like Linux.
-                tcp.extend_from_slice(&[2, 4, 0x05, 0xb4, 4, 2, 8, 10]);
-                tcp.extend_from_slice(&rng.bytes(8));
-                tcp.extend_from_slice(&[1, 3, 3, 7]);
-                offset_words = 10;
-            }
-            if kind == 2 {
-                offset_words = loop {
-                    let o = rng.below(16) as u8;
-                    if o != offset_words {
-                        break o;
-                    }
-                };
-            }
-            tcp[12] = offset_words << 4;
-            tcp[13] = flags;
-            tcp[14..16].copy_from_slice(&rng.u16().to_be_bytes());
-            tcp.extend(rng.bytes(payload_len));
-            if rng.chance(3, 4) {
-                let sum = l4_checksum(src, VIP_BYTES, 6, &tcp);
-                tcp[16..18].copy_from_slice(&sum.to_be_bytes());
-            } else {
-                tcp[16..18].copy_from_slice(&rng.u16().to_be_bytes());
-            }
-            tcp
-        }
-        17 => {
-            let mut udp = vec![0u8; 8];
-            udp[0..2].copy_from_slice(&sport.to_be_bytes());
-            let dport: u16 = if rng.chance(3, 4) { 5353 } else { rng.u16() };
-            udp[2..4].copy_from_slice(&dport.to_be_bytes());
-            udp.extend(rng.bytes(payload_len));
-            let len = if kind == 4 && rng.chance(2, 3) {
-                rng.u16()
-            } else {
-                udp.len() as u16
-            };
-            udp[4..6].copy_from_slice(&len.to_be_bytes());
-            match rng.below(3) {
-                0 => {} // no checksum
-                1 => {
-                    let sum = l4_checksum(src, VIP_BYTES, 17, &udp);
-                    udp[6..8].copy_from_slice(&sum.to_be_bytes());
-                }
-                _ => udp[6..8].copy_from_slice(&rng.u16().to_be_bytes()),
-            }
-            udp
-        }
-        1 => {
-            // An ICMP error (or echo) with a random or plausible quote.
-            let t = [3u8, 11, 12, 0, 8, 5][rng.below(6) as usize];
-            let mut icmp = vec![t, rng.below(16) as u8, 0, 0, 0, 0, 0, 0];
-            if rng.chance(1, 2) {
-                // Quote a packet "VIP:6443 → client", the reply path.
-                let mut quoted = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
-                quoted.extend_from_slice(&VIP_BYTES);
-                quoted.extend_from_slice(&src);
-                quoted.extend_from_slice(&6443u16.to_be_bytes());
-                quoted.extend_from_slice(&sport.to_be_bytes());
-                quoted.extend(rng.bytes(4));
-                let cut = rng.below(quoted.len() as u64 + 1) as usize;
-                quoted.truncate(cut);
-                icmp.extend(quoted);
-            } else {
-                icmp.extend(rng.bytes(payload_len.min(64)));
-            }
-            let sum = checksum(&[&icmp]);
-            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-            icmp
-        }
-        _ => rng.bytes(payload_len),
-    };
-
-    // The IPv4 header.
-    let options_words: u8 = if kind == 9 {
-        1 + rng.below(10) as u8
-    } else {
-        0
-    };
-    let mut ip = vec![0u8; 20];
-    ip.extend(match rng.below(3) {
-        0 => vec![1u8; usize::from(options_words) * 4], // NOPs
-        _ => rng.bytes(usize::from(options_words) * 4),
-    });
-    let mut ihl = 5 + options_words;
-    if kind == 1 {
-        ihl = loop {
-            let i = rng.below(16) as u8;
-            if i != 5 {
-                break i;
-            }
-        };
-    }
-    ip[0] = 0x40 | ihl;
-    ip[1] = rng.u8() & 0xfc;
-    let mut total = (ip.len() + l4.len()) as u16;
-    if kind == 8 {
-        total = match rng.below(3) {
-            0 => rng.below(20) as u16,
-            1 => total + 1 + rng.below(1000) as u16,
-            _ => rng.u16(),
-        };
-    }
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[4..6].copy_from_slice(&rng.u16().to_be_bytes());
-    let frag: u16 = if kind == 5 {
-        match rng.below(3) {
-            0 => 0x2000,                                  // MF, offset 0: a first fragment
-            1 => 0x2000 | (1 + rng.below(0x1fff) as u16), // a middle fragment
-            _ => 1 + rng.below(0x1fff) as u16,            // a last fragment
-        }
-    } else if rng.chance(1, 4) {
-        0x4000 // DF, like Linux
-    } else {
-        0
-    };
-    ip[6..8].copy_from_slice(&frag.to_be_bytes());
-    ip[8] = if rng.chance(1, 16) {
-        rng.below(2) as u8
-    } else {
-        64
-    };
-    ip[9] = proto;
-    ip[12..16].copy_from_slice(&src);
-    ip[16..20].copy_from_slice(&VIP_BYTES);
-    if rng.chance(7, 8) {
-        let sum = checksum(&[&ip]);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    } else {
-        ip[10..12].copy_from_slice(&rng.u16().to_be_bytes());
-    }
-    if kind == 5 && frag & 0x1fff != 0 {
-        // A later fragment carries no transport header: random data.
-        let n = l4.len();
-        l4 = rng.bytes(n);
-    }
-    frame.extend(ip);
-    frame.extend(l4);
-    if kind == 0 {
-        let cut = 14 + rng.below(frame.len() as u64 - 14) as usize;
-        frame.truncate(cut);
-    } else if rng.chance(1, 10) {
-        // Trailing bytes past the IPv4 total length (like Ethernet padding).
-        let n = rng.below(64) as usize;
-        frame.extend(rng.bytes(n));
-    }
-    frame.truncate(1514);
-    frame
-}
-
 /// An AF_PACKET socket that sends frames out of `dev` in the calling
 /// thread's namespace (it receives nothing: protocol 0).
 fn packet_socket(dev: &str) -> anyhow::Result<OwnedFd> {
@@ -693,8 +388,14 @@ fn garbage_at_the_vip_leaves_the_daemon_alive_and_connections_working() {
     connect_many(&c, vip(6443), 5, Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.log()));
 
-    let lb_mac = mac_of(&c.lb, "eth0");
-    let client_mac = mac_of(&c.client, "eth0");
+    let aim = GarbageAim {
+        lb_mac: mac_of(&c.lb, "eth0"),
+        client_mac: mac_of(&c.client, "eth0"),
+        client: CLIENT_ADDR.parse::<Ipv4Addr>().unwrap().octets(),
+        vip: VIP.parse::<Ipv4Addr>().unwrap().octets(),
+        tcp_port: 6443,
+        udp_port: 5353,
+    };
     let backend_names = [
         "IpInHdrErrors",
         "IpExtInCsumErrors",
@@ -715,10 +416,10 @@ fn garbage_at_the_vip_leaves_the_daemon_alive_and_connections_working() {
             let fd = packet_socket("eth0")?;
             let mut rng = Rng(SEED);
             let (mut sent, mut refused) = (0usize, 0usize);
-            let mut per_kind = [0usize; KINDS.len()];
+            let mut per_kind = [0usize; GARBAGE_KINDS.len()];
             for i in 0..FRAMES {
-                let kind = rng.below(KINDS.len() as u64) as usize;
-                let frame = garbage_frame(&mut rng, kind, lb_mac, client_mac);
+                let kind = rng.below(GARBAGE_KINDS.len() as u64) as usize;
+                let frame = garbage_frame(&mut rng, kind, &aim);
                 // SAFETY: a valid fd and buffer of that length.
                 let r =
                     unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
@@ -740,7 +441,7 @@ fn garbage_at_the_vip_leaves_the_daemon_alive_and_connections_working() {
         "sent {sent} garbage frames (seed {SEED:#x}) in {:?}; {refused} refused by the local kernel",
         start.elapsed()
     );
-    for (kind, n) in KINDS.iter().zip(per_kind) {
+    for (kind, n) in GARBAGE_KINDS.iter().zip(per_kind) {
         eprintln!("  {n:>5} {kind}");
     }
     assert!(sent >= FRAMES * 9 / 10, "most frames were sent: {sent}");

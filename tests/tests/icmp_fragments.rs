@@ -86,12 +86,9 @@ fn icmp_error_from_the_client_side_reaches_the_backend_translated() {
     // The quoted UDP checksum was updated too: check it against the quoted
     // datagram (header + 7 payload bytes, all quoted here).
     let quoted_udp = &seen.quoted_l4[..8 + 7];
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&backend);
-    pseudo.extend_from_slice(&LB_IP);
-    pseudo.extend_from_slice(&[0, 17, 0, 15]);
-    pseudo.extend_from_slice(quoted_udp);
-    assert_eq!(kube_xdp_tests::packet::inet_checksum(&pseudo), 0);
+    assert!(kube_xdp_tests::checksum::transport_ok(
+        backend, LB_IP, 17, quoted_udp
+    ));
     assert_eq!(h.dp.global_stats().unwrap().get(Counter::IcmpToBackend), 1);
 }
 

@@ -1,11 +1,12 @@
-//! Malformed input gets a defined verdict: dropped (and counted) when sent
-//! to a VIP, left to the kernel otherwise — never a forwarded corrupt
-//! packet.
+//! Malformed input gets a defined verdict: dropped when sent to a VIP, left
+//! to the kernel otherwise — never a forwarded corrupt packet — and is
+//! counted `malformed` either way, once per packet.
 
 use kube_xdp_common::{maps::PROTO_UDP, stats::Counter};
 use kube_xdp_tests::{
+    checksum,
     harness::{Harness, XDP_DROP, XDP_PASS, XDP_TX},
-    packet::{LB_IP, Pkt, SYN, Seen, VIP, fix_ip_checksum},
+    packet::{LB_IP, Pkt, SYN, Seen, VIP},
 };
 
 fn lb() -> Harness {
@@ -15,12 +16,19 @@ fn lb() -> Harness {
     h
 }
 
-/// Runs `frame` and checks its verdict; a dropped or passed frame leaves
-/// unchanged.
-fn expect(h: &Harness, frame: &[u8], verdict: u32, what: &str) {
+fn malformed_count(h: &Harness) -> u64 {
+    h.dp.global_stats().unwrap().get(Counter::Malformed)
+}
+
+/// Runs a malformed `frame` and checks its verdict, that it leaves
+/// unchanged, and that it is counted `malformed` (dropped at a VIP or left
+/// to the kernel, it is counted all the same).
+fn expect_malformed(h: &Harness, frame: &[u8], verdict: u32, what: &str) {
+    let before = malformed_count(h);
     let (got, out) = h.run(frame);
     assert_eq!(got, verdict, "{what}");
     assert_eq!(out, frame, "{what}: not modified");
+    assert_eq!(malformed_count(h), before + 1, "{what}: counted malformed");
 }
 
 #[test]
@@ -30,7 +38,7 @@ fn truncated_at_every_header_boundary() {
     // Before the destination address is complete the frame cannot be
     // known to be for a VIP: the kernel drops it.
     for len in [14, 14 + 10, 14 + 19] {
-        expect(&h, &syn[..len], XDP_PASS, &format!("cut at {len}"));
+        expect_malformed(&h, &syn[..len], XDP_PASS, &format!("cut at {len}"));
     }
     // After it, the frame is ours to drop (the IPv4 total length no longer
     // fits, or the TCP header is cut).
@@ -41,7 +49,7 @@ fn truncated_at_every_header_boundary() {
         14 + 20 + 20,
         14 + 20 + 31,
     ] {
-        expect(&h, &syn[..len], XDP_DROP, &format!("cut at {len}"));
+        expect_malformed(&h, &syn[..len], XDP_DROP, &format!("cut at {len}"));
     }
     let stats = h.dp.global_stats().unwrap();
     assert_eq!(stats.get(Counter::Malformed), 8);
@@ -55,12 +63,12 @@ fn bad_ihl_is_dropped() {
     for vihl in [0x40, 0x44, 0x4f] {
         let mut f = syn.clone();
         f[14] = vihl;
-        fix_ip_checksum(&mut f);
-        expect(&h, &f, XDP_DROP, &format!("vihl {vihl:#x}"));
+        checksum::set_ipv4(&mut f);
+        expect_malformed(&h, &f, XDP_DROP, &format!("vihl {vihl:#x}"));
     }
     let mut v6 = syn.clone();
     v6[14] = 0x65;
-    expect(&h, &v6, XDP_DROP, "version 6 in an IPv4 ethertype");
+    expect_malformed(&h, &v6, XDP_DROP, "version 6 in an IPv4 ethertype");
 }
 
 #[test]
@@ -71,6 +79,7 @@ fn ip_options_are_honoured_and_kept() {
     pkt.ip_options = vec![0x94, 0x04, 0x00, 0x00];
     let (verdict, out) = h.run(&pkt.build());
     assert_eq!(verdict, XDP_TX);
+    assert_eq!(malformed_count(&h), 0, "options are no malformation");
     let seen = Seen::parse(&out);
     assert_eq!(seen.ip_options, vec![0x94, 0x04, 0x00, 0x00]);
     assert_eq!(seen.src, LB_IP);
@@ -84,7 +93,7 @@ fn bad_tcp_data_offset_is_dropped() {
     for doff in [0u8, 4, 9, 15] {
         let mut f = syn.clone();
         f[14 + 20 + 12] = doff << 4;
-        expect(&h, &f, XDP_DROP, &format!("data offset {doff}"));
+        expect_malformed(&h, &f, XDP_DROP, &format!("data offset {doff}"));
     }
 }
 
@@ -95,7 +104,7 @@ fn bad_udp_length_is_dropped() {
     for len in [0u16, 7, 14] {
         let mut f = udp.clone();
         f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&len.to_be_bytes());
-        expect(&h, &f, XDP_DROP, &format!("UDP length {len}"));
+        expect_malformed(&h, &f, XDP_DROP, &format!("UDP length {len}"));
     }
 }
 
@@ -103,12 +112,16 @@ fn bad_udp_length_is_dropped() {
 fn malformed_traffic_to_no_vip_is_left_to_the_kernel() {
     let h = lb();
     let syn = Pkt::tcp(40000, LB_IP, 6443, SYN).build();
-    expect(&h, &syn[..14 + 20 + 10], XDP_PASS, "cut TCP header");
+    expect_malformed(&h, &syn[..14 + 20 + 10], XDP_PASS, "cut TCP header");
     let mut f = syn.clone();
     f[14 + 20 + 12] = 0x20;
-    expect(&h, &f, XDP_PASS, "data offset 2");
-    let mut f = syn;
+    expect_malformed(&h, &f, XDP_PASS, "data offset 2");
+    let mut f = syn.clone();
     f[14] = 0x43;
-    fix_ip_checksum(&mut f);
-    expect(&h, &f, XDP_PASS, "IHL 3");
+    checksum::set_ipv4(&mut f);
+    expect_malformed(&h, &f, XDP_PASS, "IHL 3");
+    // The same SYN unbroken is no malformation.
+    let (verdict, _) = h.run(&syn);
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(malformed_count(&h), 3, "a well-formed SYN is not counted");
 }

@@ -395,10 +395,9 @@ fn orphaned_flow_is_refused(h: &mut Harness, sport: u16, tweak: impl FnOnce(&mut
         src_port: (sport + 1000).to_be(),
         ..key
     };
-    h.dp.set_reverse(&rkey, &ReverseFlow { client: other })
-        .unwrap();
+    h.set_reverse(&rkey, &ReverseFlow { client: other });
     tweak(&mut flow);
-    h.dp.set_flow(&key, &flow).unwrap();
+    h.set_flow(&key, &flow);
     let before = h.dp.global_stats().unwrap();
     let rst = tx(h, &Pkt::tcp(sport, VIP, 6443, ACK).seq_ack(1101, 1));
     assert_eq!(rst.tcp_flags(), RST, "refused, not sent to the backend");
@@ -464,7 +463,7 @@ fn port_of_a_flow_older_than_half_an_hour_is_held_after_its_close() {
     let (key, mut flow) = flow_of(&h, 48500);
     flow.created_ns = 0;
     flow.last_seen_ns -= 2 * kube_xdp_tests::harness::SECOND;
-    h.dp.set_flow(&key, &flow).unwrap();
+    h.set_flow(&key, &flow);
 
     let next = tx(&h, &Pkt::tcp(48501, VIP, 6443, SYN).ts(Some((5, 0))));
     if uptime > half_hour {
@@ -485,7 +484,7 @@ fn port_of_a_flow_older_than_half_an_hour_is_held_after_its_close() {
 fn flow_uptime(h: &mut Harness) -> u64 {
     open(h, 48599);
     let (_, flow) = flow_of(h, 48599);
-    h.dp.clear_flows().unwrap();
+    h.clear_flows();
     flow.last_seen_ns
 }
 
@@ -527,7 +526,7 @@ fn client_reusing_its_ports_does_not_run_the_snat_ports_out() {
 fn a_new_flow_finds_the_last_free_port_of_an_odd_range() {
     let mut h = one_backend(20_000..=20_002);
     for candidate in 0..30u16 {
-        h.dp.clear_flows().unwrap();
+        h.clear_flows();
         // Two open flows hold two of the three ports.
         let taken = [open(&h, 48200).ports().0, open(&h, 48201).ports().0];
         let syn = tx(&h, &Pkt::tcp(48300 + candidate, VIP, 6443, SYN));

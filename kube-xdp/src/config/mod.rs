@@ -15,9 +15,8 @@ mod validate;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub use schema::{
     Backend, BackendAddress, CheckKind, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE,
@@ -150,23 +149,4 @@ impl Config {
         })?;
         Self::parse(path, &text)
     }
-}
-
-/// "24h", "10s", "1m30s", "500ms": the largest units that divide exactly.
-pub fn short(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if d.subsec_nanos() != 0 {
-        return humantime::format_duration(d).to_string().replace(' ', "");
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
-        if value > 0 {
-            let _ = write!(out, "{value}{unit}");
-        }
-    }
-    out
 }

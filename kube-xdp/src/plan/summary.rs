@@ -3,7 +3,8 @@
 use std::fmt::Write;
 
 use super::{Plan, PlannedBackend, SnatSource};
-use crate::config::{BackendAddress, CheckKind, HealthCheck, Service, short};
+use crate::config::{BackendAddress, CheckKind, HealthCheck, Service};
+use crate::human;
 
 pub(super) fn summary(plan: &Plan) -> String {
     let mut out = String::new();
@@ -57,11 +58,11 @@ pub(super) fn summary(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "  tcp_established {}  tcp_closing {}  tcp_syn {}  udp {}  tcp_time_wait {}",
-        short(t.tcp_established),
-        short(t.tcp_closing),
-        short(t.tcp_syn),
-        short(t.udp),
-        short(t.tcp_time_wait)
+        human::duration(t.tcp_established),
+        human::duration(t.tcp_closing),
+        human::duration(t.tcp_syn),
+        human::duration(t.udp),
+        human::duration(t.tcp_time_wait)
     );
     let _ = writeln!(out);
     if config.services.is_empty() {
@@ -117,7 +118,7 @@ pub(super) fn summary(plan: &Plan) -> String {
             s.mode,
             s.maglev_table_size,
             s.on_backend_down,
-            short(s.drain_timeout)
+            human::duration(s.drain_timeout)
         );
         let _ = writeln!(out, "     check {}", check_line(&s.health_check));
         if s.port.is_range() {
@@ -168,8 +169,8 @@ fn check_line(c: &HealthCheck) -> String {
     let _ = write!(
         line,
         "; interval {}, timeout {}, fall {}, rise {}, init {}",
-        short(c.interval),
-        short(c.timeout),
+        human::duration(c.interval),
+        human::duration(c.timeout),
         c.fall,
         c.rise,
         c.init_state

@@ -147,7 +147,7 @@ fn datapath() {
         let (mut kernel, mut wall) = (0.0, 0.0);
         let batches = CALLS / NEW_FLOW_BATCH;
         for b in 0..batches {
-            h.dp.clear_flows().unwrap();
+            h.clear_flows();
             let inputs: Vec<Vec<u8>> = (0..NEW_FLOW_BATCH)
                 .map(|i| {
                     let mut p = Pkt::tcp(10_000 + (i % 50_000) as u16, VIP, 6443, SYN);
