@@ -106,7 +106,7 @@ pub const BACKEND_UP: u8 = 1;
 /// Failed its health checks: no new flows.
 pub const BACKEND_DOWN: u8 = 2;
 /// Weight 0 or removed from the config: no new flows, its flows finish.
-pub const BACKEND_DRAINING: u8 = 3;
+pub const BACKEND_DRAIN: u8 = 3;
 
 /// The value of `BACKENDS` (indexed by backend id).
 #[repr(C)]

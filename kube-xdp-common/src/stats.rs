@@ -25,6 +25,12 @@ macro_rules! counters {
                     $(Counter::$variant => $name,)*
                 }
             }
+
+            /// For a verdict slot, the verdict (`verdict_tx` → `tx`: the
+            /// metrics' `verdict` label); `None` for a reason.
+            pub fn verdict(self) -> Option<&'static str> {
+                self.name().strip_prefix("verdict_")
+            }
         }
     };
 }

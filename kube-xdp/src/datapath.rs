@@ -9,9 +9,9 @@ use aya::{
 use kube_xdp_common::{
     map_name,
     maps::{
-        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, Backend, Flow, FlowKey, Interface,
-        MAX_BACKENDS, MAX_MAGLEV_TABLE, MAX_SERVICES, MaglevTable, Meta, POOL_REMOVED, Pool,
-        ReverseFlow, SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
+        BACKEND_DOWN, BACKEND_DRAIN, BACKEND_UP, Backend, Flow, FlowKey, Interface, MAX_BACKENDS,
+        MAX_MAGLEV_TABLE, MAX_SERVICES, MaglevTable, Meta, POOL_REMOVED, Pool, ReverseFlow,
+        SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
     },
     stats::Counter,
 };
@@ -112,12 +112,22 @@ pub struct ServiceSpec {
     pub reset_on_down: bool,
 }
 
-/// A backend's state.
+/// A backend's state. Shown by its [`name`](Self::name) (`UP`, `DOWN`,
+/// `DRAIN`, as HAProxy shows them) and labelled in metrics by its
+/// [`label`](Self::label) (`up`, `down`, `drain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendState {
     Up,
     Down,
-    Draining,
+    /// No new flows (weight 0, or removed from the configuration); its
+    /// flows finish.
+    Drain,
+}
+
+impl serde::Serialize for BackendState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 impl BackendState {
@@ -125,7 +135,7 @@ impl BackendState {
         match self {
             BackendState::Up => BACKEND_UP,
             BackendState::Down => BACKEND_DOWN,
-            BackendState::Draining => BACKEND_DRAINING,
+            BackendState::Drain => BACKEND_DRAIN,
         }
     }
 
@@ -133,7 +143,7 @@ impl BackendState {
         match raw {
             BACKEND_UP => Some(BackendState::Up),
             BACKEND_DOWN => Some(BackendState::Down),
-            BACKEND_DRAINING => Some(BackendState::Draining),
+            BACKEND_DRAIN => Some(BackendState::Drain),
             _ => None,
         }
     }
@@ -142,7 +152,19 @@ impl BackendState {
         match self {
             BackendState::Up => "UP",
             BackendState::Down => "DOWN",
-            BackendState::Draining => "DRAIN",
+            BackendState::Drain => "DRAIN",
+        }
+    }
+
+    /// Every state, in the order metrics list them.
+    pub const ALL: [BackendState; 3] = [BackendState::Up, BackendState::Down, BackendState::Drain];
+
+    /// The metric label: the name in lower case.
+    pub fn label(self) -> &'static str {
+        match self {
+            BackendState::Up => "up",
+            BackendState::Down => "down",
+            BackendState::Drain => "drain",
         }
     }
 }

@@ -120,8 +120,11 @@ fn check_config_prints_the_plan_or_every_error_with_its_line() {
     require_root();
     let hosts = TwoHosts::new().unwrap();
     let text = std::fs::read_to_string(&hosts.config).unwrap();
+    // The VIP is not the LB's only address (198.18.0.2): that file would
+    // leave nothing to translate flows to, and check-config refuses what
+    // run refuses.
     let good = format!(
-        "{text}\n[[service]]\nname = \"kube-apiserver\"\nvip = \"198.18.0.2\"\nport = 6443\n\n\
+        "{text}\n[[service]]\nname = \"kube-apiserver\"\nvip = \"198.18.0.10\"\nport = 6443\n\n\
          [[service.backend]]\nname = \"cp1\"\naddress = \"198.18.0.1\"\n"
     );
     std::fs::write(&hosts.config, &good).unwrap();

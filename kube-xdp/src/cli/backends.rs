@@ -2,11 +2,10 @@
 //! Maglev share, active flows and traffic — aligned like `ipvsadm -Ln`.
 
 use crate::{Common, PinArgs, cli::human};
-use kube_xdp::view::Snapshot;
 
 pub fn backends(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
-    let (dp, names) = pins.open(common)?;
-    let services = Snapshot::read(&dp, names.as_ref())?.services;
+    let (maps, names) = pins.open(common)?;
+    let services = maps.snapshot(names.as_ref())?.services;
     if json {
         println!("{}", serde_json::to_string_pretty(&services)?);
         return Ok(());
@@ -44,7 +43,7 @@ pub fn backends(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<(
                 "  {:<16} {:<22} {:<6} {:>6} {:>6.1}% {:>8} {:>9} {:>9}",
                 b.name,
                 address,
-                b.state,
+                b.state.name(),
                 b.weight.map_or_else(|| "-".into(), |w| w.to_string()),
                 b.share * 100.0,
                 b.active_flows,

@@ -1,11 +1,10 @@
 //! `kube-xdp flows`: the flow table with its translations and age.
 
 use crate::{Common, PinArgs};
-use kube_xdp::view;
 
 pub fn flows(common: &Common, pins: &PinArgs, json: bool, all: bool) -> anyhow::Result<()> {
-    let (dp, _) = pins.open(common)?;
-    let flows = view::flows(&dp, all)?;
+    let (maps, _) = pins.open(common)?;
+    let flows = maps.flows(all)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&flows)?);
         return Ok(());

@@ -11,8 +11,7 @@ pub mod top;
 use crate::{Common, PinArgs};
 use kube_xdp::{
     config::{Config, DEFAULT_PIN_PATH, DEFAULT_RUN_DIR},
-    datapath::Datapath,
-    view::Names,
+    view::{Names, Pins},
 };
 use std::path::PathBuf;
 
@@ -58,10 +57,10 @@ impl PinArgs {
 
     /// Opens the pinned maps, with the names the daemon wrote for them
     /// after its last apply (`None`: shown by id).
-    pub fn open(&self, common: &Common) -> anyhow::Result<(Datapath, Option<Names>)> {
+    pub fn open(&self, common: &Common) -> anyhow::Result<(Pins, Option<Names>)> {
         let pin_path = self.resolve(common);
-        let dp = Datapath::open_pinned(&pin_path)?;
-        Ok((dp, Names::load(&common.run_dir(), &pin_path)))
+        let pins = Pins::open(&pin_path)?;
+        Ok((pins, Names::load(&common.run_dir(), &pin_path)))
     }
 }
 

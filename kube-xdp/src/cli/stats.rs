@@ -5,10 +5,10 @@ use crate::{Common, PinArgs, cli::human};
 use kube_xdp::view::Snapshot;
 
 pub fn stats(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> {
-    let (dp, names) = pins.open(common)?;
+    let (maps, names) = pins.open(common)?;
     let Snapshot {
         counters, services, ..
-    } = Snapshot::read(&dp, names.as_ref())?;
+    } = maps.snapshot(names.as_ref())?;
     if json {
         let counters: serde_json::Map<String, serde_json::Value> = counters
             .iter()

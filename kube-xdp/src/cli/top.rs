@@ -3,10 +3,7 @@
 //! works from any shell on the host, daemon running or not.
 
 use crate::{Common, PinArgs};
-use kube_xdp::{
-    metrics::top as view,
-    view::{Names, Snapshot},
-};
+use kube_xdp::{metrics::top as view, view::Names};
 use std::{
     io::{IsTerminal, Write},
     time::{Duration, SystemTime},
@@ -22,18 +19,18 @@ pub fn top(
     interval: Duration,
     frames: Option<u64>,
 ) -> anyhow::Result<()> {
-    let (dp, names) = pins.open(common)?;
+    let (maps, names) = pins.open(common)?;
     let (run_dir, pin_path) = (common.run_dir(), pins.resolve(common));
     // Escapes only for a live view on a terminal; `--once` and pipes get
     // plain frames.
     let live = !once && std::io::stdout().is_terminal();
-    let mut prev = Snapshot::read(&dp, names.as_ref())?;
+    let mut prev = maps.snapshot(names.as_ref())?;
     let mut shown = 0u64;
     loop {
         std::thread::sleep(interval);
         // Re-read the names each time: they follow a reload.
         let names = Names::load(&run_dir, &pin_path);
-        let cur = Snapshot::read(&dp, names.as_ref())?;
+        let cur = maps.snapshot(names.as_ref())?;
         let text = view::render(&view::frame(&prev, &cur, SystemTime::now()));
         let mut out = std::io::stdout().lock();
         if live {

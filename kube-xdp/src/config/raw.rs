@@ -85,6 +85,28 @@ pub(super) struct RawBackend {
     pub weight: Field<i64>,
 }
 
+/// Where each line of a text ends, to find the line of many offsets
+/// without counting from the start each time (a file with thousands of
+/// backends has tens of thousands of keys).
+pub(super) struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    pub(super) fn new(text: &str) -> Self {
+        LineIndex(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// The 1-based line of byte `offset`, as [`line_of`].
+    pub(super) fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|nl| *nl < offset) + 1
+    }
+}
+
 /// The 1-based line of byte `offset` in `text`.
 pub(super) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -201,5 +223,31 @@ fn strip_comment(line: &str) -> &str {
     match line.find('#') {
         Some(i) if !line[..i].contains('"') => &line[..i],
         _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_index_agrees_with_counting_at_every_offset() {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\nb",
+            "[daemon]\ninterfaces = []\n\n\nx = 1",
+            "\n\nab\n",
+        ] {
+            let index = LineIndex::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    index.line(offset),
+                    line_of(text, offset),
+                    "{text:?} @ {offset}"
+                );
+            }
+        }
     }
 }

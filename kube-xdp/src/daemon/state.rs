@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Instant};
 use kube_xdp_common::maps::{MAX_BACKENDS, MAX_SERVICES};
 
 use crate::{
+    config::InitState,
     datapath::{BackendSpec, BackendState, Datapath, DatapathError, ServiceSpec},
     maglev::{MaglevBackend, build_table},
     plan::{DesiredBackend, DesiredService},
@@ -82,7 +83,7 @@ impl BackendRt {
 
     fn state(&self) -> BackendState {
         if self.weight == 0 || self.removed_at.is_some() {
-            BackendState::Draining
+            BackendState::Drain
         } else if self.up {
             BackendState::Up
         } else {
@@ -109,7 +110,7 @@ pub struct Changes {
     pub services_removed: Vec<String>,
     pub services_changed: Vec<String>,
     pub backends_added: Vec<String>,
-    pub backends_removed: Vec<String>,
+    pub backends_drained: Vec<String>,
     pub backends_changed: Vec<String>,
     pub pools_rebuilt: Vec<String>,
 }
@@ -127,7 +128,7 @@ impl std::fmt::Display for Changes {
             ("services removed", &self.services_removed),
             ("services changed", &self.services_changed),
             ("backends added", &self.backends_added),
-            ("backends draining", &self.backends_removed),
+            ("backends drained", &self.backends_drained),
             ("backends changed", &self.backends_changed),
             ("pools rebuilt", &self.pools_rebuilt),
         ];
@@ -309,7 +310,7 @@ impl State {
             if b.removed_at.is_none() && !d.backends.iter().any(|db| &db.name == name) {
                 b.removed_at = Some(now);
                 writes.push((b.id, backend_spec(service_id, b)));
-                changes.backends_removed.push(label(name));
+                changes.backends_drained.push(label(name));
             }
         }
         for db in &d.backends {
@@ -332,7 +333,7 @@ impl State {
                         svc.backends
                             .insert(format!("{} (old {})", db.name, old.addr), old);
                     }
-                    let (id, up, hop) = self.adopt_backend(&svc, db, d.initial_up)?;
+                    let (id, up, hop) = self.adopt_backend(&svc, db, d.init_state)?;
                     let b = BackendRt {
                         id,
                         addr: db.addr,
@@ -379,7 +380,7 @@ impl State {
         &mut self,
         svc: &ServiceRt,
         db: &DesiredBackend,
-        initial_up: bool,
+        init_state: InitState,
     ) -> Result<(u32, bool, Option<NextHopPair>), StateError> {
         if let Some(i) = self.pinned.iter().position(|p| {
             p.spec.service_id == svc.id && p.spec.addr == db.addr && p.spec.port == db.port
@@ -391,7 +392,11 @@ impl State {
                 Some((pinned.spec.mac, pinned.spec.ifindex)),
             ));
         }
-        Ok((self.free_backend_id(svc)?, initial_up, None))
+        Ok((
+            self.free_backend_id(svc)?,
+            init_state == InitState::Up,
+            None,
+        ))
     }
 
     /// Records a health change; rewrites the backend and its pool only if

@@ -112,7 +112,7 @@ fn service(name: &str, port: u16, backends: Vec<DesiredBackend>) -> DesiredServi
         reset_on_down: false,
         table_size: SIZE,
         drain_timeout: Duration::from_secs(3600),
-        initial_up: true,
+        init_state: InitState::Up,
         backends,
     }
 }
@@ -189,7 +189,7 @@ fn removed_backend_drains_until_its_timeout() {
     desired[0].backends.retain(|b| b.name != "b");
     let b_id = state.services["api"].backends["b"].id;
     let changes = state.apply(&mut fake, &desired, now).unwrap();
-    assert_eq!(changes.backends_removed, ["api/b"]);
+    assert_eq!(changes.backends_drained, ["api/b"]);
     let ops = fake.take();
     let api_id = state.services["api"].id;
     let pool_at = ops
@@ -197,7 +197,7 @@ fn removed_backend_drains_until_its_timeout() {
         .position(|o| matches!(o, Op::SetPool(id, _) if *id == api_id));
     let drain_at = ops
         .iter()
-        .position(|o| *o == Op::SetBackend(b_id, BackendState::Draining));
+        .position(|o| *o == Op::SetBackend(b_id, BackendState::Drain));
     assert!(
         pool_at.unwrap() < drain_at.unwrap(),
         "the table without it is written before it drains: {ops:?}"
@@ -332,7 +332,7 @@ fn restart_adopts_pinned_ids_and_health() {
     let mut fake2 = Fake::default();
     let mut desired = two_services();
     for s in &mut desired {
-        s.initial_up = false;
+        s.init_state = InitState::Down;
     }
     restarted.apply(&mut fake2, &desired, now).unwrap();
     let api2 = &restarted.services["api"];

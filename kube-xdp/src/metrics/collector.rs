@@ -2,7 +2,6 @@
 
 use std::{fmt, sync::Arc};
 
-use kube_xdp_common::stats::Counter as DpCounter;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -10,8 +9,8 @@ use prometheus_client::{
 };
 
 use super::Shared;
-use crate::datapath::Datapath;
 use crate::view::Snapshot;
+use crate::view::{BackendState, Pins};
 
 /// Opens the pins on every scrape (a few `bpf(BPF_OBJ_GET)` calls) and
 /// encodes a [`Snapshot`]; when nothing can be read, says so with
@@ -24,8 +23,8 @@ pub(super) struct DatapathCollector {
 impl Collector for DatapathCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let names = self.shared.names();
-        let snapshot = Datapath::open_pinned(&self.shared.pin_path)
-            .and_then(|dp| Snapshot::read(&dp, Some(&names)));
+        let snapshot =
+            Pins::open(&self.shared.pin_path).and_then(|pins| pins.snapshot(Some(&names)));
         if let Err(e) = &snapshot {
             tracing::debug!("metrics: reading the pinned maps: {e}");
         }
@@ -112,21 +111,17 @@ pub(super) fn encode_snapshot(
         s.read_duration.as_secs_f64(),
     )?;
 
-    // Global counters: one family for the XDP verdicts, one for reasons.
-    let verdicts = [
-        (DpCounter::VerdictAborted, "aborted"),
-        (DpCounter::VerdictDrop, "drop"),
-        (DpCounter::VerdictPass, "pass"),
-        (DpCounter::VerdictTx, "tx"),
-        (DpCounter::VerdictRedirect, "redirect"),
-    ];
+    // Global counters: one family for the XDP verdicts (`verdict_tx` in
+    // `kube-xdp stats` is `verdict="tx"` here), one for reasons.
     counters(
         enc,
         "kube_xdp_datapath_packets",
         "Packets seen by the XDP program, by verdict (tx and redirect: sent out by the load balancer; pass: left to the kernel)",
-        verdicts
+        s.counters
             .iter()
-            .map(|(c, v)| -> (Labels1, u64) { ([("verdict", (*v).to_owned())], s.counter(*c)) }),
+            .filter_map(|(c, v)| -> Option<(Labels1, u64)> {
+                Some(([("verdict", c.verdict()?.to_owned())], *v))
+            }),
     )?;
     counters(
         enc,
@@ -134,7 +129,7 @@ pub(super) fn encode_snapshot(
         "Packets by the reason of their verdict (new_flow, to_backend, to_client, no_backend, neighbour_miss, flow_table_full, malformed, ...)",
         s.counters
             .iter()
-            .filter(|(c, _)| !verdicts.iter().any(|(v, _)| v == c))
+            .filter(|(c, _)| c.verdict().is_none())
             .map(|(c, v)| -> (Labels1, u64) { ([("reason", c.name().to_owned())], *v) }),
     )?;
 
@@ -182,7 +177,7 @@ pub(super) fn encode_snapshot(
     gauges(
         enc,
         "kube_xdp_service_backends",
-        "Backends of a service in the datapath (up, down or draining)",
+        "Backends of a service in the datapath (up, down or drain)",
         services
             .iter()
             .map(|v| (svc(&v.name), v.backends.len() as u64)),
@@ -228,20 +223,20 @@ pub(super) fn encode_snapshot(
     gauges(
         enc,
         "kube_xdp_backend_up",
-        "Whether a backend is UP (1) or DOWN or draining (0)",
-        rows().map(|(l, b)| (l, i64::from(b.state == "UP"))),
+        "Whether a backend is UP (1) or DOWN or DRAIN (0)",
+        rows().map(|(l, b)| (l, i64::from(b.state == BackendState::Up))),
     )?;
     gauges(
         enc,
         "kube_xdp_backend_state",
         "A backend's state: 1 for the current one of up, down, drain",
         rows().flat_map(|([svc, be], b)| {
-            [("up", "UP"), ("down", "DOWN"), ("drain", "DRAIN")]
+            BackendState::ALL
                 .into_iter()
-                .map(move |(label, raw)| -> (Labels3, i64) {
+                .map(move |state| -> (Labels3, i64) {
                     (
-                        [svc.clone(), be.clone(), ("state", label.to_owned())],
-                        i64::from(b.state == raw),
+                        [svc.clone(), be.clone(), ("state", state.label().to_owned())],
+                        i64::from(b.state == state),
                     )
                 })
         }),
@@ -249,7 +244,7 @@ pub(super) fn encode_snapshot(
     gauges(
         enc,
         "kube_xdp_backend_weight",
-        "A backend's configured weight (0: draining)",
+        "A backend's configured weight (0: drain)",
         rows().filter_map(|(l, b)| Some((l, u64::from(b.weight?)))),
     )?;
     gauges(

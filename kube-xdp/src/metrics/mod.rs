@@ -5,9 +5,8 @@
 //! Two kinds of metrics:
 //!
 //! - **read at scrape time** from the pinned maps (a [`Snapshot`] of the
-//!   read view, through a second [`Datapath`] handle opened with
-//!   [`Datapath::open_pinned`], so the HTTP task shares nothing mutable
-//!   with the daemon): traffic per
+//!   read view, through [`Pins`], a handle of its own, so the HTTP task
+//!   shares nothing mutable with the daemon): traffic per
 //!   service and backend (per-CPU counters summed), backend state, weight,
 //!   Maglev share and active flows, flow-table occupancy and capacity, the
 //!   datapath's verdict and reason counters;
@@ -41,7 +40,7 @@ use prometheus_client::{
 };
 
 #[cfg(doc)]
-use crate::{datapath::Datapath, view::Snapshot};
+use crate::view::{Pins, Snapshot};
 use crate::{
     health::{CheckEvent, Health},
     view::Names,
@@ -126,6 +125,8 @@ pub struct Metrics {
     /// The (service, backend) pairs with recorded series, to drop those
     /// of backends a reload removed.
     recorded: Mutex<HashSet<(String, String)>>,
+    /// The (service, backend) pairs programmed now (from the names).
+    programmed: RwLock<HashSet<(String, String)>>,
     /// One scrape at a time: each walks the flow table.
     scraping: Mutex<()>,
 }
@@ -142,6 +143,7 @@ impl Metrics {
     /// `pin_path` with what `names` names (its file's hash `config_hash`,
     /// see [`hash_file`]).
     pub fn new(pin_path: PathBuf, names: Names, config_hash: String) -> Arc<Self> {
+        let programmed = backend_pairs(&names);
         let shared = Arc::new(Shared {
             pin_path,
             names: RwLock::new(Arc::new(names)),
@@ -214,6 +216,7 @@ impl Metrics {
             last_reload_ok,
             last_reload_success,
             recorded: Mutex::new(HashSet::new()),
+            programmed: RwLock::new(programmed),
             scraping: Mutex::new(()),
         })
     }
@@ -233,15 +236,19 @@ impl Metrics {
     /// one. Events of backends no longer programmed (a checker stopped by
     /// a reload, its last event still queued) are ignored.
     pub fn record_check<K>(&self, service: &str, backend: &str, event: &CheckEvent<K>) {
-        let programmed =
-            backend_pairs(&self.shared.names()).contains(&(service.to_owned(), backend.to_owned()));
+        let key = (service.to_owned(), backend.to_owned());
+        let programmed = self
+            .programmed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key);
         if !programmed {
             return;
         }
         self.recorded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((service.to_owned(), backend.to_owned()));
+            .insert(key);
         if let Some(latency) = event.latency() {
             self.check_duration
                 .get_or_create(&backend_labels(service, backend))
@@ -302,6 +309,7 @@ impl Metrics {
             }
         }
         recorded.retain(|k| wanted.contains(k));
+        *self.programmed.write().unwrap_or_else(|e| e.into_inner()) = wanted;
     }
 
     /// A reload was rejected (the daemon keeps the running configuration).

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::Metrics;
-use crate::datapath::Datapath;
+use crate::view::Pins;
 use crate::view::Snapshot;
 
 /// Flow-table occupancy (live flows / capacity) above which the summary
@@ -107,8 +107,7 @@ impl Summary {
 
 fn read(metrics: &Metrics) -> Option<Snapshot> {
     let names = metrics.names();
-    match Datapath::open_pinned(metrics.pin_path()).and_then(|dp| Snapshot::read(&dp, Some(&names)))
-    {
+    match Pins::open(metrics.pin_path()).and_then(|pins| pins.snapshot(Some(&names))) {
         Ok(s) => Some(s),
         Err(e) => {
             warn!("summary: reading the pinned maps: {e}");

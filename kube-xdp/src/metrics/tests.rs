@@ -15,6 +15,7 @@ use super::{
     top::{self, Rates},
 };
 use crate::{
+    datapath::BackendState,
     health::{CheckEvent, Failure, Health, Transition},
     view::{BackendName, BackendView, Names, ServiceName, ServiceView, Snapshot},
 };
@@ -30,7 +31,11 @@ fn backend(
         name: name.into(),
         address: Ipv4Addr::new(198, 18, 0, last),
         port: Some(6443),
-        state,
+        state: match state {
+            "UP" => BackendState::Up,
+            "DOWN" => BackendState::Down,
+            _ => BackendState::Drain,
+        },
         weight: Some(1),
         share,
         active_flows: t.2 / 2,

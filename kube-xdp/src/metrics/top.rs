@@ -115,7 +115,7 @@ pub fn frame(prev: &Snapshot, cur: &Snapshot, time: SystemTime) -> Frame {
                     BackendRow {
                         name: b.name.clone(),
                         address: backend_address(b),
-                        state: b.state,
+                        state: b.state.name(),
                         weight: b.weight,
                         share: b.share,
                         flows: b.active_flows,

@@ -24,7 +24,7 @@ pub struct DesiredService {
     pub table_size: u32,
     pub drain_timeout: Duration,
     /// Health of a backend first seen on a fresh start.
-    pub initial_up: bool,
+    pub init_state: InitState,
     pub backends: Vec<DesiredBackend>,
 }
 
@@ -64,7 +64,7 @@ impl Plan {
                     reset_on_down: c.on_backend_down == OnBackendDown::Reset,
                     table_size: c.maglev_table_size,
                     drain_timeout: c.drain_timeout,
-                    initial_up: c.health_check.init_state == InitState::Up,
+                    init_state: c.health_check.init_state,
                     backends: s
                         .backends
                         .iter()

@@ -90,7 +90,7 @@ pub struct FlowView {
 /// # Errors
 ///
 /// When a map cannot be read.
-pub fn flows(dp: &Datapath, all: bool) -> Result<Vec<FlowView>, DatapathError> {
+pub(super) fn flows(dp: &Datapath, all: bool) -> Result<Vec<FlowView>, DatapathError> {
     let table = Table::read(dp)?;
     let secs = |ns: u64| Duration::from_nanos(table.now.saturating_sub(ns)).as_secs_f64();
     let ep = |a: u32, p: u16| format!("{}:{}", addr_from_be(a), u16::from_be(p));

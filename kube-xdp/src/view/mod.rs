@@ -9,13 +9,15 @@
 mod flows;
 mod names;
 
-pub use flows::{FlowView, flows, state_name};
+pub use crate::datapath::{BackendState, DatapathError};
+pub use flows::{FlowView, state_name};
 pub use names::{BackendName, NAMES_FILE, Names, ServiceName};
 
 use serde::Serialize;
 use std::{
     collections::HashMap,
     net::Ipv4Addr,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -23,8 +25,40 @@ use kube_xdp_common::stats::Counter;
 
 use crate::{
     config::{ForwardingMode, OnBackendDown, Protocol},
-    datapath::{Datapath, DatapathError},
+    datapath::Datapath,
 };
+
+/// The pinned maps, opened to be read (a handle of its own: readers share
+/// nothing mutable with the daemon).
+pub struct Pins(Datapath);
+
+impl Pins {
+    /// # Errors
+    ///
+    /// When nothing (or not all) is pinned at `pin_path`: the error says
+    /// so and what to do.
+    pub fn open(pin_path: &Path) -> Result<Self, DatapathError> {
+        Datapath::open_pinned(pin_path).map(Pins)
+    }
+
+    /// The maps now, named from `names` (`#id` without).
+    ///
+    /// # Errors
+    ///
+    /// When a map cannot be read.
+    pub fn snapshot(&self, names: Option<&Names>) -> Result<Snapshot, DatapathError> {
+        Snapshot::read(&self.0, names)
+    }
+
+    /// The flow table, oldest first; only live flows unless `all`.
+    ///
+    /// # Errors
+    ///
+    /// When a map cannot be read.
+    pub fn flows(&self, all: bool) -> Result<Vec<FlowView>, DatapathError> {
+        flows::flows(&self.0, all)
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BackendView {
@@ -32,8 +66,7 @@ pub struct BackendView {
     pub address: Ipv4Addr,
     /// `None`: the client's port (port ranges).
     pub port: Option<u16>,
-    /// `UP`, `DOWN` or `DRAIN`.
-    pub state: &'static str,
+    pub state: BackendState,
     pub weight: Option<u32>,
     /// Share of the pool's Maglev slots, 0..=1.
     pub share: f64,
@@ -135,7 +168,7 @@ impl Snapshot {
     pub fn backends_up(&self) -> (usize, usize) {
         let all = self.services.iter().flat_map(|s| &s.backends);
         let total = all.clone().count();
-        let up = all.filter(|b| b.state == "UP").count();
+        let up = all.filter(|b| b.state == BackendState::Up).count();
         (up, total)
     }
 }
@@ -153,17 +186,22 @@ fn services(
     for (id, spec) in dp.services()? {
         let named = names.and_then(|n| n.services.get(&id));
         let table = dp.pool_table(id)?;
+        // One pass over the table, not one per backend.
+        let mut slots_of: HashMap<u32, usize> = HashMap::new();
+        for slot in &table {
+            *slots_of.entry(*slot).or_default() += 1;
+        }
         let traffic = dp.service_traffic(id)?;
         let mut views = Vec::new();
         for (bid, b) in backends.iter().filter(|(_, b)| b.service_id == id) {
             let bnamed = named.and_then(|s| s.backends.get(bid));
             let t = dp.backend_traffic(*bid)?;
-            let slots = table.iter().filter(|x| **x == *bid).count();
+            let slots = slots_of.get(bid).copied().unwrap_or(0);
             views.push(BackendView {
                 name: bnamed.map_or_else(|| format!("#{bid}"), |n| n.name.clone()),
                 address: b.addr,
                 port: b.port,
-                state: b.state.name(),
+                state: b.state,
                 weight: bnamed.map(|n| n.weight),
                 share: if table.is_empty() {
                     0.0

@@ -17,7 +17,7 @@ mod syntax;
 use std::ops::Range;
 use std::path::Path;
 
-use super::raw::{RawConfig, line_of};
+use super::raw::{LineIndex, RawConfig};
 use super::schema::{Config, Lines};
 use super::{ConfigIssue, Severity};
 
@@ -31,7 +31,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<ConfigIssu
         toml::from_str(text).map_err(|e| vec![syntax::issue(path, text, &e, false)])?;
     let mut v = Validator {
         path,
-        text,
+        lines: LineIndex::new(text),
         issues: Vec::new(),
     };
     let daemon = v.daemon(raw.daemon);
@@ -62,7 +62,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<ConfigIssu
 /// The file being validated, and every problem found so far.
 struct Validator<'a> {
     path: &'a Path,
-    text: &'a str,
+    lines: LineIndex,
     issues: Vec<ConfigIssue>,
 }
 
@@ -74,7 +74,7 @@ struct At<'l> {
 
 impl Validator<'_> {
     fn line(&self, span: Range<usize>) -> usize {
-        line_of(self.text, span.start)
+        self.lines.line(span.start)
     }
 
     fn error(&mut self, line: Option<usize>, context: &str, key: &str, message: impl Into<String>) {
