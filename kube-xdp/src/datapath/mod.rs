@@ -4,20 +4,18 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
 };
 use kube_xdp_common::{
     map_name,
     maps::{
-        BACKEND_DOWN, BACKEND_DRAIN, BACKEND_UP, Backend, Flow, FlowKey, Interface, MAX_BACKENDS,
-        MAX_MAGLEV_TABLE, MAX_SERVICES, MaglevTable, Meta, POOL_REMOVED, Pool, ReverseFlow,
-        SERVICE_RESET_ON_DOWN, Service, ServiceKey, Settings, Traffic, maglev_index,
+        Backend, Flow, FlowKey, Interface, MAX_BACKENDS, MAX_MAGLEV_TABLE, MAX_SERVICES,
+        MaglevTable, Meta, POOL_REMOVED, Pool, ReverseFlow, SERVICE_RESET_ON_DOWN, Service,
+        ServiceKey, Settings, Traffic, maglev_index,
     },
-    stats::Counter,
 };
 use std::{
     net::Ipv4Addr,
-    ops::RangeInclusive,
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     path::{Path, PathBuf},
 };
@@ -88,145 +86,11 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
 
-/// Network byte order, as the datapath keeps it.
-pub fn be_addr(addr: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(addr.octets())
-}
+mod read;
+mod specs;
 
-pub fn addr_from_be(addr: u32) -> Ipv4Addr {
-    Ipv4Addr::from(addr.to_ne_bytes())
-}
-
-pub fn be_port(port: u16) -> u16 {
-    port.to_be()
-}
-
-/// A service as the datapath sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceSpec {
-    pub vip: Ipv4Addr,
-    /// One port, or a range (NodePorts) whose backends keep the client's
-    /// destination port.
-    pub ports: RangeInclusive<u16>,
-    pub protocol: u8,
-    pub reset_on_down: bool,
-}
-
-/// A backend's state. Shown by its [`name`](Self::name) (`UP`, `DOWN`,
-/// `DRAIN`, as HAProxy shows them) and labelled in metrics by its
-/// [`label`](Self::label) (`up`, `down`, `drain`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackendState {
-    Up,
-    Down,
-    /// No new flows (weight 0, or removed from the configuration); its
-    /// flows finish.
-    Drain,
-}
-
-impl serde::Serialize for BackendState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl BackendState {
-    fn raw(self) -> u8 {
-        match self {
-            BackendState::Up => BACKEND_UP,
-            BackendState::Down => BACKEND_DOWN,
-            BackendState::Drain => BACKEND_DRAIN,
-        }
-    }
-
-    fn from_raw(raw: u8) -> Option<Self> {
-        match raw {
-            BACKEND_UP => Some(BackendState::Up),
-            BACKEND_DOWN => Some(BackendState::Down),
-            BACKEND_DRAIN => Some(BackendState::Drain),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendState::Up => "UP",
-            BackendState::Down => "DOWN",
-            BackendState::Drain => "DRAIN",
-        }
-    }
-
-    /// Every state, in the order metrics list them.
-    pub const ALL: [BackendState; 3] = [BackendState::Up, BackendState::Down, BackendState::Drain];
-
-    /// The metric label: the name in lower case.
-    pub fn label(self) -> &'static str {
-        match self {
-            BackendState::Up => "up",
-            BackendState::Down => "down",
-            BackendState::Drain => "drain",
-        }
-    }
-}
-
-/// A backend as the datapath sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendSpec {
-    pub service_id: u32,
-    pub addr: Ipv4Addr,
-    /// `None`: the client's destination port (port-range services).
-    pub port: Option<u16>,
-    pub state: BackendState,
-    /// The next hop's MAC; `None` until resolved.
-    pub mac: Option<[u8; 6]>,
-    /// The interface the next hop is on; 0 = the one the packet came in on.
-    pub ifindex: u32,
-}
-
-impl BackendSpec {
-    fn raw(&self) -> Backend {
-        Backend {
-            addr: be_addr(self.addr),
-            port: self.port.map_or(0, be_port),
-            state: self.state.raw(),
-            _pad: 0,
-            mac: self.mac.unwrap_or([0; 6]),
-            _pad2: [0; 2],
-            ifindex: self.ifindex,
-            service_id: self.service_id,
-        }
-    }
-
-    fn from_raw(raw: &Backend) -> Option<Self> {
-        if raw.addr == 0 {
-            return None;
-        }
-        Some(BackendSpec {
-            service_id: raw.service_id,
-            addr: addr_from_be(raw.addr),
-            port: (raw.port != 0).then(|| u16::from_be(raw.port)),
-            state: BackendState::from_raw(raw.state)?,
-            mac: (raw.mac != [0; 6]).then_some(raw.mac),
-            ifindex: raw.ifindex,
-        })
-    }
-}
-
-/// The global counters, summed over CPUs, in [`Counter::ALL`] order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GlobalStats {
-    pub counters: Vec<(Counter, u64)>,
-}
-
-impl GlobalStats {
-    /// The value of one counter.
-    pub fn get(&self, counter: Counter) -> u64 {
-        self.counters
-            .iter()
-            .find(|(c, _)| *c == counter)
-            .map_or(0, |(_, v)| *v)
-    }
-}
+pub use read::GlobalStats;
+pub use specs::{BackendSpec, BackendState, ServiceSpec, addr_from_be, be_addr, be_port};
 
 /// Every map of the datapath.
 pub struct Datapath {
@@ -538,72 +402,5 @@ impl Datapath {
             .map_err(|e| DatapathError::Syscall("BPF_MAP_LOOKUP_ELEM", e))?;
         whole.truncate(pool.table_size as usize);
         Ok(whole)
-    }
-
-    /// The global counters, summed over CPUs.
-    pub fn global_stats(&self) -> Result<GlobalStats> {
-        let counters = Counter::ALL
-            .iter()
-            .map(|c| {
-                let values = self
-                    .stats
-                    .get(&(*c as u32), 0)
-                    .map_err(map_err(map_name::STATS))?;
-                Ok((*c, values.iter().sum()))
-            })
-            .collect::<Result<_>>()?;
-        Ok(GlobalStats { counters })
-    }
-
-    fn sum_traffic(values: &PerCpuValues<Traffic>) -> Traffic {
-        values.iter().fold(Traffic::default(), |a, t| Traffic {
-            packets: a.packets + t.packets,
-            bytes: a.bytes + t.bytes,
-            new_flows: a.new_flows + t.new_flows,
-        })
-    }
-
-    pub fn service_traffic(&self, id: u32) -> Result<Traffic> {
-        Self::check_service(id)?;
-        let v = self
-            .service_stats
-            .get(&id, 0)
-            .map_err(map_err(map_name::SERVICE_STATS))?;
-        Ok(Self::sum_traffic(&v))
-    }
-
-    pub fn backend_traffic(&self, id: u32) -> Result<Traffic> {
-        Self::check_backend(id)?;
-        let v = self
-            .backend_stats
-            .get(&id, 0)
-            .map_err(map_err(map_name::BACKEND_STATS))?;
-        Ok(Self::sum_traffic(&v))
-    }
-
-    /// Every forward entry of the flow table (live or not).
-    pub fn flows(&self) -> Result<Vec<(FlowKey, Flow)>> {
-        self.flows
-            .iter()
-            .map(|r| r.map_err(map_err(map_name::FLOWS)))
-            .collect()
-    }
-
-    /// Every reverse entry of the flow table (backend-side 5-tuple → the
-    /// client's), live or not.
-    pub fn reverse_flows(&self) -> Result<Vec<(FlowKey, ReverseFlow)>> {
-        self.reverse
-            .iter()
-            .map(|r| r.map_err(map_err(map_name::REVERSE)))
-            .collect()
-    }
-
-    /// The reverse entry of a backend-side 5-tuple.
-    pub fn reverse(&self, key: &FlowKey) -> Result<Option<ReverseFlow>> {
-        match self.reverse.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(map_name::REVERSE)(e)),
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Reload diffing: what `State::apply` writes, and what it leaves alone.
 
 use super::*;
+use crate::{config::InitState, plan::DesiredBackend};
 use std::collections::HashMap;
 use std::time::Duration;
 
