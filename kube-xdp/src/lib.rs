@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod ebpf;
+pub mod ha;
 pub mod health;
 pub mod host;
 mod human;
