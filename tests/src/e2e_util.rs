@@ -8,7 +8,7 @@
 
 use crate::{
     daemon::cli,
-    servers::whoami,
+    servers::{TcpServer, whoami},
     topology::{Cluster, VIP, backend_addr},
 };
 use std::{
@@ -16,7 +16,7 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
@@ -466,4 +466,35 @@ pub fn reload(c: &Cluster) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// One test of a test binary at a time, for tests that load the machine
+/// or must not be slowed down by one that does.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One TCP server per backend on `port`, named `cpI`.
+pub fn tcp_servers(c: &Cluster, port: u16) -> Vec<TcpServer> {
+    (0..c.backends.len())
+        .map(|i| TcpServer::start(&c.backends[i], backend(i, port), &format!("cp{i}")).unwrap())
+        .collect()
+}
+
+pub fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> std::io::Result<()> {
+    // SAFETY: a valid fd and a pointer to a live c_int of the given size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
