@@ -1,7 +1,8 @@
 //! `bench daemon`: the two control-plane figures only the real daemon can
 //! give, measured in the namespace topology of the end-to-end tests
-//! ([`Cluster`](kube_xdp_tests::topology::Cluster): a client, the LB and three backends on a bridge, all in
-//! 198.18.0.0/24, removed on drop even when a step fails):
+//! ([`Cluster`](kube_xdp_tests::topology::Cluster): a client, the LB and
+//! three backends on a bridge, all in 198.18.0.0/24, removed on drop even
+//! when a step fails):
 //!
 //! - how long `kube-xdp reload` takes to add, and to remove, a NodePort
 //!   service `ports = "30000-32767"`, each reload checked in the pinned
