@@ -17,7 +17,10 @@ use kube_xdp_common::{
 };
 use std::{net::Ipv4Addr, os::fd::AsFd};
 
-use crate::{packet, require_root};
+use crate::{
+    packet::{self, Pkt, SYN, Seen, VIP, backend_mac},
+    require_root,
+};
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -231,4 +234,33 @@ fn second_handle<V: Pod>(bpf: &Ebpf, name: &'static str) -> HashMap<MapData, Flo
     let fd = data.fd().as_fd().try_clone_to_owned().expect("dup");
     let map = Map::from_map_data(MapData::from_fd(fd).expect(name)).expect(name);
     HashMap::try_from(map).expect(name)
+}
+
+// ---- shorthands of the NAT fixtures (`tests/tests/nat*.rs`) ----
+
+/// The apiserver service: VIP:6443 over the three fixture backends.
+pub fn apiserver() -> Harness {
+    let mut h = Harness::new();
+    h.tcp_service(0, 6443..=6443, Some(6443));
+    h
+}
+
+/// Sends `pkt`, expects `XDP_TX`, returns what left.
+pub fn tx(h: &Harness, pkt: &Pkt) -> Seen {
+    let (verdict, out) = h.run(&pkt.build());
+    assert_eq!(verdict, XDP_TX, "verdict for {pkt:?}");
+    Seen::parse(&out)
+}
+
+/// Opens a flow from client port `sport`; returns the SYN as the backend
+/// got it.
+pub fn open(h: &Harness, sport: u16) -> Seen {
+    tx(h, &Pkt::tcp(sport, VIP, 6443, SYN))
+}
+
+/// The backend a packet went to, after checking that its MAC and address
+/// agree.
+pub fn backend_of(seen: &Seen) -> [u8; 4] {
+    assert_eq!(seen.dst_mac, backend_mac(seen.dst), "MAC and address agree");
+    seen.dst
 }

@@ -12,8 +12,10 @@ pub mod fuzz;
 pub mod harness;
 pub mod model;
 pub mod netns;
+pub mod observe;
 pub mod packet;
 pub mod servers;
+pub mod short_conns;
 pub mod tls_server;
 pub mod topology;
 

@@ -8,6 +8,9 @@
 //! no interfaces). The checks that need the host, and what the file means
 //! on it, are the plan's (`crate::plan`). Defaults live in `schema.rs`.
 
+mod backend_address;
+mod keyword;
+mod port_range;
 mod raw;
 mod schema;
 mod validate;
@@ -18,12 +21,15 @@ pub(crate) mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use backend_address::BackendAddress;
+pub use keyword::{
+    CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, UnknownKeyword, XdpMode,
+};
+pub use port_range::{ParsePortRangeError, PortRange};
 pub use schema::{
-    Backend, BackendAddress, CheckKind, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE,
-    DEFAULT_RUN_DIR, DEFAULT_SNAT_PORTS, DaemonConfig, ForwardingMode, HealthCheck, InitState,
-    Lines, MAX_FLOW_TABLE_SIZE, MAX_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE, OnBackendDown,
-    ParsePortRangeError, PortRange, Protocol, Service, ServicePort, Timeouts, UnknownKeyword,
-    XdpMode,
+    Backend, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RUN_DIR,
+    DEFAULT_SNAT_PORTS, DaemonConfig, HealthCheck, Lines, MAX_FLOW_TABLE_SIZE, MAX_NAME_LEN,
+    MAX_WEIGHT, MIN_FLOW_TABLE_SIZE, Service, ServicePort, Timeouts,
 };
 
 /// Where `kube-xdp` looks for its configuration by default.

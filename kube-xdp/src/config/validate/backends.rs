@@ -6,8 +6,9 @@ use toml::Spanned;
 
 use super::fields::usable_unicast;
 use super::{At, Validator};
+use crate::config::BackendAddress;
 use crate::config::raw::RawBackend;
-use crate::config::schema::{Backend, BackendAddress, Lines, MAX_WEIGHT, ServicePort};
+use crate::config::schema::{Backend, Lines, MAX_WEIGHT, ServicePort};
 
 impl Validator<'_> {
     pub(super) fn backends(

@@ -7,9 +7,10 @@ use toml::Spanned;
 
 use super::fields::usable_unicast;
 use super::{At, Validator};
+use crate::config::PortRange;
 use crate::config::raw::{Field, RawDaemon, RawTimeouts};
 use crate::config::schema::{
-    DaemonConfig, Lines, MAX_FLOW_TABLE_SIZE, MIN_FLOW_TABLE_SIZE, PortRange, Timeouts,
+    DaemonConfig, Lines, MAX_FLOW_TABLE_SIZE, MIN_FLOW_TABLE_SIZE, Timeouts,
 };
 use crate::config::{DEFAULT_PIN_PATH, DEFAULT_RUN_DIR};
 

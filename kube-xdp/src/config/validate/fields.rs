@@ -8,8 +8,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::{At, Validator};
+use crate::config::UnknownKeyword;
 use crate::config::raw::Field;
-use crate::config::schema::{MAX_NAME_LEN, UnknownKeyword};
+use crate::config::schema::MAX_NAME_LEN;
 
 impl Validator<'_> {
     /// Records where `key` is and hands back its value and line.

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 
 use super::{At, Validator};
+use crate::config::CheckKind;
+use crate::config::backend_address::hostname_problem;
 use crate::config::raw::{Field, RawHealthCheck};
-use crate::config::schema::{CheckKind, HealthCheck, Lines, ServicePort, hostname_problem};
+use crate::config::schema::{HealthCheck, Lines, ServicePort};
 use crate::human;
 
 impl Validator<'_> {

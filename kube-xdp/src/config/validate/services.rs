@@ -12,9 +12,8 @@ use toml::Spanned;
 use super::fields::usable_unicast;
 use super::{At, Validator};
 use crate::config::raw::RawService;
-use crate::config::schema::{
-    DEFAULT_MAGLEV_TABLE_SIZE, DaemonConfig, ForwardingMode, Lines, PortRange, Service, ServicePort,
-};
+use crate::config::schema::{DEFAULT_MAGLEV_TABLE_SIZE, DaemonConfig, Lines, Service, ServicePort};
+use crate::config::{ForwardingMode, PortRange};
 
 /// What the checks across services need of each one: only the parts that
 /// parsed.

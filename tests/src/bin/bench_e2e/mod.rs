@@ -13,23 +13,25 @@
 //! balancers once, then all again) so that drift in a shared machine's
 //! load spreads over all of them.
 
+mod counters;
 mod host;
 mod lbs;
 mod load;
 mod procs;
 mod report;
+mod servers;
 
-use kube_xdp_tests::{
-    daemon::cli,
-    netns::Netns,
-    topology::{Cluster, backend_addr},
+use counters::{
+    BACKEND_COUNTERS, CLIENT_COUNTERS, KUBE_XDP_COUNTERS, backend_counters, conntrack_stats,
+    kube_xdp_counters, moved,
 };
-use lbs::{BACKENDS, HTTP_PORT, IPERF_PORT, Lb};
+use kube_xdp_tests::topology::Cluster;
+use lbs::{BACKENDS, IPERF_PORT, Lb};
 use load::Wrk;
-use procs::{CpuTimes, Proc, TICKS_PER_SEC, delta, net_counters, wait_until};
+use procs::{CpuTimes, TICKS_PER_SEC, delta, net_counters};
+use servers::start_servers;
 use std::{
     collections::BTreeMap,
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -87,45 +89,6 @@ fn rows_selected() -> Option<Vec<String>> {
     let v = std::env::var("BENCH_E2E_ROWS").ok()?;
     Some(v.split(',').map(|s| s.trim().to_owned()).collect())
 }
-
-/// Client-side counters worth reporting when they moved.
-const CLIENT_COUNTERS: &[&str] = &[
-    "TcpExt:TCPSynRetrans",
-    "Tcp:RetransSegs",
-    "Tcp:AttemptFails",
-    "Tcp:EstabResets",
-    "Tcp:InErrs",
-    "Tcp:InCsumErrors",
-    // Segments that arrived out of order (reordering on the way).
-    "TcpExt:TCPOFOQueue",
-];
-/// Backend-side counters (summed over the backends) worth reporting.
-const BACKEND_COUNTERS: &[&str] = &[
-    "TcpExt:ListenOverflows",
-    "TcpExt:ListenDrops",
-    "TcpExt:PAWSEstab",
-    "TcpExt:PAWSActive",
-    "TcpExt:TCPTimeWaitOverflow",
-    "TcpExt:TCPChallengeACK",
-    "TcpExt:TCPSYNChallenge",
-    "TcpExt:TCPReqQFullDrop",
-    "TcpExt:TCPBacklogDrop",
-    // Fast retransmits, mostly spurious here (reordering; undone by DSACK).
-    "TcpExt:TCPFastRetrans",
-    "Tcp:InErrs",
-    "Tcp:InCsumErrors",
-];
-/// kube-xdp's counters that count trouble.
-const KUBE_XDP_COUNTERS: &[&str] = &[
-    "verdict_aborted",
-    "verdict_drop",
-    "malformed",
-    "no_backend",
-    "no_flow",
-    "snat_exhausted",
-    "neighbour_miss",
-    "flow_table_full",
-];
 
 /// One short-connection run.
 struct Short {
@@ -209,150 +172,6 @@ pub fn main() {
         &load,
         started.elapsed(),
     );
-}
-
-/// nginx for backend `i`: one process (no master), `return 200
-/// "backend-I\n"`, no access log, every path in `dir`.
-fn nginx_config(i: usize, dir: &Path) -> String {
-    let d = dir.display();
-    let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
-        .iter()
-        .map(|t| format!("    {t}_temp_path {d}/nginx-b{i}-{t};\n"))
-        .collect();
-    format!(
-        "worker_processes 1;
-master_process off;
-pid {d}/nginx-b{i}.pid;
-error_log {d}/nginx-b{i}.err warn;
-events {{
-    worker_connections 4096;
-}}
-http {{
-    access_log off;
-{temp}    keepalive_requests 1000000;
-    default_type text/plain;
-    server {{
-        listen {}:{HTTP_PORT};
-        location / {{
-            return 200 \"backend-{i}\\n\";
-        }}
-    }}
-}}
-",
-        backend_addr(i)
-    )
-}
-
-/// The backends' web servers (and iperf3 in backend 0), listening.
-fn start_servers(c: &Cluster, dir: &Path, iperf: bool) -> anyhow::Result<Vec<Proc>> {
-    let mut procs = Vec::new();
-    for (i, ns) in c.backends.iter().enumerate() {
-        let cfg = dir.join(format!("nginx-b{i}.conf"));
-        std::fs::write(&cfg, nginx_config(i, dir))?;
-        let err = dir.join(format!("nginx-b{i}.err"));
-        procs.push(Proc::spawn(
-            ns,
-            &format!("nginx in backend {i}"),
-            "nginx",
-            &[
-                "-c",
-                cfg.to_str().unwrap(),
-                "-e",
-                err.to_str().unwrap(),
-                "-g",
-                "daemon off;",
-            ],
-            &dir.join(format!("nginx-b{i}.log")),
-        )?);
-    }
-    if iperf {
-        let b0 = backend_addr(0);
-        let port = IPERF_PORT.to_string();
-        procs.push(Proc::spawn(
-            &c.backends[0],
-            "iperf3 server",
-            "iperf3",
-            &["-s", "-B", &b0, "-p", &port],
-            &dir.join("iperf3-server.log"),
-        )?);
-    }
-    let mut waits: Vec<(&Netns, u16)> = c.backends.iter().map(|ns| (ns, HTTP_PORT)).collect();
-    if iperf {
-        waits.push((&c.backends[0], IPERF_PORT));
-    }
-    for (ns, port) in waits {
-        if !wait_until(Duration::from_secs(5), || procs::listening(ns, port)) {
-            for p in &mut procs {
-                p.check_alive()?;
-            }
-            anyhow::bail!("nothing listens on :{port} in {} within 5 s", ns.name());
-        }
-    }
-    Ok(procs)
-}
-
-/// Sums the backends' counters.
-fn backend_counters(c: &Cluster) -> anyhow::Result<BTreeMap<String, i64>> {
-    let mut sum = BTreeMap::new();
-    for ns in &c.backends {
-        for (k, v) in net_counters(ns)? {
-            *sum.entry(k).or_insert(0) += v;
-        }
-    }
-    Ok(sum)
-}
-
-/// kube-xdp's global counters (`kube-xdp stats --json`).
-fn kube_xdp_counters(c: &Cluster) -> BTreeMap<String, i64> {
-    let config = c.config.to_str().unwrap();
-    cli(&c.lb, &["stats", "--json", "--config", config])
-        .ok()
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-        .and_then(|j| {
-            j["counters"].as_object().map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
-}
-
-/// The LB namespace's conntrack statistics (`/proc/net/stat/nf_conntrack`,
-/// hexadecimal, one line per CPU), summed over CPUs; `entries` is a gauge.
-fn conntrack_stats(ns: &Netns) -> BTreeMap<String, i64> {
-    let Ok(out) = ns.exec("cat", &["/proc/net/stat/nf_conntrack"]) else {
-        return BTreeMap::new();
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let Some(header) = lines.next() else {
-        return BTreeMap::new();
-    };
-    let names: Vec<&str> = header.split_whitespace().collect();
-    let mut sum = BTreeMap::new();
-    for line in lines {
-        for (n, v) in names.iter().zip(line.split_whitespace()) {
-            let v = i64::from_str_radix(v, 16).unwrap_or(0);
-            if *n == "entries" {
-                // The same global count on every line.
-                sum.insert(n.to_string(), v);
-            } else {
-                *sum.entry(n.to_string()).or_insert(0) += v;
-            }
-        }
-    }
-    sum
-}
-
-/// `name +N` for each listed counter that moved.
-fn moved(prefix: &str, d: &BTreeMap<String, i64>, keys: &[&str]) -> Vec<String> {
-    keys.iter()
-        .filter_map(|k| {
-            let v = *d.get(*k)?;
-            (v != 0).then(|| format!("{prefix}{k} {v:+}"))
-        })
-        .collect()
 }
 
 /// One load balancer in a fresh topology: the short-connection run, and in
