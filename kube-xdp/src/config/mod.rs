@@ -9,6 +9,7 @@
 //! on it, are the plan's (`crate::plan`). Defaults live in `schema.rs`.
 
 mod backend_address;
+mod ha;
 mod keyword;
 mod port_range;
 mod raw;
@@ -22,6 +23,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use backend_address::BackendAddress;
+pub use ha::{DEFAULT_ADVERT_INTERVAL, HaConfig};
 pub use keyword::{
     CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, UnknownKeyword, XdpMode,
 };

@@ -17,6 +17,20 @@ pub(super) struct RawConfig {
     pub timeouts: Field<RawTimeouts>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<RawService>>,
+    pub ha: Field<RawHa>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHa {
+    pub interface: Field<String>,
+    pub virtual_router_id: Field<i64>,
+    pub priority: Field<i64>,
+    pub advert_interval: Field<String>,
+    pub preempt: Field<bool>,
+    pub unicast_peers: Field<Vec<Spanned<String>>>,
+    pub snat_address: Field<String>,
+    pub track_services: Field<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -47,6 +47,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// `[[service]]` tables, in file order.
     pub services: Vec<Service>,
+    /// `[ha]`: one box of a pair; `None`: a single box.
+    pub ha: Option<super::HaConfig>,
 }
 
 /// `[daemon]`.

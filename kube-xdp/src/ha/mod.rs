@@ -4,4 +4,5 @@
 //! the gratuitous ARPs are separate.
 
 pub mod machine;
+pub mod net;
 pub mod vrrp;

@@ -55,6 +55,8 @@ pub enum Rejected {
     Interval,
     #[error("virtual router id {0}, not ours")]
     Vrid(u8),
+    #[error("not from a configured unicast peer")]
+    Peer,
 }
 
 impl Rejected {
@@ -69,6 +71,7 @@ impl Rejected {
             Rejected::Length { .. } => "length",
             Rejected::Interval => "interval",
             Rejected::Vrid(_) => "vrid",
+            Rejected::Peer => "peer",
         }
     }
 }

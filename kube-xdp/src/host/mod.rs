@@ -25,6 +25,8 @@ pub struct Interface {
     pub index: u32,
     /// IPv4 addresses in the kernel's order: the primary address first.
     pub ipv4: Vec<Ipv4Addr>,
+    /// Those of them that are a /32 (as a pair's virtual addresses are).
+    pub host_routes: Vec<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
 }
 
@@ -141,9 +143,19 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
             libc::AF_INET => {
                 // SAFETY: an AF_INET address is a sockaddr_in.
                 let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-                out[idx]
-                    .ipv4
-                    .push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                out[idx].ipv4.push(addr);
+                // SAFETY: an AF_INET address's netmask, when present, is a
+                // sockaddr_in too.
+                let all_ones = !ifa.ifa_netmask.is_null()
+                    && unsafe {
+                        (*ifa.ifa_netmask.cast::<libc::sockaddr_in>())
+                            .sin_addr
+                            .s_addr
+                    } == u32::MAX;
+                if all_ones {
+                    out[idx].host_routes.push(addr);
+                }
             }
             libc::AF_PACKET => {
                 // SAFETY: an AF_PACKET address is a sockaddr_ll.

@@ -122,8 +122,20 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
         }
     }
     let is_local = |addr: Ipv4Addr| host_interfaces.iter().any(|i| i.ipv4.contains(&addr));
-    let snat = snat_addresses(&mut r, config, &host_interfaces, &is_local);
-    warn_non_local_vips(&mut r, config, &is_local);
+    let mut ha = None;
+    let snat = match &config.ha {
+        // In a pair the VIPs and the SNAT address float: the master holds
+        // them, so neither need be local now.
+        Some(ha_config) => {
+            ha = super::ha::plan(config, ha_config, &host_interfaces, &mut r.report.issues);
+            Some((vec![ha_config.snat_address], SnatSource::Floating))
+        }
+        None => {
+            let snat = snat_addresses(&mut r, config, &host_interfaces, &is_local);
+            warn_non_local_vips(&mut r, config, &is_local);
+            snat
+        }
+    };
     check_local_port_range(&mut r, config, host);
 
     let mut services = Vec::new();
@@ -213,6 +225,7 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
             snat_addresses,
             snat_source,
             services,
+            ha,
             warnings: Vec::new(),
         }),
         _ => None,

@@ -8,12 +8,14 @@
 
 mod checks;
 mod desired;
+mod ha;
 mod summary;
 #[cfg(test)]
 mod tests;
 
 pub use checks::PlanReport;
 pub use desired::{BackendKey, Checker, DesiredBackend, DesiredService};
+pub use ha::HaPlan;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -45,6 +47,8 @@ pub enum SnatSource {
     /// The default: the first IPv4 address of this interface that is not a
     /// VIP.
     Interface(String),
+    /// `[ha] snat_address`, which floats with the VIPs.
+    Floating,
 }
 
 /// A backend with the address it has now.
@@ -87,6 +91,8 @@ pub struct Plan {
     pub snat_addresses: Vec<Ipv4Addr>,
     pub snat_source: SnatSource,
     pub services: Vec<PlannedService>,
+    /// One box of a pair: `None` for a single box.
+    pub ha: Option<HaPlan>,
     /// What the operator should know (a VIP that is not local, a service
     /// with no usable backend), in file order.
     pub warnings: Vec<ConfigIssue>,

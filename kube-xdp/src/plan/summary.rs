@@ -38,6 +38,10 @@ pub(super) fn summary(plan: &Plan) -> String {
                     "{} (the first IPv4 address of {name} that is not a VIP)",
                     addrs.join(", ")
                 ),
+                SnatSource::Floating => format!(
+                    "{} (floats with the VIPs: [ha] snat_address)",
+                    addrs.join(", ")
+                ),
             }
         }),
         (
@@ -54,6 +58,42 @@ pub(super) fn summary(plan: &Plan) -> String {
         let _ = writeln!(out, "  {key:<16} {value}");
     }
     let t = &config.timeouts;
+    if let Some(ha) = &plan.ha {
+        let _ = writeln!(out, "Pair (VRRPv3)");
+        let peers = if ha.unicast_peers.is_empty() {
+            "multicast 224.0.0.18".to_owned()
+        } else {
+            let p: Vec<String> = ha.unicast_peers.iter().map(ToString::to_string).collect();
+            format!("unicast to {}", p.join(", "))
+        };
+        let addrs: Vec<String> = ha
+            .virtual_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let rows: [(&str, String); 5] = [
+            (
+                "router",
+                format!(
+                    "virtual_router_id {} priority {} advert_interval {} preempt {}",
+                    ha.virtual_router_id,
+                    ha.priority,
+                    human::duration(ha.advert_interval),
+                    ha.preempt
+                ),
+            ),
+            (
+                "interface",
+                format!("{} from {}", ha.interface.name, ha.local),
+            ),
+            ("peers", peers),
+            ("floating", addrs.join(", ")),
+            ("tracking", ha.track_services.join(", ")),
+        ];
+        for (key, value) in rows {
+            let _ = writeln!(out, "  {key:<16} {value}");
+        }
+    }
     let _ = writeln!(out, "Timeouts");
     let _ = writeln!(
         out,

@@ -10,6 +10,7 @@
 mod backends;
 mod daemon;
 mod fields;
+mod ha;
 mod health_check;
 mod services;
 mod syntax;
@@ -45,12 +46,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<ConfigIssu
     }
     v.across_services(&services, &facts);
     v.snat_against_vips(&daemon, &services, &facts);
+    let ha = v.ha(raw.ha, &daemon, &services);
     if v.issues.is_empty() {
         Ok(Config {
             path: path.to_owned(),
             daemon,
             timeouts,
             services,
+            ha,
         })
     } else {
         // In file order; problems without a line first.
