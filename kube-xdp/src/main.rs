@@ -108,6 +108,15 @@ enum Command {
         #[arg(long)]
         frames: Option<u64>,
     },
+    /// The pair's VRRP state: MASTER, BACKUP or FAULT, since when, the
+    /// peers heard, the last transitions.
+    Ha {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running daemon to reload its configuration.
     Reload {
         #[command(flatten)]
@@ -187,6 +196,7 @@ fn main() -> std::process::ExitCode {
             interval,
             frames,
         } => cli::top::top(&common, &pins, once, interval, frames),
+        Command::Ha { common, json } => cli::ha::ha(&common, json),
         Command::Reload { common } => cli::reload::reload(&common),
         Command::Detach { common, pins } => cli::detach::detach(&common, &pins),
     };

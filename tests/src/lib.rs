@@ -14,6 +14,7 @@ pub mod model;
 pub mod netns;
 pub mod observe;
 pub mod packet;
+pub mod pair;
 pub mod servers;
 pub mod short_conns;
 pub mod tls_server;

@@ -10,6 +10,15 @@ pub fn backends(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<(
         println!("{}", serde_json::to_string_pretty(&services)?);
         return Ok(());
     }
+    if let Some(ha) = kube_xdp::ha::pair::HaStatus::load(&common.run_dir()) {
+        println!(
+            "pair: {} (VRID {}, priority {}, virtual addresses {})",
+            ha.state,
+            ha.virtual_router_id,
+            ha.effective_priority,
+            ha.virtual_addresses.len()
+        );
+    }
     if services.is_empty() {
         println!("no services are programmed");
     }

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::view::{NAMES_FILE, Names};
+use crate::{
+    ha::pair::{HA_FILE, HaStatus},
+    view::{NAMES_FILE, Names},
+};
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -69,6 +72,13 @@ pub fn write_status(run_dir: &Path, status: &Status) -> Result<(), ControlError>
 pub fn write_names(run_dir: &Path, names: &Names) -> Result<(), ControlError> {
     std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
     write_atomic(&run_dir.join(NAMES_FILE), &names.to_json())
+}
+
+/// Publishes the pair's status (see [`HaStatus`]).
+pub fn write_ha(run_dir: &Path, status: &HaStatus) -> Result<(), ControlError> {
+    let text = serde_json::to_string_pretty(status).map_err(|e| file_err(run_dir, e))?;
+    std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
+    write_atomic(&run_dir.join(HA_FILE), &text)
 }
 
 pub fn read_status(run_dir: &Path) -> Option<Status> {

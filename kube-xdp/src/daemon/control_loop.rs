@@ -14,6 +14,7 @@ use crate::{
         state::{Changes, State, StateError},
     },
     datapath::{Datapath, DatapathError},
+    ha::pair::PairHandle,
     health::{self, CheckEvent, Health},
     host::{RealHost, neighbour},
     metrics::{self, Metrics},
@@ -48,6 +49,8 @@ pub(super) struct Daemon {
     pub events: mpsc::Sender<CheckEvent<BackendKey>>,
     pub generation: u64,
     pub metrics: Arc<Metrics>,
+    /// The pair's task, when this box is one of a pair.
+    pub pair: Option<PairHandle>,
     /// The loaded object: keeps the program and maps open while we run.
     pub _bpf: Ebpf,
 }
@@ -91,6 +94,7 @@ impl Daemon {
         self.plan = Some(plan);
         self.sync_checkers();
         self.publish_names();
+        self.update_ready();
         Ok(changes)
     }
 
@@ -139,6 +143,41 @@ impl Daemon {
         }
     }
 
+    /// Tells the pair whether this box can serve: every tracked service
+    /// has a usable backend (the program is attached before the pair
+    /// starts, and stays attached).
+    pub fn update_ready(&mut self) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        let Some(ha) = self.plan.as_ref().and_then(|p| p.ha.as_ref()) else {
+            return;
+        };
+        let unusable: Vec<&str> = ha
+            .track_services
+            .iter()
+            .filter(|name| {
+                !self
+                    .state
+                    .services
+                    .get(name.as_str())
+                    .is_some_and(|s| s.backends.values().any(|b| b.usable()))
+            })
+            .map(String::as_str)
+            .collect();
+        if unusable.is_empty() {
+            pair.set_ready(
+                true,
+                "ready: program attached, every tracked service has a usable backend".into(),
+            );
+        } else {
+            pair.set_ready(
+                false,
+                format!("no usable backend for {}", unusable.join(", ")),
+            );
+        }
+    }
+
     pub fn stop_checkers(&mut self) {
         for (_, r) in self.checkers.drain() {
             r.task.abort();
@@ -162,6 +201,7 @@ impl Daemon {
         if let Err(e) = self.state.set_health(&mut self.dp, service, backend, up) {
             error!(backend = %label, "updating the datapath: {e}");
         }
+        self.update_ready();
         if up {
             self.refresh_next_hops();
         }
@@ -255,7 +295,7 @@ impl Daemon {
         };
         if self.plan().restart_needed(&plan) {
             warn!(
-                "interfaces, xdp_mode, pin_path, flow_table_size and metrics_listen take effect at the next restart"
+                "interfaces, xdp_mode, pin_path, flow_table_size, metrics_listen and [ha] take effect at the next restart"
             );
         }
         match self.commit(plan) {

@@ -146,6 +146,7 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
         events,
         generation,
         metrics,
+        pair: None,
         _bpf: bpf,
     };
     d.commit(plan).context("programming the datapath")?;
@@ -166,6 +167,13 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
     }
     d.refresh_next_hops();
     let run_dir = daemon_config.run_dir.clone();
+    if let Some(ha) = d.plan().ha.clone() {
+        let pair = crate::ha::pair::spawn(ha, run_dir.clone(), Arc::clone(&d.metrics))
+            .await
+            .context("starting the VRRP instance of the pair")?;
+        d.pair = Some(pair);
+        d.update_ready();
+    }
     control::write_pid(&run_dir)?;
     d.report(true, "started".into());
     info!(pin_path = %pin_path.display(), services = d.plan().services.len(), "kube-xdp running");
@@ -186,6 +194,10 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
             _ = housekeeping.tick() => d.housekeeping(),
             _ = resolve.tick() => d.re_resolve(),
         }
+    }
+    if let Some(pair) = d.pair.take() {
+        // A master hands over at once (priority 0) and gives the VIPs up.
+        pair.shutdown(Duration::from_secs(2)).await;
     }
     d.stop_checkers();
     control::remove_pid(&run_dir);

@@ -5,4 +5,5 @@
 
 pub mod machine;
 pub mod net;
+pub mod pair;
 pub mod vrrp;

@@ -20,6 +20,7 @@
 //! `docs/observability.md`.
 
 mod collector;
+mod ha;
 mod server;
 pub mod summary;
 pub mod top;
@@ -129,6 +130,7 @@ pub struct Metrics {
     programmed: RwLock<HashSet<(String, String)>>,
     /// One scrape at a time: each walks the flow table.
     scraping: Mutex<()>,
+    ha: ha::HaMetrics,
 }
 
 fn unix_now() -> f64 {
@@ -203,6 +205,7 @@ impl Metrics {
             Unit::Seconds,
             last_reload_success.clone(),
         );
+        let ha = ha::HaMetrics::register(&mut registry);
         registry.register_collector(Box::new(collector::DatapathCollector {
             shared: Arc::clone(&shared),
         }));
@@ -218,6 +221,7 @@ impl Metrics {
             recorded: Mutex::new(HashSet::new()),
             programmed: RwLock::new(programmed),
             scraping: Mutex::new(()),
+            ha,
         })
     }
 

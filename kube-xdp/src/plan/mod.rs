@@ -189,5 +189,6 @@ impl Plan {
             || a.flow_table_size != b.flow_table_size
             || a.xdp_mode != b.xdp_mode
             || a.metrics_listen != b.metrics_listen
+            || self.config.ha != next.config.ha
     }
 }

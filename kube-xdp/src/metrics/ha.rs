@@ -1,0 +1,70 @@
+//! The pair's metrics: its VRRP state, transitions, and the packets it
+//! ignored. Empty on a single box.
+
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::ha::machine::State;
+
+type Label = [(&'static str, &'static str); 1];
+
+#[derive(Debug)]
+pub(super) struct HaMetrics {
+    state: Family<Label, Gauge>,
+    transitions: Family<Label, Counter>,
+    rejected: Family<Label, Counter>,
+}
+
+impl HaMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let m = HaMetrics {
+            state: Family::default(),
+            transitions: Family::default(),
+            rejected: Family::default(),
+        };
+        registry.register(
+            "kube_xdp_ha_state",
+            "The pair's VRRP state: 1 for the current one of init, backup, master, fault",
+            m.state.clone(),
+        );
+        registry.register(
+            "kube_xdp_ha_transitions",
+            "VRRP state changes, by the state entered",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "kube_xdp_ha_rejected_packets",
+            "VRRP packets ignored, by reason (version, type, ttl, checksum, length, interval, vrid, peer, truncated)",
+            m.rejected.clone(),
+        );
+        m
+    }
+}
+
+impl super::Metrics {
+    /// The pair is in `now`.
+    pub fn ha_state(&self, now: State) {
+        for s in State::ALL {
+            self.ha
+                .state
+                .get_or_create(&[("state", s.label())])
+                .set(i64::from(s == now));
+        }
+    }
+
+    /// The pair went from `_from` to `to`.
+    pub fn ha_transition(&self, _from: State, to: State) {
+        self.ha
+            .transitions
+            .get_or_create(&[("to", to.label())])
+            .inc();
+        self.ha_state(to);
+    }
+
+    /// A VRRP packet was ignored for `reason`.
+    pub fn ha_rejected(&self, reason: &'static str) {
+        self.ha.rejected.get_or_create(&[("reason", reason)]).inc();
+    }
+}

@@ -1,0 +1,215 @@
+//! End to end: a pair of kube-xdp boxes on one segment, VRRPv3 between
+//! them — the election, and the VIP moving when the master dies, stops or
+//! comes back — as the client of the VIP and `kube-xdp ha` see it.
+
+use kube_xdp_tests::{
+    daemon::Daemon,
+    e2e_util::{Service, connect_many, serial, tcp_servers, try_connect, vip, wait_for},
+    pair::{PairBox, PairCluster, SNAT_ADDR},
+    require_root,
+    topology::VIP,
+};
+use std::time::{Duration, Instant};
+
+/// `[ha]` lines of a box: VRID 51, adverts every 100 ms, multicast.
+fn ha(priority: u8, extra: &str) -> String {
+    format!("virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"100ms\"\n{extra}")
+}
+
+/// Waits (at most `limit`) until the box shows `state`.
+fn wait_state(
+    p: &PairCluster,
+    which: &PairBox,
+    state: &str,
+    limit: Duration,
+    log: &dyn Fn() -> String,
+) {
+    let reached = wait_for(limit, || p.state(which) == state);
+    assert!(
+        reached.is_some(),
+        "{} did not become {state} within {limit:?}: it is {}\n{}",
+        which.addr,
+        p.state(which),
+        log()
+    );
+}
+
+/// Both daemons up, `a` (priority 150) MASTER and `b` (100) BACKUP.
+fn elected(p: &PairCluster, a_extra: &str) -> (Daemon, Daemon) {
+    let services = Service::apiserver(2).toml();
+    p.a.write_config(&ha(150, a_extra), &services);
+    p.b.write_config(&ha(100, ""), &services);
+    let da = p.start(&p.a).unwrap();
+    let db = p.start(&p.b).unwrap();
+    let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    wait_state(p, &p.a, "MASTER", Duration::from_secs(10), &logs);
+    wait_state(p, &p.b, "BACKUP", Duration::from_secs(5), &logs);
+    (da, db)
+}
+
+/// Connects to the VIP every 10 ms from the client until `done` (at most
+/// `limit`); returns the longest run of failed attempts, as a time.
+fn longest_gap(p: &PairCluster, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    let mut gap_start: Option<Instant> = None;
+    let mut longest = Duration::ZERO;
+    while start.elapsed() < limit {
+        let ok = try_connect(&p.c, vip(6443), Duration::from_millis(50))
+            .0
+            .is_ok();
+        let now = Instant::now();
+        match (ok, gap_start) {
+            (false, None) => gap_start = Some(now),
+            (true, Some(t)) => {
+                longest = longest.max(now - t);
+                gap_start = None;
+            }
+            _ => {}
+        }
+        if ok && done() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Some(t) = gap_start {
+        longest = longest.max(Instant::now() - t);
+    }
+    longest
+}
+
+#[test]
+fn the_higher_priority_is_master_and_the_vip_answers_through_it() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers = tcp_servers(&p.c, 6443);
+    let (da, db) = elected(&p, "");
+    let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    assert!(p.holds(&p.a, VIP) && p.holds(&p.a, SNAT_ADDR), "{}", logs());
+    assert!(
+        !p.holds(&p.b, VIP) && !p.holds(&p.b, SNAT_ADDR),
+        "{}",
+        logs()
+    );
+    // Clients reach the backends through the master (its checks pass).
+    assert!(
+        wait_for(Duration::from_secs(10), || connect_many(
+            &p.c,
+            vip(6443),
+            10,
+            Duration::from_secs(2)
+        )
+        .is_ok())
+        .is_some(),
+        "{}",
+        logs()
+    );
+    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5)).unwrap();
+    assert_eq!(seen.values().sum::<usize>(), 20);
+    // Each box knows the other.
+    wait_for(Duration::from_secs(3), || {
+        p.ha(&p.b)
+            .is_some_and(|b| b["peers"][0]["address"] == "198.18.0.2")
+    });
+    let b = p.ha(&p.b).unwrap();
+    assert_eq!(b["peers"][0]["address"], "198.18.0.2", "{b}");
+    assert_eq!(b["peers"][0]["priority"], 150, "{b}");
+    let a = p.ha(&p.a).unwrap();
+    assert_eq!(a["effective_priority"], 150, "{a}");
+    assert!(
+        da.log()
+            .contains("VRRP_Instance(VI_51) Entering MASTER STATE"),
+        "{}",
+        da.log()
+    );
+    assert!(
+        db.log()
+            .contains("VRRP_Instance(VI_51) Entering BACKUP STATE"),
+        "{}",
+        db.log()
+    );
+}
+
+#[test]
+fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers = tcp_servers(&p.c, 6443);
+    let (mut da, db) = elected(&p, "");
+    let logs = |da: &Daemon| format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    assert!(
+        wait_for(Duration::from_secs(10), || try_connect(
+            &p.c,
+            vip(6443),
+            Duration::from_millis(200)
+        )
+        .0
+        .is_ok())
+        .is_some()
+    );
+
+    // SIGKILL: no resignation; the backup waits out Master_Down.
+    da.signal(libc::SIGKILL);
+    let gap = longest_gap(&p, Duration::from_secs(10), || p.state(&p.b) == "MASTER");
+    eprintln!("SIGKILL of the master: longest gap in new connections {gap:?}");
+    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
+    assert!(p.holds(&p.b, VIP) && p.holds(&p.b, SNAT_ADDR));
+    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("through the new master: {e:#}\n{}", logs(&da)));
+    assert_eq!(seen.values().sum::<usize>(), 20);
+
+    // The old master comes back: it gives up the addresses it left, waits
+    // for its checks, then (preempt) takes the VIP back.
+    let _ = da.stop();
+    da = p.start(&p.a).unwrap();
+    wait_state(&p, &p.a, "MASTER", Duration::from_secs(15), &|| logs(&da));
+    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(5), &|| logs(&da));
+    assert!(!p.holds(&p.b, VIP));
+    let a = p.ha(&p.a).unwrap();
+    let went: Vec<&str> = a["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(went, ["BACKUP", "MASTER"], "{a}");
+
+    // A graceful stop: the master resigns (priority 0) and the backup
+    // takes over after its skew time, not Master_Down.
+    da.stop().unwrap();
+    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
+    let b = p.ha(&p.b).unwrap();
+    let last = b["transitions"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["to"], "MASTER", "{b}");
+    assert!(!p.holds(&p.a, VIP), "the stopped master gave the VIP up");
+    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5)).unwrap();
+    assert_eq!(seen.values().sum::<usize>(), 20);
+}
+
+#[test]
+fn a_master_whose_tracked_service_has_no_backend_hands_over() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let servers = tcp_servers(&p.c, 6443);
+    let (da, db) = elected(&p, "track_services = [\"kube-apiserver\"]");
+    let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    // Both backends stop answering: both boxes lose them; the master
+    // resigns into FAULT, and so does the backup.
+    drop(servers);
+    wait_state(&p, &p.a, "FAULT", Duration::from_secs(10), &logs);
+    assert!(!p.holds(&p.a, VIP), "{}", logs());
+    let a = p.ha(&p.a).unwrap();
+    let reason = a["transitions"].as_array().unwrap().last().unwrap()["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .unwrap()
+            .contains("no usable backend for kube-apiserver"),
+        "{a}"
+    );
+    // Back: the checks pass again, the pair elects again.
+    let _servers = tcp_servers(&p.c, 6443);
+    wait_state(&p, &p.a, "MASTER", Duration::from_secs(15), &logs);
+}
