@@ -10,10 +10,13 @@
 
 mod raw;
 mod schema;
+mod stats;
 mod validate;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+pub(crate) mod tests_stats;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,9 @@ pub use schema::{
     Lines, MAX_FLOW_TABLE_SIZE, MAX_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE, OnBackendDown,
     ParsePortRangeError, PortRange, Protocol, Service, ServicePort, Timeouts, UnknownKeyword,
     XdpMode,
+};
+pub use stats::{
+    DEFAULT_STATS_REFRESH, DEFAULT_STATS_URI, StatsAuth, StatsConfig, check_uri, parse_listen,
 };
 
 /// Where `kube-xdp` looks for its configuration by default.

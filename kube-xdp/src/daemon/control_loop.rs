@@ -255,7 +255,7 @@ impl Daemon {
         };
         if self.plan().restart_needed(&plan) {
             warn!(
-                "interfaces, xdp_mode, pin_path, flow_table_size and metrics_listen take effect at the next restart"
+                "interfaces, xdp_mode, pin_path, flow_table_size, metrics_listen and stats_listen take effect at the next restart"
             );
         }
         match self.commit(plan) {

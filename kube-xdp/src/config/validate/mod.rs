@@ -12,6 +12,7 @@ mod daemon;
 mod fields;
 mod health_check;
 mod services;
+mod stats;
 mod syntax;
 
 use std::ops::Range;
