@@ -18,6 +18,7 @@ use crate::{
     host::{RealHost, neighbour},
     metrics::{self, Metrics},
     plan::{BackendKey, Checker, Plan},
+    stats_page::StatsPage,
     view::Names,
 };
 
@@ -48,6 +49,9 @@ pub(super) struct Daemon {
     pub events: mpsc::Sender<CheckEvent<BackendKey>>,
     pub generation: u64,
     pub metrics: Arc<Metrics>,
+    /// What the stats page shows beyond the maps (served only with
+    /// `stats_listen`, recorded always: it is small).
+    pub stats_page: Arc<StatsPage>,
     /// The loaded object: keeps the program and maps open while we run.
     pub _bpf: Ebpf,
 }
@@ -88,6 +92,8 @@ impl Daemon {
         if !changes.is_empty() {
             info!("datapath updated: {changes}");
         }
+        self.stats_page
+            .set_settings(plan.config.daemon.stats.clone());
         self.plan = Some(plan);
         self.sync_checkers();
         self.publish_names();
@@ -148,6 +154,7 @@ impl Daemon {
     pub fn on_check(&mut self, event: CheckEvent<BackendKey>) {
         let (service, backend) = &event.key;
         self.metrics.record_check(service, backend, &event);
+        self.stats_page.record_check(service, backend, &event);
         if event.transition.is_none() {
             return;
         }
@@ -228,6 +235,7 @@ impl Daemon {
         if let Err(e) = control::write_names(&self.plan().config.daemon.run_dir, &names) {
             warn!("writing the names for kube-xdp backends/stats: {e}");
         }
+        self.stats_page.retain(&names.backend_pairs());
         self.metrics.set_names(names);
     }
 
