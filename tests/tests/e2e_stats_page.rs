@@ -12,7 +12,9 @@
 use kube_xdp_tests::{
     browser::{cell_after, dump_dom, row_cells, screenshot},
     daemon::Daemon,
-    e2e_util::{EchoConn, Pinger, Service, connect_many, vip, wait_all_up, wait_out_of_pool},
+    e2e_util::{
+        EchoConn, Pinger, Service, connect_many, reload, vip, wait_all_up, wait_out_of_pool,
+    },
     require_root,
     servers::TcpServer,
     topology::{Cluster, backend_addr},
@@ -200,6 +202,33 @@ fn stats_page_in_a_browser_shows_a_backend_going_down_while_traffic_flows() {
         after.contains("<meta http-equiv=\"refresh\" content=\"2\">"),
         "{after}"
     );
+
+    // A reload applies the page's settings (stats_listen alone takes a
+    // restart): a new refresh, and the page moves to a new path.
+    std::fs::write(
+        &c.config,
+        config(&c)
+            .replace("stats_refresh = \"2s\"", "stats_refresh = \"7s\"")
+            .replace(
+                "stats_listen = \"8404\"",
+                "stats_listen = \"8404\"\nstats_uri = \"/lb\"",
+            ),
+    )
+    .unwrap();
+    let (ok, out) = reload(&c);
+    assert!(ok, "{out}");
+    let auth = format!("Basic {BASIC}");
+    let (head, body) = http(&c, "/lb", Some(&auth));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    assert!(
+        body.contains("<meta http-equiv=\"refresh\" content=\"7\">"),
+        "{body}"
+    );
+    assert!(body.contains("<a href=\"/lb.json\">"), "{body}");
+    let (head, _) = http(&c, "/stats", Some(&auth));
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    std::fs::write(&c.config, config(&c)).unwrap();
+    assert!(reload(&c).0);
 
     if let Some(file) = screenshot_path() {
         screenshot(&c.lb, PAGE, &file, (1180, 320)).unwrap();
