@@ -31,7 +31,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{config::StatsConfig, health::CheckEvent, view::Snapshot};
+use crate::{
+    config::StatsConfig,
+    health::{CheckEvent, Failure},
+    view::Snapshot,
+};
 
 /// What the page knows of one backend's health checks.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,13 +66,11 @@ fn check_status<K>(event: &CheckEvent<K>) -> &'static str {
     match event.failure() {
         None if event.reason.starts_with("Layer7") => "L7OK",
         None => "L4OK",
-        Some(f) => match f.label() {
-            "timeout" => "L4TOUT",
-            "tls" => "L6RSP",
-            "http" => "L7RSP",
-            "status" => "L7STS",
-            _ => "L4CON",
-        },
+        Some(Failure::Refused | Failure::Unreachable(_)) => "L4CON",
+        Some(Failure::Timeout(_)) => "L4TOUT",
+        Some(Failure::Tls(_)) => "L6RSP",
+        Some(Failure::Http(_)) => "L7RSP",
+        Some(Failure::Status { .. }) => "L7STS",
     }
 }
 

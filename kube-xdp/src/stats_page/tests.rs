@@ -245,6 +245,50 @@ fn rates_are_taken_over_at_least_a_second() {
 }
 
 #[test]
+fn last_check_is_named_in_haproxys_short_words() {
+    let stats = StatsPage::new(StatsConfig::default());
+    let cases = [
+        (Err(Failure::Refused), "L4CON"),
+        (Err(Failure::Unreachable("no route".into())), "L4CON"),
+        (Err(Failure::Timeout(Duration::from_secs(1))), "L4TOUT"),
+        (Err(Failure::Tls("bad certificate".into())), "L6RSP"),
+        (Err(Failure::Http("not HTTP".into())), "L7RSP"),
+        (
+            Err(Failure::Status {
+                got: 500,
+                want: 200,
+            }),
+            "L7STS",
+        ),
+        (Ok(Duration::from_millis(1)), "L4OK"),
+    ];
+    for (result, want) in cases {
+        stats.record_check("svc", "a", &check("a", result, None));
+        let h = stats.health();
+        assert_eq!(
+            h[&("svc".to_owned(), "a".to_owned())]
+                .last
+                .as_ref()
+                .unwrap()
+                .status,
+            want
+        );
+    }
+    let mut http_ok = check("a", Ok(Duration::from_millis(1)), None);
+    http_ok.reason = "Layer7 check passed, code: 200, check duration: 1ms, 2/2 successes".into();
+    stats.record_check("svc", "a", &http_ok);
+    let h = stats.health();
+    assert_eq!(
+        h[&("svc".to_owned(), "a".to_owned())]
+            .last
+            .as_ref()
+            .unwrap()
+            .status,
+        "L7OK"
+    );
+}
+
+#[test]
 fn removed_backends_are_forgotten() {
     let stats = StatsPage::new(StatsConfig::default());
     stats.record_check("svc", "a", &check("a", Ok(Duration::ZERO), None));
