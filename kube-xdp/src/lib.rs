@@ -14,4 +14,5 @@ mod human;
 pub mod maglev;
 pub mod metrics;
 pub mod plan;
+pub mod stats_page;
 pub mod view;

@@ -5,6 +5,7 @@
 //! Every test address comes from the benchmarking range 198.18.0.0/15
 //! (RFC 2544); nothing here sends traffic anywhere else.
 
+pub mod browser;
 pub mod checksum;
 pub mod daemon;
 pub mod e2e_util;

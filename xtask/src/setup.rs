@@ -4,7 +4,9 @@ use crate::run;
 use anyhow::{Context, bail};
 use std::process::{Command, Stdio};
 
-/// Debian packages: LLVM 22 for bpf-linker, and the tools the tests drive.
+/// Debian packages: LLVM 22 for bpf-linker, and the tools the tests drive
+/// (chromium: the stats page's end-to-end test reads it in a real headless
+/// browser; about 100 MB, 13 s to install here).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -15,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "util-linux",
     "procps",
+    "chromium",
 ];
 
 pub fn setup() -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ mod keyword;
 mod port_range;
 mod raw;
 mod schema;
+mod stats;
 mod validate;
 
 #[cfg(test)]
@@ -32,6 +33,9 @@ pub use schema::{
     Backend, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RUN_DIR,
     DEFAULT_SNAT_PORTS, DaemonConfig, HealthCheck, Lines, MAX_FLOW_TABLE_SIZE, MAX_NAME_LEN,
     MAX_WEIGHT, MIN_FLOW_TABLE_SIZE, Service, ServicePort, Timeouts,
+};
+pub use stats::{
+    DEFAULT_STATS_REFRESH, DEFAULT_STATS_URI, StatsAuth, StatsConfig, check_uri, parse_listen,
 };
 
 /// Where `kube-xdp` looks for its configuration by default.

@@ -44,6 +44,11 @@ pub(super) struct RawDaemon {
     pub flow_table_size: Field<i64>,
     pub snat_addresses: Field<Vec<Spanned<String>>>,
     pub snat_ports: Field<String>,
+    pub stats_listen: Field<String>,
+    pub stats_uri: Field<String>,
+    pub stats_refresh: Field<String>,
+    pub stats_auth: Field<String>,
+    pub stats_hide_version: Field<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@ use super::DEFAULT_PIN_PATH;
 use super::backend_address::BackendAddress;
 use super::keyword::{CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, XdpMode};
 use super::port_range::PortRange;
+use super::stats::StatsConfig;
 
 /// Where the daemon keeps its pid file by default.
 pub const DEFAULT_RUN_DIR: &str = "/run/kube-xdp";
@@ -70,6 +71,8 @@ pub struct DaemonConfig {
     pub snat_addresses: Vec<Ipv4Addr>,
     /// Source ports handed to translated flows.
     pub snat_ports: PortRange,
+    /// The stats page (`stats_*` keys).
+    pub stats: StatsConfig,
     /// Lines of `[daemon]` and its keys (`interfaces[1]` for an element).
     pub lines: Lines,
 }
@@ -87,6 +90,7 @@ impl Default for DaemonConfig {
             flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
             snat_addresses: Vec::new(),
             snat_ports: DEFAULT_SNAT_PORTS,
+            stats: StatsConfig::default(),
             lines: Lines::default(),
         }
     }

@@ -19,6 +19,7 @@ use crate::{
     host::{RealHost, neighbour},
     metrics::{self, Metrics},
     plan::{BackendKey, Checker, Plan},
+    stats_page::StatsPage,
     view::Names,
 };
 
@@ -51,6 +52,9 @@ pub(super) struct Daemon {
     pub metrics: Arc<Metrics>,
     /// The pair's task, when this box is one of a pair.
     pub pair: Option<PairHandle>,
+    /// What the stats page shows beyond the maps (served only with
+    /// `stats_listen`, recorded always: it is small).
+    pub stats_page: Arc<StatsPage>,
     /// The loaded object: keeps the program and maps open while we run.
     pub _bpf: Ebpf,
 }
@@ -91,6 +95,8 @@ impl Daemon {
         if !changes.is_empty() {
             info!("datapath updated: {changes}");
         }
+        self.stats_page
+            .set_settings(plan.config.daemon.stats.clone());
         self.plan = Some(plan);
         self.sync_checkers();
         self.publish_names();
@@ -187,6 +193,7 @@ impl Daemon {
     pub fn on_check(&mut self, event: CheckEvent<BackendKey>) {
         let (service, backend) = &event.key;
         self.metrics.record_check(service, backend, &event);
+        self.stats_page.record_check(service, backend, &event);
         if event.transition.is_none() {
             return;
         }
@@ -268,6 +275,7 @@ impl Daemon {
         if let Err(e) = control::write_names(&self.plan().config.daemon.run_dir, &names) {
             warn!("writing the names for kube-xdp backends/stats: {e}");
         }
+        self.stats_page.retain(&names.backend_pairs());
         self.metrics.set_names(names);
     }
 
@@ -295,7 +303,7 @@ impl Daemon {
         };
         if self.plan().restart_needed(&plan) {
             warn!(
-                "interfaces, xdp_mode, pin_path, flow_table_size, metrics_listen and [ha] take effect at the next restart"
+                "interfaces, xdp_mode, pin_path, flow_table_size, metrics_listen, stats_listen and [ha] take effect at the next restart"
             );
         }
         match self.commit(plan) {

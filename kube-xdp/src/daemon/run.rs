@@ -35,6 +35,7 @@ use crate::{
     host::RealHost,
     metrics::{self, Metrics},
     plan::Plan,
+    stats_page::{self, StatsPage},
     view::Names,
 };
 
@@ -105,6 +106,10 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
     if let Some(addr) = daemon_config.metrics_listen {
         metrics::serve(addr, Arc::clone(&metrics)).await?;
     }
+    let stats_page = Arc::new(StatsPage::new(daemon_config.stats.clone()));
+    if let Some(addr) = daemon_config.stats.listen {
+        stats_page::serve(addr, Arc::clone(&stats_page), Arc::clone(&metrics)).await?;
+    }
     bpffs::prepare_pin_dir(&pin_path)?;
     let adopted = check_meta(&pin_path, daemon_config.flow_table_size)?;
     let mut bpf = ebpf::load_pinned(&pin_path, daemon_config.flow_table_size)?;
@@ -147,6 +152,7 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
         generation,
         metrics,
         pair: None,
+        stats_page,
         _bpf: bpf,
     };
     d.commit(plan).context("programming the datapath")?;

@@ -15,6 +15,8 @@ pub(super) struct HaMetrics {
     state: Family<Label, Gauge>,
     transitions: Family<Label, Counter>,
     rejected: Family<Label, Counter>,
+    /// The state now; `None` on a single box.
+    current: std::sync::Mutex<Option<State>>,
 }
 
 impl HaMetrics {
@@ -23,6 +25,7 @@ impl HaMetrics {
             state: Family::default(),
             transitions: Family::default(),
             rejected: Family::default(),
+            current: std::sync::Mutex::new(None),
         };
         registry.register(
             "kube_xdp_ha_state",
@@ -46,12 +49,18 @@ impl HaMetrics {
 impl super::Metrics {
     /// The pair is in `now`.
     pub fn ha_state(&self, now: State) {
+        *self.ha.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
         for s in State::ALL {
             self.ha
                 .state
                 .get_or_create(&[("state", s.label())])
                 .set(i64::from(s == now));
         }
+    }
+
+    /// The pair's state, `None` on a single box.
+    pub fn ha_current(&self) -> Option<State> {
+        *self.ha.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The pair went from `_from` to `to`.

@@ -145,7 +145,7 @@ impl Metrics {
     /// `pin_path` with what `names` names (its file's hash `config_hash`,
     /// see [`hash_file`]).
     pub fn new(pin_path: PathBuf, names: Names, config_hash: String) -> Arc<Self> {
-        let programmed = backend_pairs(&names);
+        let programmed = names.backend_pairs();
         let shared = Arc::new(Shared {
             pin_path,
             names: RwLock::new(Arc::new(names)),
@@ -230,6 +230,11 @@ impl Metrics {
         &self.shared.pin_path
     }
 
+    /// The hash of the configuration file in force (see [`hash_file`]).
+    pub fn config_hash(&self) -> String {
+        self.shared.config_hash()
+    }
+
     /// The names of what the daemon programmed.
     pub fn names(&self) -> Arc<Names> {
         self.shared.names()
@@ -294,7 +299,7 @@ impl Metrics {
     /// From now on series are named from `names` (what the daemon just
     /// programmed); series of backends it no longer names are removed.
     pub fn set_names(&self, names: Names) {
-        let wanted = backend_pairs(&names);
+        let wanted = names.backend_pairs();
         *self.shared.names.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(names);
         let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
         for (service, backend) in recorded.difference(&wanted) {
@@ -337,19 +342,6 @@ impl Metrics {
     }
 }
 
-/// Every (service, backend) pair `names` names.
-fn backend_pairs(names: &Names) -> HashSet<(String, String)> {
-    names
-        .services
-        .values()
-        .flat_map(|s| {
-            s.backends
-                .values()
-                .map(|b| (s.name.clone(), b.name.clone()))
-        })
-        .collect()
-}
-
 fn backend_labels(service: &str, backend: &str) -> BackendLabels {
     [
         ("service", service.to_owned()),
@@ -366,4 +358,4 @@ fn failure_labels(service: &str, backend: &str, reason: &str) -> FailureLabels {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

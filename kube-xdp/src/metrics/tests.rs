@@ -61,7 +61,7 @@ fn service(backends: Vec<BackendView>) -> ServiceView {
     }
 }
 
-fn snapshot(taken: Instant, scale: u64, cp1_state: &'static str) -> Snapshot {
+pub(crate) fn snapshot(taken: Instant, scale: u64, cp1_state: &'static str) -> Snapshot {
     let cp1_share = if cp1_state == "UP" { 0.5 } else { 0.0 };
     let services = vec![service(vec![
         backend(

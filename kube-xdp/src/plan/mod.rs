@@ -181,7 +181,7 @@ impl Plan {
     }
 
     /// Settings that only a restart applies (the interfaces, the pins, the
-    /// table size, the metrics listener) differ between the two plans.
+    /// table size, the metrics and stats listeners) differ between the two plans.
     pub fn restart_needed(&self, next: &Plan) -> bool {
         let (a, b) = (&self.config.daemon, &next.config.daemon);
         a.interfaces != b.interfaces
@@ -190,5 +190,6 @@ impl Plan {
             || a.xdp_mode != b.xdp_mode
             || a.metrics_listen != b.metrics_listen
             || self.config.ha != next.config.ha
+            || a.stats.listen != b.stats.listen
     }
 }

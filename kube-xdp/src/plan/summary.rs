@@ -3,8 +3,30 @@
 use std::fmt::Write;
 
 use super::{Plan, PlannedBackend, SnatSource};
-use crate::config::{BackendAddress, CheckKind, HealthCheck, Service};
+use crate::config::{BackendAddress, CheckKind, HealthCheck, Service, StatsConfig};
 use crate::human;
+
+/// `off`, or where the stats page is and how it is served.
+fn stats_page(s: &StatsConfig) -> String {
+    let Some(addr) = s.listen else {
+        return "off".to_owned();
+    };
+    let auth = s.auth.as_ref().map_or_else(
+        || "no auth".to_owned(),
+        |a| format!("basic auth as {}", a.user),
+    );
+    let version = if s.hide_version {
+        ", version hidden"
+    } else {
+        ""
+    };
+    format!(
+        "http://{addr}{} (JSON {}), refresh {}, {auth}{version}",
+        s.uri,
+        s.json_uri(),
+        human::duration(s.refresh)
+    )
+}
 
 pub(super) fn summary(plan: &Plan) -> String {
     let mut out = String::new();
@@ -13,7 +35,7 @@ pub(super) fn summary(plan: &Plan) -> String {
     let _ = writeln!(out, "kube-xdp plan from {}", config.path.display());
     let _ = writeln!(out);
     let _ = writeln!(out, "Daemon");
-    let rows: [(&str, String); 7] = [
+    let rows: [(&str, String); 8] = [
         (
             "interfaces",
             format!("{} (xdp_mode {})", d.interfaces.join(", "), d.xdp_mode),
@@ -25,6 +47,7 @@ pub(super) fn summary(plan: &Plan) -> String {
             d.metrics_listen
                 .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         ),
+        ("stats_listen", stats_page(&d.stats)),
         ("flow_table_size", format!("{} flows", d.flow_table_size)),
         ("snat_addresses", {
             let addrs: Vec<String> = plan

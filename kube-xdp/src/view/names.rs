@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
 };
 
@@ -47,6 +47,18 @@ impl Names {
     /// The JSON the daemon writes.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Every (service, backend) pair named.
+    pub fn backend_pairs(&self) -> HashSet<(String, String)> {
+        self.services
+            .values()
+            .flat_map(|s| {
+                s.backends
+                    .values()
+                    .map(move |b| (s.name.clone(), b.name.clone()))
+            })
+            .collect()
     }
 
     /// A backend's name, `None` when unknown.

@@ -11,11 +11,15 @@ use kube_xdp_tests::{
 };
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
 const BACKENDS: usize = 3;
+/// `stats_listen = "8404"`: the stats page on the LB's loopback.
+const STATS: &str = "127.0.0.1:8404";
+const STATS_URL: &str = "http://127.0.0.1:8404/stats";
 
 fn config() -> String {
     let mut s = format!(
@@ -43,6 +47,29 @@ rise = 2
         ));
     }
     s
+}
+
+/// `GET /stats.json` from the LB namespace: its status line and the
+/// backends it shows UP.
+fn stats_json(c: &Cluster) -> anyhow::Result<String> {
+    c.lb.run(|| {
+        let mut s = TcpStream::connect_timeout(&STATS.parse()?, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET /stats.json HTTP/1.1\r\nHost: {STATS}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw)?;
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head.lines().next().unwrap_or("").to_owned();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let t = &json["totals"];
+        Ok(format!(
+            "{status}; {} of {} backends UP, {} new flows, HA {}",
+            t["backends_up"], t["backends_total"], t["new_flows"], json["ha"]["state"]
+        ))
+    })
 }
 
 fn section(title: &str) {
@@ -135,7 +162,17 @@ fn main() -> anyhow::Result<()> {
     }
 
     section("Configuration");
-    c.write_config(&config())?;
+    // The topology's [daemon] table, plus the stats page.
+    std::fs::write(
+        &c.config,
+        format!(
+            "[daemon]\ninterfaces = [\"eth0\"]\npin_path = \"{}\"\nrun_dir = \"{}\"\n\
+             snat_ports = \"20000-29999\"\nstats_listen = \"8404\"     # the stats page, on loopback\n\n{}",
+            c.pins.path().display(),
+            c.run_dir.display(),
+            config()
+        ),
+    )?;
     print!("{}", std::fs::read_to_string(&c.config)?);
     show(&c, &["check-config"])?;
 
@@ -231,6 +268,15 @@ fn main() -> anyhow::Result<()> {
     println!("  failed         {failed:>3}");
     show(&c, &["backends"])?;
 
+    section("Stats page");
+    println!(
+        "{STATS_URL} in the LB namespace (while the demo runs: \
+         nsenter --net=/run/netns/{} chromium --headless --no-sandbox --dump-dom {STATS_URL})",
+        c.lb.name()
+    );
+    let status = stats_json(&c)?;
+    println!("GET /stats.json: {status}");
+
     section("Clean up");
     daemon.stop()?;
     println!(
@@ -241,5 +287,9 @@ fn main() -> anyhow::Result<()> {
     drop(readyz);
     drop(c);
     println!("namespaces, links and pins removed. Done.");
+    println!(
+        "On a load balancer with this configuration the stats page is at {STATS_URL} \
+         (stats_listen = \"8404\"; see docs/observability.md#stats-page)."
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ mod health_check_table;
 mod many_at_once;
 mod parsing;
 mod service_table;
+pub(crate) mod stats_keys;
 mod syntax;
 mod timeouts_table;
 
@@ -71,7 +72,7 @@ pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 /// Every issue of a file that must not parse.
-fn issues(text: &str) -> Vec<ConfigIssue> {
+pub(crate) fn issues(text: &str) -> Vec<ConfigIssue> {
     match parse(text) {
         Ok(_) => panic!("parsed, but should not have:\n{text}"),
         Err(e) => e.issues().to_vec(),
@@ -79,13 +80,13 @@ fn issues(text: &str) -> Vec<ConfigIssue> {
 }
 
 /// The one issue of a file that must not parse.
-fn issue(text: &str) -> ConfigIssue {
+pub(crate) fn issue(text: &str) -> ConfigIssue {
     let mut all = issues(text);
     assert_eq!(all.len(), 1, "expected one issue, got:\n{}", list(&all));
     all.remove(0)
 }
 
-fn list(issues: &[ConfigIssue]) -> String {
+pub(crate) fn list(issues: &[ConfigIssue]) -> String {
     issues
         .iter()
         .map(ToString::to_string)
@@ -104,7 +105,7 @@ pub(crate) fn line(text: &str, needle: &str) -> usize {
 /// `issue` is at `needle`'s line, names `key` (in its key and in its
 /// message line), and says `says`.
 #[track_caller]
-fn assert_issue(issue: &ConfigIssue, text: &str, needle: &str, key: &str, says: &str) {
+pub(crate) fn assert_issue(issue: &ConfigIssue, text: &str, needle: &str, key: &str, says: &str) {
     let shown = issue.to_string();
     let want_line = line(text, needle);
     assert_eq!(issue.line, Some(want_line), "wrong line: {shown}");

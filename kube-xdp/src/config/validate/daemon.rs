@@ -6,6 +6,7 @@ use kube_xdp_common::maps::{MAX_INTERFACES, MAX_SNAT_ADDRESSES};
 use toml::Spanned;
 
 use super::fields::usable_unicast;
+use super::stats::RawStats;
 use super::{At, Validator};
 use crate::config::PortRange;
 use crate::config::raw::{Field, RawDaemon, RawTimeouts};
@@ -74,6 +75,16 @@ impl Validator<'_> {
                 Err(e) => self.error(Some(line), "daemon", "snat_ports", e.to_string()),
             }
         }
+        config.stats = self.stats(
+            &mut at,
+            RawStats {
+                listen: raw.stats_listen,
+                uri: raw.stats_uri,
+                refresh: raw.stats_refresh,
+                auth: raw.stats_auth,
+                hide_version: raw.stats_hide_version,
+            },
+        );
         config.lines = lines;
         config
     }

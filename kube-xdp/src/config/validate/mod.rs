@@ -13,6 +13,7 @@ mod fields;
 mod ha;
 mod health_check;
 mod services;
+mod stats;
 mod syntax;
 
 use std::ops::Range;

@@ -10,6 +10,7 @@ fn summary_prints_daemon_settings_services_checks_and_backends_aligned() {
         "interfaces       eth0, eth1 (xdp_mode native)",
         "pin_path         /sys/fs/bpf/kube-xdp",
         "metrics_listen   off",
+        "stats_listen     off",
         "flow_table_size  1048576 flows",
         "snat_addresses   10.4.0.9, 10.4.0.8",
         "snat_ports       10000-32767 (22768 ports)",
@@ -62,4 +63,28 @@ fn summary_of_a_file_without_services_says_so() {
         "{out}"
     );
     assert!(out.contains("No services."), "{out}");
+}
+
+#[test]
+fn summary_says_where_the_stats_page_is_and_how_it_is_served() {
+    let hash = crate::config::tests::stats_keys::SECRET_SHA512;
+    let out = plan(
+        &format!(
+            "{DAEMON}stats_listen = \"8404\"\nstats_refresh = \"5s\"\n\
+             stats_auth = 'admin:{hash}'\nstats_hide_version = true\n"
+        ),
+        &FakeHost::lb(),
+    )
+    .summary();
+    assert!(
+        out.contains(
+            "stats_listen     http://127.0.0.1:8404/stats (JSON /stats.json), refresh 5s, \
+             basic auth as admin, version hidden"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("kubexdpstats"),
+        "the hash is not printed:\n{out}"
+    );
 }
