@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 
 /// Debian packages: LLVM 22 for bpf-linker, and the tools the tests drive
 /// (chromium: the stats page's end-to-end test reads it in a real headless
-/// browser; about 100 MB, 13 s to install here).
+/// browser, about 350 MB and 13 s to install here; keepalived: the pair's
+/// interoperability test runs one box of the pair with it).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -18,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "procps",
     "chromium",
+    "keepalived",
 ];
 
 pub fn setup() -> anyhow::Result<()> {
