@@ -10,6 +10,7 @@ pub mod ebpf;
 pub mod health;
 pub mod host;
 mod human;
+pub mod import;
 pub mod maglev;
 pub mod metrics;
 pub mod plan;

@@ -4,6 +4,7 @@ pub mod backends;
 pub mod check_config;
 pub mod detach;
 pub mod flows;
+pub mod import_haproxy;
 pub mod reload;
 pub mod stats;
 pub mod top;
