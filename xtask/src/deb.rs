@@ -131,3 +131,61 @@ fn purge_and_verify() -> anyhow::Result<()> {
     println!("purged: nothing of kube-xdp is left");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The unit runs the binary where the package puts it, on the file the
+    /// package ships as a conffile.
+    #[test]
+    fn unit_paths_match_the_package() {
+        let root = crate::workspace_root();
+        let unit = std::fs::read_to_string(root.join("packaging/kube-xdp.service")).unwrap();
+        let manifest: toml::Table = std::fs::read_to_string(root.join("kube-xdp/Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let deb = &manifest["package"]["metadata"]["deb"];
+        let assets: Vec<(String, String)> = deb["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a[0].as_str().unwrap().to_owned(),
+                    a[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert!(assets.contains(&("target/release/kube-xdp".into(), "usr/bin/".into())));
+        assert!(
+            assets
+                .iter()
+                .any(|(_, to)| to == "etc/kube-xdp/kube-xdp.toml")
+        );
+        assert_eq!(
+            deb["conf-files"].as_array().unwrap()[0].as_str(),
+            Some("/etc/kube-xdp/kube-xdp.toml")
+        );
+        for line in unit
+            .lines()
+            .filter(|l| l.starts_with("Exec") && l.contains("kube-xdp "))
+        {
+            let command = line.split_once('=').unwrap().1;
+            assert!(command.starts_with("/usr/bin/kube-xdp "), "{line}");
+            if command.contains("--config") {
+                assert!(
+                    command.ends_with("--config /etc/kube-xdp/kube-xdp.toml"),
+                    "{line}"
+                );
+            }
+        }
+        for (from, _) in &assets {
+            if !from.starts_with("target/") {
+                assert!(
+                    root.join("kube-xdp").join(from).exists(),
+                    "asset {from} is missing"
+                );
+            }
+        }
+    }
+}
