@@ -170,8 +170,9 @@ impl Translator<'_> {
                 NoteKind::Approximated,
                 idle[0].1.number,
                 format!(
-                    "{}: HAProxy closed connections idle that long; kube-xdp keeps an idle established flow for tcp_established, left at its default (24h: API server watches stay idle for long). To cut idle flows as HAProxy did, uncomment:",
-                    lines.join(", ")
+                    "{}: HAProxy closed connections idle that long; kube-xdp keeps an idle established flow for tcp_established, left at its default (24h: API server watches stay idle for long). To cut idle flows as HAProxy did, set tcp_established = {:?} (written as a comment in [timeouts])",
+                    lines.join(", "),
+                    addr::human(*longest)
                 ),
             );
             doc.suggested_tcp_established = Some((text, *longest));
