@@ -11,6 +11,7 @@ pub mod ha;
 pub mod health;
 pub mod host;
 mod human;
+pub mod import;
 pub mod maglev;
 pub mod metrics;
 pub mod plan;

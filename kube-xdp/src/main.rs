@@ -122,6 +122,33 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Translate an haproxy.cfg into kube-xdp.toml.
+    ///
+    /// Prints the TOML (or writes it to --output) with a comment wherever
+    /// a choice was made or something could not be translated, and a
+    /// summary on stderr of what was translated, approximated and left
+    /// out. TCP frontends, listen sections, backends, servers and their
+    /// checks become services; `mode http` frontends, ACLs and
+    /// stick-tables are left out; a stats frontend becomes the stats page.
+    /// Variables (`${VAR}`) are taken from the environment. Exits
+    /// non-zero only when nothing usable was found. Check the result with
+    /// `kube-xdp check-config --config OUT`.
+    #[command(name = "import-haproxy")]
+    ImportHaproxy {
+        /// The haproxy.cfg to read.
+        file: PathBuf,
+        /// Write the TOML here instead of standard output.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// The VIP of binds on every address (`bind *:6443`); without it,
+        /// a placeholder that check-config refuses is written.
+        #[arg(long)]
+        vip: Option<std::net::Ipv4Addr>,
+        /// The interface the VIPs arrive on ([daemon] interfaces;
+        /// default eth0).
+        #[arg(long, value_name = "NAME")]
+        interface: Option<String>,
+    },
     /// Remove the program from the interfaces, and the pins.
     Detach {
         #[command(flatten)]
@@ -199,6 +226,12 @@ fn main() -> std::process::ExitCode {
         Command::Ha { common, json } => cli::ha::ha(&common, json),
         Command::Reload { common } => cli::reload::reload(&common),
         Command::Detach { common, pins } => cli::detach::detach(&common, &pins),
+        Command::ImportHaproxy {
+            file,
+            output,
+            vip,
+            interface,
+        } => cli::import_haproxy::import_haproxy(&file, output.as_deref(), vip, interface),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

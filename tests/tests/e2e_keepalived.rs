@@ -119,8 +119,9 @@ fn a_kube_xdp_box_and_a_keepalived_box_form_one_pair_and_the_vip_moves_both_ways
     // kube-xdp stops: keepalived takes the VIP.
     daemon.stop().unwrap();
     assert!(
-        wait_for(Duration::from_secs(5), || p.holds(&p.b, VIP) && p.holds(&p.b, SNAT_ADDR))
-            .is_some(),
+        wait_for(Duration::from_secs(5), || p.holds(&p.b, VIP)
+            && p.holds(&p.b, SNAT_ADDR))
+        .is_some(),
         "keepalived did not take over:\n{}",
         logs(&keepalived, &daemon)
     );

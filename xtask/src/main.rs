@@ -3,6 +3,7 @@
 //! manual step.
 
 mod bench;
+mod deb;
 mod setup;
 
 use anyhow::{Context, bail};
@@ -42,6 +43,15 @@ enum Cmd {
     Demo,
     /// Run the benchmarks and write BENCHMARKS.md.
     Bench,
+    /// Build the Debian package target/debian/kube-xdp_VERSION_amd64.deb
+    /// (installs cargo-deb 3.8 if missing).
+    Deb {
+        /// Then install it here, run the installed check-config on the
+        /// shipped file, verify the systemd unit, purge it, and check that
+        /// nothing is left.
+        #[arg(long)]
+        check: bool,
+    },
     /// `cargo fmt --check` and clippy (host crates, and the eBPF crate for
     /// its own target), warnings as errors.
     Lint,
@@ -78,6 +88,10 @@ fn main() -> anyhow::Result<()> {
             setup::setup()?;
             build_ebpf(&root)?;
             bench::bench(&root)
+        }
+        Cmd::Deb { check } => {
+            setup::setup()?;
+            deb::deb(&root, check)
         }
         Cmd::Lint => {
             setup::setup()?;

@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod detach;
 pub mod flows;
 pub mod ha;
+pub mod import_haproxy;
 pub mod reload;
 pub mod stats;
 pub mod top;

@@ -40,6 +40,10 @@ pub use stats::{
 
 /// Where `kube-xdp` looks for its configuration by default.
 pub const DEFAULT_CONFIG: &str = "/etc/kube-xdp/kube-xdp.toml";
+/// The `vip` that `kube-xdp import-haproxy` writes when haproxy.cfg binds
+/// every address (`bind *:6443`) and no `--vip` was given: validation
+/// refuses it and says what to write instead.
+pub const IMPORT_VIP_PLACEHOLDER: &str = "REPLACE-WITH-VIP";
 /// Where maps and links are pinned by default.
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/kube-xdp";
 

@@ -286,10 +286,45 @@ fn main() -> anyhow::Result<()> {
     drop(apis);
     drop(readyz);
     drop(c);
-    println!("namespaces, links and pins removed. Done.");
+    println!("namespaces, links and pins removed.");
     println!(
         "On a load balancer with this configuration the stats page is at {STATS_URL} \
          (stats_listen = \"8404\"; see docs/observability.md#stats-page)."
     );
+
+    import_haproxy()?;
+    println!("\nDone.");
+    Ok(())
+}
+
+/// The migration's first step: the kubeadm guide's haproxy.cfg (its
+/// variables filled in) as kube-xdp.toml, with the summary of what was
+/// translated, approximated and left out.
+fn import_haproxy() -> anyhow::Result<()> {
+    section("From HAProxy: import the kubeadm guide's haproxy.cfg");
+    let cfg =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/haproxy/kubeadm-guide.cfg");
+    let env = std::fs::read_to_string(cfg.with_extension("env"))?;
+    let vars: Vec<(&str, &str)> = env.lines().filter_map(|l| l.split_once('=')).collect();
+    println!(
+        "$ {} kube-xdp import-haproxy {} --vip 198.18.0.10",
+        vars.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        cfg.display()
+    );
+    let out = std::process::Command::new(kube_xdp_tests::daemon::binary())
+        .args([
+            "import-haproxy",
+            cfg.to_str().unwrap(),
+            "--vip",
+            "198.18.0.10",
+        ])
+        .envs(vars)
+        .output()?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    anyhow::ensure!(out.status.success(), "import-haproxy failed");
     Ok(())
 }

@@ -58,6 +58,18 @@ impl Validator<'_> {
                     self.error(Some(line), &ctx, "vip", format!("{vip} cannot be a VIP: use a unicast address on the interface's segment"));
                     None
                 }
+                Err(_) if text == crate::config::IMPORT_VIP_PLACEHOLDER => {
+                    self.error(
+                        Some(line),
+                        &ctx,
+                        "vip",
+                        "is still the placeholder that `kube-xdp import-haproxy` wrote: haproxy.cfg \
+                         bound every address (`bind *:PORT`), so the VIP is not known; write the \
+                         IPv4 address clients connect to, e.g. vip = \"10.4.0.10\" (or import again \
+                         with --vip)",
+                    );
+                    None
+                }
                 Err(_) => {
                     self.error(
                         Some(line),
