@@ -44,8 +44,8 @@ impl Keepalived {
             .arg(dir.join("keepalived.pid"))
             .arg("-r")
             .arg(dir.join("keepalived-vrrp.pid"))
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("keepalived (Debian package keepalived; cargo xtask setup installs it)");
         Keepalived { child, log }
@@ -115,6 +115,16 @@ fn a_kube_xdp_box_and_a_keepalived_box_form_one_pair_and_the_vip_moves_both_ways
         "{:?}",
         p.ha(&p.a)
     );
+
+    // keepalived took our advertisements as they are (a bad checksum, a
+    // wrong interval or address list would be logged).
+    let seen = keepalived.log().to_lowercase();
+    for complaint in ["invalid", "checksum", "mismatch", "error"] {
+        assert!(
+            !seen.contains(complaint),
+            "keepalived says {complaint}:\n{seen}"
+        );
+    }
 
     // kube-xdp stops: keepalived takes the VIP.
     daemon.stop().unwrap();
