@@ -10,6 +10,7 @@ pub mod ebpf;
 pub mod ha;
 pub mod health;
 pub mod host;
+mod http_server;
 mod human;
 pub mod import;
 pub mod maglev;

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod e2e_util;
 pub mod fuzz;
 pub mod harness;
+pub mod http;
 pub mod model;
 pub mod netns;
 pub mod observe;

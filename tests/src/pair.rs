@@ -6,7 +6,7 @@
 use crate::{
     daemon::{Daemon, PinDir, cli},
     netns::Netns,
-    topology::{Cluster, LB_ADDR, VIP},
+    topology::{Cluster, LB_ADDR, VIP, pass_program},
 };
 use std::path::{Path, PathBuf};
 
@@ -92,16 +92,7 @@ impl PairCluster {
         ] {
             lb2.sysctl(key, "0")?;
         }
-        let peer_xdp = c.bridge.run(|| {
-            let mut bpf = kube_xdp::ebpf::load_private(1024)?;
-            let program: &mut aya::programs::Xdp = bpf
-                .program_mut(kube_xdp_common::program_name::PASS)
-                .ok_or_else(|| anyhow::anyhow!("no XDP_PASS program"))?
-                .try_into()?;
-            program.load()?;
-            program.attach("plb2", aya::programs::XdpMode::Driver)?;
-            Ok(bpf)
-        })?;
+        let peer_xdp = pass_program(&c.bridge, "plb2")?;
         let boxed = |name: &str, addr: &'static str| -> anyhow::Result<PairBox> {
             let dir = c.dir.path().join(name);
             std::fs::create_dir_all(&dir)?;

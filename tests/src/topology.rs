@@ -172,16 +172,7 @@ impl Cluster {
         }
         // XDP_TX on a veth reaches its peer only if the peer runs an XDP
         // program (TOOLCHAIN.md): an XDP_PASS one on the LB's bridge port.
-        let peer_xdp = bridge.run(|| {
-            let mut bpf = kube_xdp::ebpf::load_private(1024)?;
-            let program: &mut aya::programs::Xdp = bpf
-                .program_mut(kube_xdp_common::program_name::PASS)
-                .ok_or_else(|| anyhow::anyhow!("no XDP_PASS program"))?
-                .try_into()?;
-            program.load()?;
-            program.attach("plb", aya::programs::XdpMode::Driver)?;
-            Ok(bpf)
-        })?;
+        let peer_xdp = pass_program(&bridge, "plb")?;
         let dir = tempfile::Builder::new().prefix(&prefix).tempdir()?;
         let pins = PinDir::new(&prefix);
         let config = dir.path().join("kube-xdp.toml");
@@ -231,4 +222,24 @@ impl Cluster {
     pub fn start_daemon(&self) -> anyhow::Result<Daemon> {
         Daemon::start(&self.lb, &self.config)
     }
+}
+
+/// The XDP_PASS program on `port` of the bridge namespace: XDP_TX on a
+/// veth reaches its peer only if the peer runs an XDP program
+/// (TOOLCHAIN.md). Detached when the returned object is dropped.
+///
+/// # Errors
+///
+/// When the program cannot be loaded or attached.
+pub fn pass_program(bridge: &Netns, port: &'static str) -> anyhow::Result<aya::Ebpf> {
+    bridge.run(move || {
+        let mut bpf = kube_xdp::ebpf::load_private(1024)?;
+        let program: &mut aya::programs::Xdp = bpf
+            .program_mut(kube_xdp_common::program_name::PASS)
+            .ok_or_else(|| anyhow::anyhow!("no XDP_PASS program"))?
+            .try_into()?;
+        program.load()?;
+        program.attach(port, aya::programs::XdpMode::Driver)?;
+        Ok(bpf)
+    })
 }

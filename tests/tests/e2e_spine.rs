@@ -11,8 +11,7 @@ use kube_xdp_tests::{
 };
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream, UdpSocket},
+    net::UdpSocket,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -64,20 +63,7 @@ fn many(n: u32, first: u8) -> String {
 /// `GET /metrics` from the LB namespace: the samples as `name{labels}` →
 /// value.
 fn scrape(c: &Cluster) -> BTreeMap<String, String> {
-    let body =
-        c.lb.run(move || {
-            let addr: SocketAddr = METRICS.parse()?;
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: {METRICS}\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut raw = String::new();
-            s.read_to_string(&mut raw)?;
-            Ok(raw)
-        })
-        .unwrap();
+    let (_, body) = kube_xdp_tests::http::request(&c.lb, METRICS, "GET", "/metrics", &[]);
     body.lines()
         .filter(|l| !l.starts_with('#') && l.contains(' '))
         .map(|l| {

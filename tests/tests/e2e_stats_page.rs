@@ -20,8 +20,7 @@ use kube_xdp_tests::{
     topology::{Cluster, backend_addr},
 };
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -48,26 +47,11 @@ fn config(c: &Cluster) -> String {
 /// One request to the page from the LB namespace: (status line and
 /// headers, body).
 fn http(c: &Cluster, path: &'static str, authorization: Option<&str>) -> (String, String) {
-    let authorization = authorization.map(str::to_owned);
-    c.lb.run(move || {
-        let addr: SocketAddr = LISTEN.parse()?;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        let auth = authorization
-            .map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {LISTEN}\r\n{auth}Connection: close\r\n\r\n"
-        )?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw)?;
-        let (head, body) = raw
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| anyhow::anyhow!("no end of headers in {raw:?}"))?;
-        Ok((head.to_owned(), body.to_owned()))
-    })
-    .unwrap()
+    let auth: Vec<String> = authorization
+        .map(|a| format!("Authorization: {a}"))
+        .into_iter()
+        .collect();
+    kube_xdp_tests::http::request(&c.lb, LISTEN, "GET", path, &auth)
 }
 
 /// The page as chromium built it, checked to be the whole page.

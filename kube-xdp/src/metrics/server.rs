@@ -1,19 +1,15 @@
 //! `GET /metrics` over HTTP/1.1 on `metrics_listen`.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
-use anyhow::Context;
 use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Bytes, Incoming},
     header::{ALLOW, CONTENT_TYPE},
-    server::conn::http1,
-    service::service_fn,
 };
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, task::JoinHandle};
-use tracing::{debug, info, warn};
+use tokio::task::JoinHandle;
+use tracing::info;
 
 use super::Metrics;
 
@@ -29,35 +25,12 @@ pub const CONTENT_TYPE_OPENMETRICS: &str =
 ///
 /// When `addr` cannot be bound.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("metrics_listen = \"{addr}\": cannot listen there"))?;
-    let local = listener.local_addr().unwrap_or(addr);
+    let (task, local) = crate::http_server::serve(addr, "metrics_listen", move |req| {
+        handle(req, Arc::clone(&metrics))
+    })
+    .await?;
     info!(listen = %local, "serving Prometheus metrics at http://{local}/metrics");
-    Ok(tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    warn!("metrics: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let metrics = Arc::clone(&metrics);
-            tokio::spawn(async move {
-                let service = service_fn(move |req| handle(req, Arc::clone(&metrics)));
-                let result = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                if let Err(e) = result {
-                    debug!(%peer, "metrics connection: {e}");
-                }
-            });
-        }
-    }))
+    Ok(task)
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

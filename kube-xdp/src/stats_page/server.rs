@@ -1,26 +1,17 @@
 //! `GET <stats_uri>` (HTML) and `GET <stats_uri>.json` over HTTP/1.1 on
 //! `stats_listen`, behind HTTP basic auth when `stats_auth` is set.
 
-use std::{
-    convert::Infallible,
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::SystemTime};
 
-use anyhow::Context;
 use base64::Engine as _;
 use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Bytes, Incoming},
     header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE},
-    server::conn::http1,
-    service::service_fn,
 };
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, task::JoinHandle};
-use tracing::{debug, info, warn};
+use tokio::task::JoinHandle;
+use tracing::info;
 
 use super::{StatsPage, html, model};
 use crate::{config::StatsAuth, metrics::Metrics, view::Pins};
@@ -37,37 +28,13 @@ pub async fn serve(
     page: Arc<StatsPage>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("stats_listen = \"{addr}\": cannot listen there"))?;
-    let local = listener.local_addr().unwrap_or(addr);
     let uri = page.settings().uri;
+    let (task, local) = crate::http_server::serve(addr, "stats_listen", move |req| {
+        handle(req, Arc::clone(&page), Arc::clone(&metrics))
+    })
+    .await?;
     info!(listen = %local, "serving the stats page at http://{local}{uri}");
-    Ok(tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    warn!("stats page: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let (page, metrics) = (Arc::clone(&page), Arc::clone(&metrics));
-            tokio::spawn(async move {
-                let service =
-                    service_fn(move |req| handle(req, Arc::clone(&page), Arc::clone(&metrics)));
-                let result = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                if let Err(e) = result {
-                    debug!(%peer, "stats page connection: {e}");
-                }
-            });
-        }
-    }))
+    Ok(task)
 }
 
 type Reply = Response<Full<Bytes>>;

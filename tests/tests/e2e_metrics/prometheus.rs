@@ -3,35 +3,14 @@
 //! checks and reloads counted.
 
 use kube_xdp_tests::{daemon::cli, require_root, servers::whoami, topology::Cluster};
-use std::{
-    collections::HashMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    path::Path,
-    time::Duration,
-};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use crate::{METRICS, SERVICE, config_text, servers, vip, wait_all_up};
 
 /// One HTTP/1.1 request to the metrics endpoint, from the LB namespace:
 /// (status line and headers, body).
 fn http(c: &Cluster, method: &'static str, path: &'static str) -> (String, String) {
-    c.lb.run(move || {
-        let addr: SocketAddr = METRICS.parse()?;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {METRICS}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw)?;
-        let (head, body) = raw
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| anyhow::anyhow!("no end of headers in {raw:?}"))?;
-        Ok((head.to_owned(), body.to_owned()))
-    })
-    .unwrap()
+    kube_xdp_tests::http::request(&c.lb, METRICS, method, path, &[])
 }
 
 /// `GET /metrics`, checked, as `name{labels}` → value.
