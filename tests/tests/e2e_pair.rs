@@ -2,12 +2,13 @@
 //! them — the election, and the VIP moving when the master dies, stops or
 //! comes back — as the client of the VIP and `kube-xdp ha` see it.
 
+use kube_xdp::ha::vrrp::{Advert, MULTICAST_GROUP};
 use kube_xdp_tests::{
     daemon::Daemon,
     e2e_util::{Service, connect_many, serial, tcp_servers, try_connect, vip, wait_for},
     pair::{PairBox, PairCluster, SNAT_ADDR},
     require_root,
-    topology::VIP,
+    topology::{CLIENT_ADDR, VIP},
 };
 use std::time::{Duration, Instant};
 
@@ -212,4 +213,106 @@ fn a_master_whose_tracked_service_has_no_backend_hands_over() {
     // Back: the checks pass again, the pair elects again.
     let _servers = tcp_servers(&p.c, 6443);
     wait_state(&p, &p.a, "MASTER", Duration::from_secs(15), &logs);
+}
+
+/// Sends `message` as a VRRP packet (IP protocol 112) from the client to
+/// the group, with `ttl`.
+fn send_vrrp(p: &PairCluster, message: Vec<u8>, ttl: u32) {
+    p.c.client
+        .run(move || {
+            use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112)))?;
+            s.set_multicast_ttl_v4(ttl)?;
+            s.set_multicast_if_v4(&CLIENT_ADDR.parse()?)?;
+            let group: std::net::SocketAddr = "224.0.0.18:0".parse()?;
+            s.send_to(&message, &SockAddr::from(group))?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn malformed_and_foreign_vrrp_packets_are_counted_and_change_nothing() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers = tcp_servers(&p.c, 6443);
+    let (da, db) = elected(&p, "");
+    let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    let src: std::net::Ipv4Addr = CLIENT_ADDR.parse().unwrap();
+    let group = MULTICAST_GROUP;
+    // Each would make the master step down if it were taken: priority 254.
+    let grab = |vrid: u8| Advert {
+        vrid,
+        priority: 254,
+        interval: Duration::from_millis(100),
+        addresses: vec![VIP.parse().unwrap()],
+    };
+    let mut version2 = grab(51).encode(src, group);
+    version2[0] = 0x21;
+    let mut bad_sum = grab(51).encode(src, group);
+    bad_sum[6] ^= 0xff;
+    for _ in 0..5 {
+        send_vrrp(&p, grab(52).encode(src, group), 255); // another router's
+        send_vrrp(&p, grab(51).encode(src, group), 64); // not from the link
+        send_vrrp(&p, version2.clone(), 255);
+        send_vrrp(&p, bad_sum.clone(), 255);
+        send_vrrp(&p, vec![0x31, 51, 254], 255); // truncated
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counted = wait_for(Duration::from_secs(5), || {
+        p.ha(&p.a).is_some_and(|a| {
+            ["vrid", "ttl", "version", "checksum", "truncated"]
+                .iter()
+                .all(|r| a["rejected"][r] == 5)
+        })
+    });
+    assert!(counted.is_some(), "{:?}\n{}", p.ha(&p.a), logs());
+    assert_eq!(p.state(&p.a), "MASTER", "{}", logs());
+    assert_eq!(p.state(&p.b), "BACKUP", "{}", logs());
+    let a = p.ha(&p.a).unwrap();
+    assert_eq!(
+        a["transitions"].as_array().unwrap().len(),
+        2,
+        "no flip: {a}"
+    );
+    assert!(p.holds(&p.a, VIP));
+}
+
+#[test]
+fn the_backup_takes_over_when_the_masters_link_goes_down() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers = tcp_servers(&p.c, 6443);
+    let (da, db) = elected(&p, "");
+    let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    assert!(
+        wait_for(Duration::from_secs(10), || try_connect(
+            &p.c,
+            vip(6443),
+            Duration::from_millis(200)
+        )
+        .0
+        .is_ok())
+        .is_some()
+    );
+    // Box death, as the network sees it.
+    p.c.lb.ip(&["link", "set", "eth0", "down"]).unwrap();
+    let gap = longest_gap(&p, Duration::from_secs(10), || p.state(&p.b) == "MASTER");
+    eprintln!("link of the master down: longest gap in new connections {gap:?}");
+    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &logs);
+    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("through the new master: {e:#}\n{}", logs()));
+    assert_eq!(seen.values().sum::<usize>(), 20);
+    // The link comes back: the old master (in FAULT while its checks
+    // could not reach the backends) passes its checks again and, of the
+    // higher priority, takes the VIP back; the other steps down.
+    p.c.lb.ip(&["link", "set", "eth0", "up"]).unwrap();
+    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(10), &logs);
+    wait_state(&p, &p.a, "MASTER", Duration::from_secs(2), &logs);
+    assert!(!p.holds(&p.b, VIP));
+    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("through the old master again: {e:#}\n{}", logs()));
+    assert_eq!(seen.values().sum::<usize>(), 20);
 }
