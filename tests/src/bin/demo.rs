@@ -4,6 +4,7 @@
 
 use kube_xdp_tests::{
     daemon::cli,
+    pair::{PairBox, PairCluster, SNAT_ADDR},
     require_root,
     servers::{TcpServer, whoami},
     tls_server::{ReadyzServer, SelfSigned},
@@ -292,8 +293,85 @@ fn main() -> anyhow::Result<()> {
          (stats_listen = \"8404\"; see docs/observability.md#stats-page)."
     );
 
+    pair()?;
     import_haproxy()?;
     println!("\nDone.");
+    Ok(())
+}
+
+/// `kube-xdp ha` of one box of the pair, printed.
+fn show_ha(p: &PairCluster, which: &PairBox, name: &str) -> anyhow::Result<()> {
+    println!("$ kube-xdp ha   # on {name} ({})", which.addr);
+    let out = cli(p.ns(which), &["ha", "--config", which.config_str()])?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
+}
+
+/// Waits (at most 10 s) for a box's state.
+fn await_state(p: &PairCluster, which: &PairBox, state: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while p.state(which) != state {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} did not become {state}",
+            which.addr
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(start.elapsed())
+}
+
+/// The pair: two kube-xdp boxes, VRRPv3 between them; the master dies.
+fn pair() -> anyhow::Result<()> {
+    section("A pair of load balancers: the VIP fails over (VRRPv3, like keepalived)");
+    let p = PairCluster::new(2)?;
+    let servers: Vec<TcpServer> = (0..2)
+        .map(|i| {
+            let a = backend_addr(i);
+            TcpServer::start(
+                &p.c.backends[i],
+                format!("{a}:6443").parse()?,
+                &format!("apiserver-{i}"),
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let service = format!(
+        "[[service]]\nname = \"kube-apiserver\"\nvip = \"{VIP}\"\nport = 6443\n\n\
+         [service.health_check]\nkind = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\n\n\
+         [[service.backend]]\nname = \"apiserver-0\"\naddress = \"{}\"\n\n\
+         [[service.backend]]\nname = \"apiserver-1\"\naddress = \"{}\"\n",
+        backend_addr(0),
+        backend_addr(1)
+    );
+    let ha = |priority: u8| {
+        format!("virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"100ms\"")
+    };
+    p.a.write_config(&ha(150), &service);
+    p.b.write_config(&ha(100), &service);
+    println!(
+        "lb-a {} [ha] priority 150, lb-b {} priority 100; virtual_router_id 51, advert_interval 100ms, snat_address {SNAT_ADDR}",
+        p.a.addr, p.b.addr
+    );
+    let mut a = p.start(&p.a)?;
+    let b = p.start(&p.b)?;
+    await_state(&p, &p.a, "MASTER")?;
+    await_state(&p, &p.b, "BACKUP")?;
+    std::thread::sleep(Duration::from_millis(300));
+    show_ha(&p, &p.a, "lb-a")?;
+    show_ha(&p, &p.b, "lb-b")?;
+    println!("\n$ kill -9 <lb-a's daemon>");
+    a.signal(libc::SIGKILL);
+    let took = await_state(&p, &p.b, "MASTER")?;
+    println!(
+        "lb-b is MASTER after {} ms (Master_Down 361 ms)",
+        took.as_millis()
+    );
+    show_ha(&p, &p.b, "lb-b")?;
+    let _ = a.stop();
+    drop(b);
+    drop(servers);
+    drop(p);
+    println!("the pair's namespaces, links and pins removed.");
     Ok(())
 }
 
