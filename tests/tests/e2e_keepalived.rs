@@ -23,6 +23,11 @@ struct Keepalived {
 
 impl Keepalived {
     fn start(p: &PairCluster, priority: u8) -> Self {
+        Self::start_with(p, priority, "")
+    }
+
+    /// With `extra` lines in the instance (`unicast_peer { … }`).
+    fn start_with(p: &PairCluster, priority: u8, extra: &str) -> Self {
         let dir = p.c.dir.path();
         let conf = dir.join("keepalived.conf");
         std::fs::write(
@@ -30,7 +35,7 @@ impl Keepalived {
             format!(
                 "global_defs {{\n  vrrp_version 3\n  router_id kxdp_test\n}}\n\
                  vrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
-                 priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP}/32\n    {SNAT_ADDR}/32\n  }}\n}}\n"
+                 priority {priority}\n  advert_int 0.1\n{extra}  virtual_ipaddress {{\n    {VIP}/32\n    {SNAT_ADDR}/32\n  }}\n}}\n"
             ),
         )
         .unwrap();
@@ -168,4 +173,67 @@ fn a_kube_xdp_box_and_a_keepalived_box_form_one_pair_and_the_vip_moves_both_ways
     assert_eq!(a["peers"][0]["priority"], 200, "{a}");
     assert_eq!(a["rejected"], serde_json::json!({}), "{a}");
     let _ = log_of(&p.a.config);
+}
+
+#[test]
+fn a_mixed_pair_works_over_unicast_too() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers = tcp_servers(&p.c, 6443);
+    p.a.write_config(
+        &format!(
+            "virtual_router_id = 51\npriority = 150\nadvert_interval = \"100ms\"\nunicast_peers = [\"{}\"]",
+            p.b.addr
+        ),
+        &Service::apiserver(2).toml(),
+    );
+    let keepalived = Keepalived::start_with(
+        &p,
+        100,
+        &format!(
+            "  unicast_src_ip {}\n  unicast_peer {{\n    {}\n  }}\n",
+            p.b.addr, p.a.addr
+        ),
+    );
+    let mut daemon = p.start(&p.a).unwrap();
+    let logs = |k: &Keepalived, d: &kube_xdp_tests::daemon::Daemon| {
+        format!("kube-xdp:\n{}\nkeepalived:\n{}", d.log(), k.log())
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || p.state(&p.a) == "MASTER"
+            && !p.holds(&p.b, VIP))
+        .is_some(),
+        "{}",
+        logs(&keepalived, &daemon)
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || p
+            .ha(&p.a)
+            .is_some_and(|a| a["peers"][0]["address"] == "198.18.0.3"))
+        .is_some(),
+        "kube-xdp hears keepalived over unicast: {:?}",
+        p.ha(&p.a)
+    );
+    daemon.stop().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || p.holds(&p.b, VIP)).is_some(),
+        "{}",
+        logs(&keepalived, &daemon)
+    );
+    daemon = p.start(&p.a).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || p.state(&p.a) == "MASTER"
+            && !p.holds(&p.b, VIP))
+        .is_some(),
+        "{}",
+        logs(&keepalived, &daemon)
+    );
+    let seen = keepalived.log().to_lowercase();
+    for complaint in ["invalid", "checksum", "mismatch", "error"] {
+        assert!(
+            !seen.contains(complaint),
+            "keepalived says {complaint}:\n{seen}"
+        );
+    }
 }
