@@ -67,7 +67,8 @@ pub fn forward(
         Ok(verdict) => verdict,
         Err(reason) => return (xdp_action::XDP_DROP, reason),
     };
-    if ip.is_first_fragment() {
+    // (Without `l4`, a later fragment: never a first.)
+    if l4.is_some() && ip.is_first_fragment() {
         remember(ip, owner);
     }
     stats::traffic(
