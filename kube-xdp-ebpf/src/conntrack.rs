@@ -189,16 +189,15 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
         // The client's ACK of the backend's SYN-ACK ends the handshake.
         state = FLOW_ESTABLISHED;
     }
-    // Written only when changed: fewer stores on the hot path, and fewer
-    // chances to undo what another CPU just wrote for the other direction.
+    // A reply writes the state only when it closes the flow: its copy may
+    // predate the ESTABLISHED the client's ACK just wrote on another CPU,
+    // and writing it back would put the flow under the SYN timeout.
     // SAFETY: a pointer from the lookup, valid for this run.
     unsafe {
-        if state != old.state {
+        if direction == Direction::ToBackend || state != old.state {
             (*tracked.entry).state = state;
         }
-        if flags != old.flags {
-            (*tracked.entry).flags = flags;
-        }
+        (*tracked.entry).flags = flags;
         (*tracked.entry).last_seen_ns = now;
     }
 }
