@@ -1,7 +1,9 @@
-//! The packet's path, top to bottom: parse → (later fragments, ICMP errors
-//! aside) service lookup → flow table → backend pick → NAT rewrite and
-//! checksums → forward → count. Client → service packets come first,
-//! backend → client replies after.
+//! The packet's path, top to bottom: parse (later fragments and ICMP
+//! errors turn aside to `frag` and `icmp`) → the flow table for a live
+//! flow (`conntrack`), else the service lookup and the backend pick for a
+//! new one (`service`, `snat`) → NAT rewrite and checksums (`nat`) →
+//! forward and count (`forward`). Client → service packets first, backend
+//! → client replies (to a SNAT address) last.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use kube_xdp_common::{

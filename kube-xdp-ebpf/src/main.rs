@@ -1,11 +1,11 @@
 //! The kube-xdp XDP program: the maps and the entry points. `ingress` is
 //! the packet's path, top to bottom; each step it takes is a module of its
-//! own: `parse` → `service` (lookup, backend pick) → `conntrack` (the flow
-//! table and its state machine, with `snat` for new flows' ports) → `nat`
-//! (rewrite and checksums) → `forward` (send, remember a first fragment,
-//! count in `stats`). `frag` (later fragments), `icmp` (errors about a
-//! flow) and `reset` (refusals) are the side paths; `verdict`, `field`,
-//! `csum` and `tcpopt` are what the steps share.
+//! own: `parse`; `conntrack` (the flow table and its state machine, both
+//! directions); `service` (lookup, backend pick) and `snat` (the port) for
+//! new flows; `nat` (rewrite and checksums); `forward` (send, remember a
+//! first fragment, count in `stats`). `frag` (later fragments), `icmp`
+//! (errors about a flow) and `reset` (refusals) are the side paths;
+//! `verdict`, `field`, `csum` and `tcpopt` are what the steps share.
 #![no_std]
 #![no_main]
 
