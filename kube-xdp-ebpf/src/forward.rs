@@ -53,31 +53,28 @@ pub fn forward(
     owner: &Owner,
     reason: Counter,
 ) -> Verdict {
+    let bytes = frame_len(ctx) as u64;
     if route.mac == [0; 6] {
         return (xdp_action::XDP_DROP, Counter::NeighbourMiss);
     }
-    let bytes = frame_len(ctx) as u64;
     let rewritten = match l4 {
         Some(l4) => nat::rewrite_l4(ctx, ip, l4.sport, l4.dport, &route.nat, route.ts),
         None => nat::rewrite_ip(ctx, ip, route.nat.src, route.nat.dst)
             .map(|_| ())
             .ok_or(Counter::TtlExceeded),
     };
-    let verdict = match rewritten.and_then(|()| send(ctx, route.mac, route.ifindex)) {
-        Ok(verdict) => verdict,
-        Err(reason) => return (xdp_action::XDP_DROP, reason),
-    };
-    // (Without `l4`, a later fragment: never a first.)
-    if l4.is_some() && ip.is_first_fragment() {
-        remember(ip, owner);
+    match rewritten.and_then(|()| send(ctx, route.mac, route.ifindex)) {
+        Ok(verdict) => {
+            // (Without `l4`, a later fragment: never a first.)
+            if l4.is_some() && ip.is_first_fragment() {
+                remember(ip, owner);
+            }
+            let new_flow = reason == Counter::NewFlow;
+            stats::traffic(owner.service_id, owner.backend_id, bytes, new_flow);
+            (verdict, reason)
+        }
+        Err(why) => (xdp_action::XDP_DROP, why),
     }
-    stats::traffic(
-        owner.service_id,
-        owner.backend_id,
-        bytes,
-        reason == Counter::NewFlow,
-    );
-    (verdict, reason)
 }
 
 /// Remembers a translated first fragment (`ip` as it arrived), so that
