@@ -91,7 +91,8 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
         src_port: q.dport,
         dst_port: q.sport,
         protocol: q.protocol,
-        _pad: [0; 3],
+        // Not a `[0; 3]` literal, which compiles to a call to `memset`.
+        ..FlowKey::default()
     };
     if service::is_vip(ip.dst) {
         // About a reply we sent the client (VIP → client).

@@ -69,18 +69,18 @@ fn coarse_now() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
-/// The packet's 5-tuple. Zeroed whole first: a literal's 3-byte padding
-/// compiles to a call to `memset` (a BPF-to-BPF call on every packet).
+/// The packet's 5-tuple. (The padding from `Default`: a `[0; 3]` literal
+/// compiles to a BPF-to-BPF call to `memset` on every packet.)
 #[inline(always)]
 fn flow_key(ip: &Ip, l4: &L4) -> FlowKey {
-    // SAFETY: `FlowKey` is plain integers, for which all zeroes is valid.
-    let mut key: FlowKey = unsafe { core::mem::zeroed() };
-    key.src_addr = ip.src;
-    key.dst_addr = ip.dst;
-    key.src_port = l4.sport;
-    key.dst_port = l4.dport;
-    key.protocol = ip.protocol;
-    key
+    FlowKey {
+        src_addr: ip.src,
+        dst_addr: ip.dst,
+        src_port: l4.sport,
+        dst_port: l4.dport,
+        protocol: ip.protocol,
+        ..FlowKey::default()
+    }
 }
 
 #[inline(always)]
