@@ -7,6 +7,7 @@
 //! swaps bytes.
 #![no_std]
 
+pub mod flow;
 pub mod hash;
 pub mod maps;
 pub mod stats;
@@ -19,8 +20,9 @@ pub mod map_name {
     pub const STATS: &str = "KXDP_STATS";
     /// (VIP, port, protocol) → service.
     pub const SERVICES: &str = "KXDP_SERVICES";
-    /// VIP → number of services on it (to tell malformed traffic to a VIP
-    /// from traffic that is none of our business).
+    /// VIP → number of `SERVICES` entries on it, one per port (to tell
+    /// malformed traffic to a VIP from traffic that is none of our
+    /// business).
     pub const VIPS: &str = "KXDP_VIPS";
     /// Service id → the pool's Maglev state (active half, table size).
     pub const POOLS: &str = "KXDP_POOLS";

@@ -179,9 +179,10 @@ pub struct Flow {
     /// Where the client's frames come from, and on which interface: the
     /// reply path sends there without a lookup.
     pub client_mac: [u8; 6],
-    /// `FLOW_*`.
+    /// `FLOW_SYN_SENT`, `FLOW_ESTABLISHED`, `FLOW_CLOSING` or `FLOW_UDP`.
     pub state: u8,
-    /// `FLOW_TS_REWRITE`.
+    /// `FLOW_TS_REWRITE`, and what each side said: `FLOW_FIN_CLIENT`,
+    /// `FLOW_FIN_BACKEND`, `FLOW_RST`.
     pub flags: u8,
     pub ifindex: u32,
     /// Added to the client's TSval on the way to the backend, taken from
@@ -189,9 +190,11 @@ pub struct Flow {
     /// that only grow per (SNAT address, backend) and its TIME_WAIT (PAWS)
     /// check accepts a SYN on a re-used SNAT port.
     pub ts_offset: u32,
-    /// `bpf_ktime_get_ns()` when the flow opened.
+    /// `bpf_ktime_get_coarse_ns()` when the flow opened: `CLOCK_MONOTONIC`
+    /// read at the kernel's tick (a few ms), the clock of
+    /// `bpf_ktime_get_ns()` less precisely.
     pub created_ns: u64,
-    /// `bpf_ktime_get_ns()` of the last packet, either way.
+    /// `bpf_ktime_get_coarse_ns()` of the last packet, either way.
     pub last_seen_ns: u64,
 }
 
@@ -227,6 +230,7 @@ pub struct Fragment {
     /// `FRAGMENT_TO_*`.
     pub direction: u32,
     pub _pad: u32,
+    /// `bpf_ktime_get_coarse_ns()` when the first fragment went through.
     pub seen_ns: u64,
 }
 

@@ -1,54 +1,30 @@
-//! IPv4 fragments: the first carries the transport header and is
-//! translated like its flow; its (source, destination, id, protocol) is
-//! remembered for a few seconds so the later ones, which carry no ports,
-//! get the same address translation.
+//! Later IPv4 fragments. The first fragment carries the transport header
+//! and is translated like its flow; `forward` remembers its (source,
+//! destination, id, protocol) for a few seconds, so the later ones, which
+//! carry no ports, get the same address translation here.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns};
 use kube_xdp_common::{
-    maps::{FRAGMENT_TIMEOUT_NS, FRAGMENT_TO_BACKEND, FlowKey, Fragment, FragmentKey},
+    maps::{FRAGMENT_TIMEOUT_NS, FRAGMENT_TO_BACKEND},
     stats::Counter,
 };
 
 use crate::{
     FLOWS, FRAGMENTS,
-    ingress::Verdict,
-    nat,
-    parse::{Ip, frame_len},
-    service, stats,
+    conntrack::Direction,
+    forward::{Owner, Route},
+    nat::Translation,
+    parse::Ip,
+    service,
+    verdict::Verdict,
 };
 
+/// Where a later fragment goes: like its first, whose flow it belongs to.
+/// An orphan (its first not seen, or its flow gone) is dropped when it is
+/// for a VIP, the kernel's otherwise.
 #[inline(always)]
-fn key(ip: &Ip) -> FragmentKey {
-    FragmentKey {
-        src_addr: ip.src,
-        dst_addr: ip.dst,
-        id: ip.id,
-        protocol: ip.protocol,
-        _pad: 0,
-    }
-}
-
-/// Remembers a translated first fragment (`ip` as it arrived).
-#[inline(always)]
-pub fn remember(ip: &Ip, client: &FlowKey, direction: u32, now: u64) {
-    let value = Fragment {
-        client: *client,
-        direction,
-        _pad: 0,
-        seen_ns: now,
-    };
-    let _ = FRAGMENTS.insert(key(ip), value, 0);
-}
-
-/// A later fragment: translated like its first, or dropped as an orphan
-/// when it is for a VIP and its first was not seen.
-#[inline(always)]
-pub fn later(ctx: &XdpContext, ip: &Ip) -> Verdict {
+pub fn later(ip: &Ip) -> Result<(Route, Owner), Verdict> {
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: copied out at once.
-    let first = unsafe { FRAGMENTS.get(key(ip)) }
-        .copied()
-        .filter(|f| now.saturating_sub(f.seen_ns) <= FRAGMENT_TIMEOUT_NS);
     let orphan = || {
         if service::is_vip(ip.dst) {
             (xdp_action::XDP_DROP, Counter::FragmentOrphan)
@@ -56,43 +32,46 @@ pub fn later(ctx: &XdpContext, ip: &Ip) -> Verdict {
             (xdp_action::XDP_PASS, Counter::PassNoService)
         }
     };
-    let Some(first) = first else {
-        return orphan();
-    };
     // SAFETY: copied out at once.
-    let Some(f) = (unsafe { FLOWS.get(first.client) }).copied() else {
-        return orphan();
-    };
-    let (src, dst, mac, ifindex) = if first.direction == FRAGMENT_TO_BACKEND {
-        let Some(backend) = service::backend(u32::from(f.backend_id)) else {
-            return orphan();
-        };
-        (f.snat_addr, f.backend_addr, backend.mac, backend.ifindex)
-    } else {
+    let first = unsafe { FRAGMENTS.get(ip.fragment_key()) }
+        .copied()
+        .filter(|f| now.saturating_sub(f.seen_ns) <= FRAGMENT_TIMEOUT_NS)
+        .ok_or_else(orphan)?;
+    // SAFETY: copied out at once.
+    let f = unsafe { FLOWS.get(first.client) }
+        .copied()
+        .ok_or_else(orphan)?;
+    let (direction, src, dst, mac, ifindex) = if first.direction == FRAGMENT_TO_BACKEND {
+        let backend = service::backend(u32::from(f.backend_id)).ok_or_else(orphan)?;
+        let hop = (backend.mac, backend.ifindex);
         (
-            first.client.dst_addr,
-            first.client.src_addr,
-            f.client_mac,
-            f.ifindex,
+            Direction::ToBackend,
+            f.snat_addr,
+            f.backend_addr,
+            hop.0,
+            hop.1,
         )
+    } else {
+        let (client, vip) = (first.client.src_addr, first.client.dst_addr);
+        (Direction::ToClient, vip, client, f.client_mac, f.ifindex)
     };
-    if mac == [0; 6] {
-        return (xdp_action::XDP_DROP, Counter::NeighbourMiss);
-    }
-    let bytes = frame_len(ctx) as u64;
-    if nat::rewrite_ip(ctx, ip, src, dst).is_none() {
-        return (xdp_action::XDP_DROP, Counter::TtlExceeded);
-    }
-    match nat::send(ctx, mac, ifindex) {
-        Ok(verdict) => {
-            stats::traffic(
-                u32::from(f.service_id),
-                u32::from(f.backend_id),
-                bytes,
-                false,
-            );
-            (verdict, Counter::FragmentTranslated)
-        }
-        Err(reason) => (xdp_action::XDP_DROP, reason),
-    }
+    let route = Route {
+        // No ports: a later fragment has no transport header.
+        nat: Translation {
+            src,
+            dst,
+            sport: 0,
+            dport: 0,
+        },
+        ts: None,
+        mac,
+        ifindex,
+    };
+    let owner = Owner {
+        client: first.client,
+        direction,
+        service_id: u32::from(f.service_id),
+        backend_id: u32::from(f.backend_id),
+    };
+    Ok((route, owner))
 }

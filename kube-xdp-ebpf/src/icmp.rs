@@ -6,17 +6,19 @@
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use kube_xdp_common::{
-    maps::{Flow, FlowKey, PROTO_TCP, PROTO_UDP},
+    maps::{FlowKey, PROTO_TCP, PROTO_UDP},
     stats::Counter,
 };
 use network_types::ip::Ipv4Hdr;
 
 use crate::{
-    FLOWS, REVERSE, SETTINGS, csum, flow,
-    ingress::Verdict,
+    SETTINGS, conntrack, csum,
+    field::{read16, write_addr, write16},
+    forward::send,
     nat,
     parse::{Ip, ptr_at},
-    service, tcpopt,
+    service,
+    verdict::Verdict,
 };
 
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -89,42 +91,33 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
         src_port: q.dport,
         dst_port: q.sport,
         protocol: q.protocol,
-        _pad: [0; 3],
+        // Not a `[0; 3]` literal, which compiles to a call to `memset`.
+        ..FlowKey::default()
     };
     if service::is_vip(ip.dst) {
         // About a reply we sent the client (VIP → client).
         let client = answer;
-        // SAFETY: copied out at once.
-        let Some(f) = (unsafe { FLOWS.get(client) }).copied() else {
+        let Some(f) = conntrack::lookup_alive(settings, &client, now) else {
             return pass;
         };
-        if !flow::alive(settings, &client, &f, now) {
-            return pass;
-        }
         let Some(backend) = service::backend(u32::from(f.backend_id)) else {
             return pass;
         };
         // The quoted packet becomes backend → SNAT, as the backend sent it.
         let inner = (f.backend_addr, f.snat_addr, f.backend_port, f.snat_port);
         translate(ctx, ip, &q, inner, (f.snat_addr, f.backend_addr))
-            .and_then(|()| nat::send(ctx, backend.mac, backend.ifindex))
+            .and_then(|()| send(ctx, backend.mac, backend.ifindex))
             .map(|v| (v, Counter::IcmpToBackend))
             .unwrap_or_else(|reason| (xdp_action::XDP_DROP, reason))
     } else {
         // About a packet we sent a backend (SNAT → backend).
         let rkey = answer;
-        // SAFETY: copied out at once.
-        let Some(rev) = (unsafe { REVERSE.get(rkey) }).copied() else {
+        let Some(client) = conntrack::client_of(&rkey) else {
             return pass;
         };
-        let client = rev.client;
-        // SAFETY: copied out at once.
-        let Some(f) = (unsafe { FLOWS.get(client) }).copied() else {
+        let Some(t) = conntrack::lookup_backend(settings, &rkey, &client, now) else {
             return pass;
         };
-        if !agrees(&f, &rkey) || flow::expired(settings, &f, now) {
-            return pass;
-        }
         // The quoted packet becomes client → VIP, as the client sent it.
         let inner = (
             client.src_addr,
@@ -133,33 +126,10 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
             client.dst_port,
         );
         translate(ctx, ip, &q, inner, (client.dst_addr, client.src_addr))
-            .and_then(|()| nat::send(ctx, f.client_mac, f.ifindex))
+            .and_then(|()| send(ctx, t.flow.client_mac, t.flow.ifindex))
             .map(|v| (v, Counter::IcmpToClient))
             .unwrap_or_else(|reason| (xdp_action::XDP_DROP, reason))
     }
-}
-
-#[inline(always)]
-fn agrees(f: &Flow, rkey: &FlowKey) -> bool {
-    f.snat_addr == rkey.dst_addr
-        && f.snat_port == rkey.dst_port
-        && f.backend_addr == rkey.src_addr
-        && f.backend_port == rkey.src_port
-}
-
-#[inline(always)]
-fn read16(ctx: &XdpContext, off: usize) -> Result<u16, Counter> {
-    let p: *const [u8; 2] = ptr_at(ctx, off).ok_or(Counter::Malformed)?;
-    // SAFETY: `ptr_at` checked the bounds.
-    Ok(u16::from_ne_bytes(unsafe { *p }))
-}
-
-#[inline(always)]
-fn write16(ctx: &XdpContext, off: usize, v: u16) -> Result<(), Counter> {
-    let p: *mut [u8; 2] = ptr_at(ctx, off).ok_or(Counter::Malformed)?;
-    // SAFETY: `ptr_at` checked the bounds; XDP frames are writable.
-    unsafe { *p = v.to_ne_bytes() };
-    Ok(())
 }
 
 /// Rewrites the quoted packet to `inner` = (src, dst, sport, dport) and the
@@ -181,14 +151,14 @@ fn translate(
     let port_new = u32::from(sport) + u32::from(dport);
 
     // The quoted IPv4 header's own checksum.
-    let ip_check_old = read16(ctx, q.ip + 10)?;
+    let ip_check_old = read16(ctx, q.ip + 10).ok_or(Counter::Malformed)?;
     let ip_check_new = csum::update(ip_check_old, addr_old, addr_new);
     // The quoted transport checksum, when it is among the quoted bytes
     // (UDP's always is; TCP's when more than 8 bytes were quoted).
     let check_at = l4 + if q.protocol == PROTO_TCP { 16 } else { 6 };
     let l4_check = match ptr_at::<[u8; 2]>(ctx, check_at) {
         Some(_) => {
-            let old = read16(ctx, check_at)?;
+            let old = read16(ctx, check_at).ok_or(Counter::Malformed)?;
             let new = if q.protocol == PROTO_TCP {
                 csum::update(old, addr_old + port_old, addr_new + port_new)
             } else {
@@ -205,15 +175,16 @@ fn translate(
     if let Some((old, new)) = l4_check {
         icmp_old += u32::from(old);
         icmp_new += u32::from(new);
-        write16(ctx, check_at, new)?;
+        write16(ctx, check_at, new).ok_or(Counter::Malformed)?;
     }
-    let icmp_check = read16(ctx, ip.l4 + 2)?;
-    write16(ctx, ip.l4 + 2, csum::update(icmp_check, icmp_old, icmp_new))?;
-    write16(ctx, q.ip + 10, ip_check_new)?;
-    tcpopt::write_u32(ctx, q.ip + 12, src).ok_or(Counter::Malformed)?;
-    tcpopt::write_u32(ctx, q.ip + 16, dst).ok_or(Counter::Malformed)?;
-    write16(ctx, l4, sport)?;
-    write16(ctx, l4 + 2, dport)?;
+    let icmp_check = read16(ctx, ip.l4 + 2).ok_or(Counter::Malformed)?;
+    let icmp_check = csum::update(icmp_check, icmp_old, icmp_new);
+    write16(ctx, ip.l4 + 2, icmp_check).ok_or(Counter::Malformed)?;
+    write16(ctx, q.ip + 10, ip_check_new).ok_or(Counter::Malformed)?;
+    write_addr(ctx, q.ip + 12, src).ok_or(Counter::Malformed)?;
+    write_addr(ctx, q.ip + 16, dst).ok_or(Counter::Malformed)?;
+    write16(ctx, l4, sport).ok_or(Counter::Malformed)?;
+    write16(ctx, l4 + 2, dport).ok_or(Counter::Malformed)?;
 
     nat::rewrite_ip(ctx, ip, outer.0, outer.1).ok_or(Counter::TtlExceeded)?;
     Ok(())

@@ -1,11 +1,18 @@
-//! The kube-xdp XDP program: the maps and the entry points. Each stage of a
-//! packet's path lives in its own module: parse → service → flow → nat
-//! (rewrite, send) → stats, with icmp, frag and reset beside them.
+//! The kube-xdp XDP program: the maps and the entry points. `ingress` is
+//! the packet's path, top to bottom; each step it takes is a module of its
+//! own: `parse`; `conntrack` (the flow table and its state machine, both
+//! directions); `service` (lookup, backend pick) and `snat` (the port) for
+//! new flows; `nat` (rewrite and checksums); `forward` (send, remember a
+//! first fragment, count in `stats`). `frag` (later fragments), `icmp`
+//! (errors about a flow) and `reset` (refusals) are the side paths;
+//! `verdict`, `field`, `csum` and `tcpopt` are what the steps share.
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod csum;
-mod flow;
+mod field;
+mod forward;
 mod frag;
 mod icmp;
 mod ingress;
@@ -13,8 +20,10 @@ mod nat;
 mod parse;
 mod reset;
 mod service;
+mod snat;
 mod stats;
 mod tcpopt;
+mod verdict;
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -1,14 +1,18 @@
-//! Address translation and sending: rewrite IPv4 addresses, ports, TTL and
-//! TCP timestamps with incremental checksum updates, then the Ethernet
-//! header, then `XDP_TX` or a devmap redirect.
+//! Address translation: what a packet of a flow is rewritten to, and the
+//! rewrite itself — IPv4 addresses, ports, TTL and TCP timestamps, with
+//! incremental checksum updates.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use kube_xdp_common::{maps::PROTO_TCP, stats::Counter};
-use network_types::eth::EthHdr;
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use kube_xdp_common::{
+    maps::{FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP},
+    stats::Counter,
+};
 
 use crate::{
-    INTERFACES, TX_PORTS, csum,
-    parse::{ETH_LEN, Ip, ptr_at},
+    conntrack::Direction,
+    csum,
+    field::{read16, read32, write_addr, write16, write32},
+    parse::{ETH_LEN, Ip, L4, TCP_ACK},
     tcpopt,
 };
 
@@ -35,19 +39,73 @@ pub struct TsEdit {
     pub add: u32,
 }
 
+/// What a packet of the flow `flow` of `client` going `direction` becomes:
+/// SNAT address → backend on the way out, VIP → client on the way back.
 #[inline(always)]
-fn read16(ctx: &XdpContext, off: usize) -> Option<u16> {
-    let p: *const [u8; 2] = ptr_at(ctx, off)?;
-    // SAFETY: `ptr_at` checked the bounds.
-    Some(u16::from_ne_bytes(unsafe { *p }))
+pub fn translation(flow: &Flow, client: &FlowKey, direction: Direction) -> Translation {
+    match direction {
+        Direction::ToBackend => Translation {
+            src: flow.snat_addr,
+            dst: flow.backend_addr,
+            sport: flow.snat_port,
+            dport: flow.backend_port,
+        },
+        Direction::ToClient => Translation {
+            src: client.dst_addr,
+            dst: client.src_addr,
+            sport: client.dst_port,
+            dport: client.src_port,
+        },
+    }
 }
 
+/// The clock the rewritten TCP timestamps run on: about 1 MHz (ns / 1024),
+/// faster than any client's timestamp clock, so a new flow's first TSval
+/// is above anything an earlier flow on the same SNAT 4-tuple sent.
 #[inline(always)]
-fn write16(ctx: &XdpContext, off: usize, v: u16) -> Option<()> {
-    let p: *mut [u8; 2] = ptr_at(ctx, off)?;
-    // SAFETY: `ptr_at` checked the bounds; XDP frames are writable.
-    unsafe { *p = v.to_ne_bytes() };
-    Some(())
+fn ts_clock(now: u64) -> u32 {
+    (now >> 10) as u32
+}
+
+/// The offset a new flow adds to its client's timestamps: the SYN's TSval
+/// (at `at`) onto [`ts_clock`]. 0 when the SYN has none.
+#[inline(always)]
+pub fn ts_offset(ctx: &XdpContext, at: Option<usize>) -> u32 {
+    // The timestamp clock must move between two flows on one port, however
+    // close together: the fine clock.
+    match at.and_then(|at| read32(ctx, at)) {
+        Some(tsval) => ts_clock(unsafe { bpf_ktime_get_ns() }).wrapping_sub(u32::from_be(tsval)),
+        None => 0,
+    }
+}
+
+/// The timestamp edit of a packet of `flow` going `direction`: the client's
+/// TSval moves onto the flow's clock on the way out, the backend's TSecr
+/// (an echo of that clock, valid with ACK) back on the way in.
+#[inline(always)]
+pub fn timestamp(
+    ctx: &XdpContext,
+    ip: &Ip,
+    l4: &L4,
+    flow: &Flow,
+    direction: Direction,
+) -> Option<TsEdit> {
+    if flow.flags & FLOW_TS_REWRITE == 0 {
+        return None;
+    }
+    match direction {
+        Direction::ToBackend => tcpopt::find_timestamp(ctx, ip.l4, l4.tcp_len).map(|at| TsEdit {
+            at,
+            add: flow.ts_offset,
+        }),
+        Direction::ToClient if l4.flags & TCP_ACK != 0 => {
+            tcpopt::find_timestamp(ctx, ip.l4, l4.tcp_len).map(|at| TsEdit {
+                at: at + 4,
+                add: 0u32.wrapping_sub(flow.ts_offset),
+            })
+        }
+        Direction::ToClient => None,
+    }
 }
 
 /// Rewrites the IPv4 addresses and decrements the TTL (the header
@@ -71,8 +129,8 @@ pub fn rewrite_ip(ctx: &XdpContext, ip: &Ip, src: u32, dst: u32) -> Option<(u32,
     );
     write16(ctx, IP_TTL, new_ttl_word)?;
     write16(ctx, IP_CHECK, check)?;
-    tcpopt::write_u32(ctx, IP_SRC, src)?;
-    tcpopt::write_u32(ctx, IP_DST, dst)?;
+    write_addr(ctx, IP_SRC, src)?;
+    write_addr(ctx, IP_DST, dst)?;
     Some((old, new))
 }
 
@@ -92,9 +150,9 @@ pub fn rewrite_l4(
     let mut old = old_addrs + u32::from(sport) + u32::from(dport);
     let mut new = new_addrs + u32::from(t.sport) + u32::from(t.dport);
     if let Some(edit) = ts {
-        let before = tcpopt::read_u32(ctx, edit.at).ok_or(Counter::Malformed)?;
+        let before = read32(ctx, edit.at).ok_or(Counter::Malformed)?;
         let after = u32::from_be(before).wrapping_add(edit.add).to_be();
-        tcpopt::write_u32(ctx, edit.at, after).ok_or(Counter::Malformed)?;
+        write32(ctx, edit.at, after).ok_or(Counter::Malformed)?;
         old += csum::sum32(before);
         new += csum::sum32(after);
     }
@@ -109,36 +167,4 @@ pub fn rewrite_l4(
     write16(ctx, ip.l4, t.sport).ok_or(Counter::Malformed)?;
     write16(ctx, ip.l4 + 2, t.dport).ok_or(Counter::Malformed)?;
     Ok(())
-}
-
-/// Sets the Ethernet header towards `dst_mac` on `ifindex` (0: the
-/// interface the frame came in on) and sends the frame: `XDP_TX` out of the
-/// ingress interface, a devmap redirect otherwise.
-#[inline(always)]
-pub fn send(ctx: &XdpContext, dst_mac: [u8; 6], ifindex: u32) -> Result<u32, Counter> {
-    if dst_mac == [0; 6] {
-        return Err(Counter::NeighbourMiss);
-    }
-    let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(Counter::Malformed)?;
-    let ingress = ctx.ingress_ifindex() as u32;
-    if ifindex == 0 || ifindex == ingress {
-        // SAFETY: `ptr_at` checked the bounds; XDP frames are writable.
-        unsafe {
-            (*eth).src_addr = (*eth).dst_addr;
-            (*eth).dst_addr = dst_mac;
-        }
-        return Ok(xdp_action::XDP_TX);
-    }
-    // SAFETY: copied out at once.
-    let src = unsafe { INTERFACES.get(ifindex) }
-        .map(|i| i.mac)
-        .ok_or(Counter::NeighbourMiss)?;
-    // SAFETY: as above.
-    unsafe {
-        (*eth).src_addr = src;
-        (*eth).dst_addr = dst_mac;
-    }
-    TX_PORTS
-        .redirect(ifindex, 0)
-        .map_err(|_| Counter::NeighbourMiss)
 }

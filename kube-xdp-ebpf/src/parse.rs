@@ -5,6 +5,7 @@
 use core::mem;
 
 use aya_ebpf::programs::XdpContext;
+use kube_xdp_common::maps::{FragmentKey, PROTO_TCP};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 
 pub const ETH_LEN: usize = EthHdr::LEN;
@@ -67,6 +68,18 @@ impl Ip {
     pub fn is_first_fragment(&self) -> bool {
         self.frag & IP_MF != 0 && self.frag & IP_OFFSET_MASK == 0
     }
+
+    /// What the fragments of this datagram share: its key in `FRAGMENTS`.
+    #[inline(always)]
+    pub fn fragment_key(&self) -> FragmentKey {
+        FragmentKey {
+            src_addr: self.src,
+            dst_addr: self.dst,
+            id: self.id,
+            protocol: self.protocol,
+            _pad: 0,
+        }
+    }
 }
 
 /// What the frame is.
@@ -126,12 +139,21 @@ pub struct L4 {
     pub tcp_len: usize,
 }
 
+impl L4 {
+    /// A TCP SYN without ACK: a client opening a connection (never UDP,
+    /// whose flags are 0).
+    #[inline(always)]
+    pub fn is_syn(&self) -> bool {
+        self.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+}
+
 /// Parses the TCP or UDP header at `ip.l4`; `None` if it is truncated or
 /// inconsistent (TCP data offset < 5 or past the end, UDP length < 8 or
 /// past the IP payload).
 #[inline(always)]
 pub fn parse_l4(ctx: &XdpContext, ip: &Ip) -> Option<L4> {
-    if ip.protocol == kube_xdp_common::maps::PROTO_TCP {
+    if ip.protocol == PROTO_TCP {
         let tcp: *const TcpHdr = ptr_at(ctx, ip.l4)?;
         // SAFETY: `ptr_at` checked the bounds.
         let tcp = unsafe { &*tcp };
@@ -174,4 +196,14 @@ pub fn swap_macs(ctx: &XdpContext) -> Option<()> {
     // SAFETY: `ptr_at` checked the bounds; the frame is writable in XDP.
     unsafe { core::mem::swap(&mut (*eth).src_addr, &mut (*eth).dst_addr) };
     Some(())
+}
+
+/// The frame's Ethernet source: where a client's frames come from.
+#[inline(always)]
+pub fn eth_src(ctx: &XdpContext) -> [u8; 6] {
+    match ptr_at::<EthHdr>(ctx, 0) {
+        // SAFETY: `ptr_at` checked the bounds.
+        Some(eth) => unsafe { (*eth).src_addr },
+        None => [0; 6],
+    }
 }

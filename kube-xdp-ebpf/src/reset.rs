@@ -3,11 +3,12 @@
 //! retransmitting into silence.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
-use kube_xdp_common::maps::PROTO_TCP;
+use kube_xdp_common::{maps::PROTO_TCP, stats::Counter};
 
 use crate::{
     csum,
     parse::{ETH_LEN, Ip, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, frame_len, ptr_at},
+    verdict::Verdict,
 };
 
 const IP_LEN: usize = 20;
@@ -15,12 +16,25 @@ const TCP_LEN: usize = 20;
 /// Ethernet + IPv4 without options + TCP without options.
 const RST_FRAME: usize = ETH_LEN + IP_LEN + TCP_LEN;
 
+/// Refuses a packet to a service: answered with a RST when it is a TCP
+/// segment (and not itself a RST), dropped otherwise; counted under
+/// `reason` either way.
+#[inline(always)]
+pub fn refuse(ctx: &XdpContext, ip: &Ip, l4: &L4, reason: Counter) -> Verdict {
+    if ip.protocol == PROTO_TCP
+        && let Some(verdict) = reply_rst(ctx, ip, l4)
+    {
+        return (verdict, reason);
+    }
+    (xdp_action::XDP_DROP, reason)
+}
+
 /// Turns the segment into a RST back to its sender (RFC 9293 §3.10.7.1:
 /// if the segment has ACK, `seq = SEG.ACK`; otherwise `seq = 0`,
 /// `ack = SEG.SEQ + SEG.LEN`, with ACK set) and returns `XDP_TX`. A RST is
 /// never answered (that could loop); `None` then, and the caller drops.
 #[inline(always)]
-pub fn reply_rst(ctx: &XdpContext, ip: &Ip, l4: &L4) -> Option<u32> {
+fn reply_rst(ctx: &XdpContext, ip: &Ip, l4: &L4) -> Option<u32> {
     if l4.flags & TCP_RST != 0 {
         return None;
     }

@@ -1,7 +1,7 @@
 //! Service lookup and the backend pick through the pool's Maglev table.
 
 use kube_xdp_common::{
-    maps::{BACKEND_UP, Backend, Service, ServiceKey, maglev_index},
+    maps::{BACKEND_UP, Backend, POOL_REMOVED, Service, ServiceKey, maglev_index},
     stats::Counter,
 };
 
@@ -29,6 +29,17 @@ pub fn is_vip(addr: u32) -> bool {
 #[inline(always)]
 pub fn backend(id: u32) -> Option<Backend> {
     BACKENDS.get(id).copied().filter(|b| b.addr != 0)
+}
+
+/// The `SERVICE_*` flags of the service `id` as its pool holds them (an
+/// array slot: cheaper than the service map for established flows);
+/// `None` once the service was removed, which ends its flows.
+#[inline(always)]
+pub fn flags(id: u16) -> Option<u32> {
+    POOLS
+        .get(u32::from(id))
+        .map(|p| p.flags)
+        .filter(|flags| flags & POOL_REMOVED == 0)
 }
 
 /// Whether the service's pool has a usable backend.

@@ -80,20 +80,3 @@ pub fn find_timestamp(ctx: &XdpContext, l4: usize, tcp_len: usize) -> Option<usi
     }
     None
 }
-
-/// Reads a 32-bit field at `offset` as it stands in the packet.
-#[inline(always)]
-pub fn read_u32(ctx: &XdpContext, offset: usize) -> Option<u32> {
-    let p: *const [u8; 4] = ptr_at(ctx, offset)?;
-    // SAFETY: `ptr_at` checked the bounds.
-    Some(u32::from_ne_bytes(unsafe { *p }))
-}
-
-/// Writes a 32-bit field at `offset` as it should stand in the packet.
-#[inline(always)]
-pub fn write_u32(ctx: &XdpContext, offset: usize, value: u32) -> Option<()> {
-    let p: *mut [u8; 4] = ptr_at(ctx, offset)?;
-    // SAFETY: `ptr_at` checked the bounds; XDP frames are writable.
-    unsafe { *p = value.to_ne_bytes() };
-    Some(())
-}

@@ -1,16 +1,13 @@
-//! The flow table: liveness, expiry, and SNAT port allocation.
-//!
-//! A flow is a forward entry (client 5-tuple → [`Flow`]) and a reverse
-//! entry (the backend's reply 5-tuple → client 5-tuple). It is alive while
-//! both exist, agree, and its idle timeout has not passed; everything is
-//! checked here, lazily, so expiry needs no daemon.
+//! SNAT: which address the backend sees a flow come from, and the port a
+//! new flow gets there (its reverse entry's key).
 
-use kube_xdp_common::maps::{
-    FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_TS_REWRITE, FLOW_UDP, Flow,
-    FlowKey, PROTO_TCP, ReverseFlow, Settings,
+use kube_xdp_common::{
+    flow::forward_agrees,
+    hash::fmix32,
+    maps::{FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP, ReverseFlow, Settings},
 };
 
-use crate::{FLOWS, REVERSE};
+use crate::{FLOWS, REVERSE, conntrack};
 
 /// `BPF_NOEXIST`.
 const BPF_NOEXIST: u64 = 1;
@@ -21,30 +18,6 @@ const REUSE_GRACE_NS: u64 = 1_000_000_000;
 const TS_COMPARABLE_NS: u64 = 30 * 60 * 1_000_000_000;
 /// Candidate SNAT ports tried for one new flow before giving up.
 const PORT_PROBES: u32 = 32;
-
-/// The idle timeout of a flow in its state.
-#[inline(always)]
-pub fn timeout(settings: &Settings, flow: &Flow) -> u64 {
-    settings.idle_timeout_ns(flow.state)
-}
-
-#[inline(always)]
-pub fn expired(settings: &Settings, flow: &Flow, now: u64) -> bool {
-    now.saturating_sub(flow.last_seen_ns) > timeout(settings, flow)
-}
-
-/// The 5-tuple of the backend's replies to this flow.
-#[inline(always)]
-pub fn reverse_key(flow: &Flow, protocol: u8) -> FlowKey {
-    FlowKey {
-        src_addr: flow.backend_addr,
-        dst_addr: flow.snat_addr,
-        src_port: flow.backend_port,
-        dst_port: flow.snat_port,
-        protocol,
-        _pad: [0; 3],
-    }
-}
 
 /// Whether `addr` is one of the SNAT addresses (where replies come back).
 #[inline(always)]
@@ -60,87 +33,24 @@ pub fn is_snat_addr(settings: &Settings, addr: u32) -> bool {
     false
 }
 
-/// Whether the reverse entry of `flow` exists and points back to `client`.
-#[inline(always)]
-pub fn partner_agrees(client: &FlowKey, flow: &Flow) -> bool {
-    let rkey = reverse_key(flow, client.protocol);
-    // SAFETY: the value is copied out at once.
-    match unsafe { REVERSE.get(rkey) } {
-        Some(rev) => rev.client == *client,
-        None => false,
-    }
-}
-
-/// Whether the forward entry `flow` of `client` belongs to a live flow.
-#[inline(always)]
-pub fn alive(settings: &Settings, client: &FlowKey, flow: &Flow, now: u64) -> bool {
-    !expired(settings, flow, now) && partner_agrees(client, flow)
-}
-
-/// 2^30 ns (about 1.07 s): an active flow's reverse entry is confirmed at
-/// least once per epoch of this length.
-const PARTNER_EPOCH_SHIFT: u32 = 30;
-
-/// [`alive`] for the client's packets of a flow, with the reverse lookup
-/// (a fifth of the established path's cost) skipped where it cannot
-/// matter. A settled flow's reverse entry changes hands only (a) once the
-/// flow finished or expired — `allocate` hands a port over on nothing
-/// else — or (b) when the LRU evicted it, which takes a table full beyond
-/// its size. So the check runs on every packet of a flow
-/// - that is not settled yet: a TCP flow before its handshake's ACK (which
-///   is checked), a UDP flow in the epoch it was created in. While a new
-///   flow is being created, another CPU may find its claimed reverse entry
-///   without a forward entry and take it over; the flow's first check after
-///   its creation finds that out;
-/// - that is closing or has seen a FIN or RST (a), whatever its state says
-///   (two CPUs updating one flow at once may leave a stale state);
-/// - whose last packet was in an earlier epoch (b): a packet either way
-///   during the epoch (a reply is forwarded only after the same agreement
-///   check from the other side) keeps `last_seen_ns` in it, so an active
-///   flow is confirmed at least once per epoch. This also keeps the reverse
-///   entry recently used in the LRU's eyes, so the LRU evicts dead flows'
-///   entries first.
-#[inline(always)]
-pub fn alive_established(settings: &Settings, client: &FlowKey, flow: &Flow, now: u64) -> bool {
-    if expired(settings, flow, now) {
-        return false;
-    }
-    let epoch = now >> PARTNER_EPOCH_SHIFT;
-    let settled = match flow.state {
-        FLOW_ESTABLISHED => true,
-        FLOW_UDP => flow.created_ns >> PARTNER_EPOCH_SHIFT != epoch,
-        _ => false,
-    };
-    let confirmed = settled
-        && flow.flags & (FLOW_FIN_CLIENT | FLOW_FIN_BACKEND | FLOW_RST) == 0
-        && flow.last_seen_ns >> PARTNER_EPOCH_SHIFT == epoch;
-    confirmed || partner_agrees(client, flow)
-}
-
-/// A TCP flow both of whose sides said goodbye (FIN each way, or a RST).
-#[inline(always)]
-fn finished(flow: &Flow) -> bool {
-    flow.flags & FLOW_RST != 0
-        || flow.flags & (FLOW_FIN_CLIENT | FLOW_FIN_BACKEND) == (FLOW_FIN_CLIENT | FLOW_FIN_BACKEND)
-}
-
 /// Whether the SNAT port of `old` (a flow to the same backend) may go to a
 /// new flow. The backend may hold the old 4-tuple in TIME_WAIT and reject a
 /// SYN whose timestamp is not newer (PAWS): when both flows' timestamps are
 /// rewritten onto the same growing clock, a finished flow's port is free at
 /// once; otherwise it is held for `tcp_time_wait` past the flow's end.
 ///
-/// The rewritten timestamps run on `ts_clock`, whose signed comparison
-/// (PAWS) wraps after 2^31 ticks, about 36.6 minutes: a flow opened longer
-/// ago than [`TS_COMPARABLE_NS`] may have sent the backend a timestamp that
-/// looks newer than the next flow's, so its port is held as if it had none.
+/// The rewritten timestamps run on `nat::ts_clock`, whose signed
+/// comparison (PAWS) wraps after 2^31 ticks, about 36.6 minutes: a flow
+/// opened longer ago than [`TS_COMPARABLE_NS`] may have sent the backend a
+/// timestamp that looks newer than the next flow's, so its port is held as
+/// if it had none.
 #[inline(always)]
 fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     let idle = now.saturating_sub(old.last_seen_ns);
     let both_ts = new_ts
         && old.flags & FLOW_TS_REWRITE != 0
         && now.saturating_sub(old.created_ns) < TS_COMPARABLE_NS;
-    if both_ts && finished(old) {
+    if both_ts && conntrack::finished(old) {
         // The last ACK of the close (and a retransmitted FIN) may still be
         // on the way: give them a moment before the 4-tuple means another
         // connection. The backend's TIME_WAIT accepts the new SYN then.
@@ -151,7 +61,7 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     } else {
         settings.tcp_time_wait_ns
     };
-    idle > timeout(settings, old) + hold
+    idle > settings.idle_timeout_ns(old.state) + hold
 }
 
 /// Whether the reverse 5-tuple `rkey` is free for a new flow: `None` if
@@ -168,11 +78,7 @@ fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> 
         return Some(0);
     };
     let old = *old;
-    let agrees = old.snat_addr == rkey.dst_addr
-        && old.snat_port == rkey.dst_port
-        && old.backend_addr == rkey.src_addr
-        && old.backend_port == rkey.src_port;
-    if agrees {
+    if forward_agrees(&old, rkey) {
         return reusable(settings, &old, new_ts, now).then_some(0);
     }
     // The client re-used its 5-tuple for a newer flow, so the one that
@@ -214,7 +120,7 @@ pub fn allocate(
     // An odd step in 1..span: it visits every port of an even span of a
     // power of two, and many of any other (the step is never a multiple
     // of the span, which would probe one port 32 times).
-    let step = match ((kube_xdp_common::hash::fmix32(hash) % span) | 1) % span {
+    let step = match ((fmix32(hash) % span) | 1) % span {
         0 => 1,
         s => s,
     };
