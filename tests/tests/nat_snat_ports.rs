@@ -108,14 +108,7 @@ fn flow_of(h: &Harness, sport: u16) -> (FlowKey, Flow) {
 /// one without a flow, never forwarded into that other flow's connection.
 fn orphaned_flow_is_refused(h: &mut Harness, sport: u16, tweak: impl FnOnce(&mut Flow)) {
     let (key, mut flow) = flow_of(h, sport);
-    let rkey = FlowKey {
-        src_addr: flow.backend_addr,
-        dst_addr: flow.snat_addr,
-        src_port: flow.backend_port,
-        dst_port: flow.snat_port,
-        protocol: key.protocol,
-        _pad: [0; 3],
-    };
+    let rkey = kube_xdp_common::flow::reverse_key(&key, &flow);
     let other = FlowKey {
         src_port: (sport + 1000).to_be(),
         ..key

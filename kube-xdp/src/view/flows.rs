@@ -6,8 +6,12 @@
 use serde::Serialize;
 use std::{collections::HashMap, time::Duration};
 
-use kube_xdp_common::maps::{
-    FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_SENT, FLOW_UDP, Flow, FlowKey, ReverseFlow, Settings,
+use kube_xdp_common::{
+    flow,
+    maps::{
+        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_SENT, FLOW_UDP, Flow, FlowKey, ReverseFlow,
+        Settings,
+    },
 };
 
 use crate::{
@@ -40,19 +44,11 @@ impl Table {
     }
 
     /// Whether the forward entry `flow` of `key` is live.
+    /// Whether the forward entry `flow` of `key` is live: the datapath's
+    /// own rule ([`flow::live`]), its reverse entry found in the walk.
     pub fn is_live(&self, key: &FlowKey, flow: &Flow) -> bool {
-        if self.now.saturating_sub(flow.last_seen_ns) > self.settings.idle_timeout_ns(flow.state) {
-            return false;
-        }
-        let rkey = FlowKey {
-            src_addr: flow.backend_addr,
-            dst_addr: flow.snat_addr,
-            src_port: flow.backend_port,
-            dst_port: flow.snat_port,
-            protocol: key.protocol,
-            _pad: [0; 3],
-        };
-        self.reverse.get(&rkey).is_some_and(|r| r.client == *key)
+        let reverse = self.reverse.get(&flow::reverse_key(key, flow));
+        flow::live(&self.settings, key, flow, reverse, self.now)
     }
 
     /// The live flows.
