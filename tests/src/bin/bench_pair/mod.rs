@@ -167,7 +167,10 @@ pub fn main() {
          floating address. The keepalived + HAProxy pair: Debian's keepalived 2.2.7 (`vrrp_version 3`, `virtual_ipaddress {{ VIP/32 }}`, \
          the interval shown: 1 s as shipped and 0.01 s, the smallest keepalived accepts for VRRPv3) and HAProxy 2.6 (kubeadm HA guide: \
          `mode tcp`, `bind VIP:6443` with `ip_nonlocal_bind`, `option tcp-check`, `check fall 3 rise 2 inter 2s`) on both boxes; \
-         keepalived's `track_script` (a curl of the API server every 3 s) is left out, it plays no part in these events.\n"
+         keepalived's `track_script` (a curl of the API server every 3 s) is left out, it plays no part in these events. \
+         The bridge does not flood unknown unicast to the boxes' ports, as their NICs' MAC filters would not pass it: a veth hands \
+         every frame to XDP, and with flooding on, box b's program (a backup, not holding the VIP) forwarded the frames the bridge \
+         flooded once box a's link was down, which hid the link-down gap entirely.\n"
     );
     println!(
         "Each row: {ROUNDS} rounds of: {LONG_LIVED} long-lived connections opened through the VIP (all checked to echo); from 0.5 s before \
