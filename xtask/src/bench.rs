@@ -7,8 +7,10 @@
 //! table filling up), `bench daemon` (reload and failover times through
 //! the real daemon in network namespaces) and `bench e2e` (direct,
 //! kube-xdp, HAProxy, nftables NAT and IPVS end to end in network
-//! namespaces, driven by wrk and iperf3 against nginx). The Debian
-//! packages the last part drives are installed here when missing.
+//! namespaces, driven by wrk and iperf3 against nginx) and `bench pair`
+//! (failover of a kube-xdp pair beside a keepalived + HAProxy pair). The
+//! Debian packages the last two parts drive are installed here when
+//! missing.
 
 use crate::{cargo, run};
 use anyhow::{Context, bail};
@@ -18,9 +20,17 @@ use std::{
     time::Instant,
 };
 
-/// What `bench e2e` runs: the load balancers it compares, the web server in
-/// the backends and the load generators.
-const PACKAGES: &[&str] = &["haproxy", "nftables", "nginx", "wrk", "iperf3"];
+/// What `bench e2e` and `bench pair` run: the load balancers they compare
+/// (and keepalived, HAProxy's pair), the web server in the backends and the
+/// load generators.
+const PACKAGES: &[&str] = &[
+    "haproxy",
+    "keepalived",
+    "nftables",
+    "nginx",
+    "wrk",
+    "iperf3",
+];
 
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -157,9 +167,16 @@ pub fn bench(root: &Path) -> anyhow::Result<()> {
             .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
             .stderr(Stdio::inherit()),
     )?;
+    eprintln!("bench: failover of a pair (about 4 minutes)");
+    let pair = output(
+        Command::new(&bin)
+            .arg("pair")
+            .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
+            .stderr(Stdio::inherit()),
+    )?;
     let total = started.elapsed();
     let report = format!(
-        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{datapath}\n{scale}\n{control}\n{daemon}\n{e2e}\n\
+        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{datapath}\n{scale}\n{control}\n{daemon}\n{e2e}\n{pair}\n\
          `cargo xtask bench` took {:.0} s in all ({:.0} s of setup and builds, {:.0} s of measurements).\n",
         machine()?,
         total.as_secs_f64(),

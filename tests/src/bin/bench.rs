@@ -1,7 +1,9 @@
 //! `cargo xtask bench`'s measurements. `bench datapath` prints the
 //! datapath's cost per packet through `BPF_PROG_TEST_RUN` as Markdown;
 //! `bench e2e` compares kube-xdp with HAProxy, nftables NAT and no load
-//! balancer end to end in network namespaces (see `bench_e2e`).
+//! balancer end to end in network namespaces (see `bench_e2e`); `bench
+//! pair` the failover of a kube-xdp pair beside keepalived + HAProxy (see
+//! `bench_pair`).
 //!
 //! Every call runs once (`repeat = 1`) on the original packet: with
 //! `repeat > 1` the kernel re-runs the program on the buffer it just
@@ -10,6 +12,7 @@
 
 mod bench_control;
 mod bench_e2e;
+mod bench_pair;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use kube_xdp_common::{maps::PROTO_UDP, program_name};
@@ -202,8 +205,9 @@ fn main() {
         Some("control") => bench_control::control(),
         Some("scale") => bench_control::scale(),
         Some("daemon") => bench_control::daemon(),
+        Some("pair") => bench_pair::main(),
         other => {
-            eprintln!("usage: bench datapath|e2e|control|scale|daemon (got {other:?})");
+            eprintln!("usage: bench datapath|e2e|control|scale|daemon|pair (got {other:?})");
             std::process::exit(2);
         }
     }

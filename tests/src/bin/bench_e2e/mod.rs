@@ -17,7 +17,7 @@ mod counters;
 mod host;
 mod lbs;
 mod load;
-mod procs;
+pub(crate) mod procs;
 mod report;
 mod servers;
 

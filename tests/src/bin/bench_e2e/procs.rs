@@ -53,6 +53,30 @@ impl Proc {
         self.child.id()
     }
 
+    /// Sends `signal` to the process (not to its children), unless it has
+    /// already exited (and been reaped: its pid may be someone else's).
+    pub fn signal(&mut self, signal: i32) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill has no memory-safety preconditions; the pid is
+            // our own child, not yet reaped.
+            unsafe { libc::kill(self.child.id() as i32, signal) };
+        }
+    }
+
+    /// Waits (bounded by `limit`) for the process to exit; whether it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Fails, with the process's output, when it has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
