@@ -8,7 +8,7 @@ use kube_xdp_tests::{
     e2e_util::{Service, connect_many, serial, tcp_servers, try_connect, vip, wait_for},
     pair::{PairBox, PairCluster, SNAT_ADDR},
     require_root,
-    topology::{CLIENT_ADDR, VIP},
+    topology::{CLIENT_ADDR, VIP, backend_addr},
 };
 use std::time::{Duration, Instant};
 
@@ -189,18 +189,22 @@ fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back
 }
 
 #[test]
-fn a_master_whose_tracked_service_has_no_backend_hands_over() {
+fn a_master_whose_tracked_service_has_no_backend_on_it_hands_over() {
     require_root();
     let _serial = serial();
     let p = PairCluster::new(2).unwrap();
-    let servers = tcp_servers(&p.c, 6443);
+    let _servers = tcp_servers(&p.c, 6443);
     let (da, db) = elected(&p, "track_services = [\"kube-apiserver\"]");
     let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
-    // Both backends stop answering: both boxes lose them; the master
-    // resigns into FAULT, and so does the backup.
-    drop(servers);
+    // The master alone loses its backends (its checks are blackholed; the
+    // backup's still pass): it resigns into FAULT, the backup takes over.
+    for i in 0..2 {
+        let host = format!("{}/32", backend_addr(i));
+        p.c.lb.ip(&["route", "add", "blackhole", &host]).unwrap();
+    }
     wait_state(&p, &p.a, "FAULT", Duration::from_secs(10), &logs);
-    assert!(!p.holds(&p.a, VIP), "{}", logs());
+    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &logs);
+    assert!(!p.holds(&p.a, VIP) && p.holds(&p.b, VIP), "{}", logs());
     let a = p.ha(&p.a).unwrap();
     let reason = a["transitions"].as_array().unwrap().last().unwrap()["reason"].clone();
     assert!(
@@ -210,9 +214,41 @@ fn a_master_whose_tracked_service_has_no_backend_hands_over() {
             .contains("no usable backend for kube-apiserver"),
         "{a}"
     );
-    // Back: the checks pass again, the pair elects again.
-    let _servers = tcp_servers(&p.c, 6443);
+    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("through the backup: {e:#}\n{}", logs()));
+    assert_eq!(seen.values().sum::<usize>(), 20);
+    // Its backends back: checks pass, it is ready, and (preempt) master.
+    for i in 0..2 {
+        let host = format!("{}/32", backend_addr(i));
+        p.c.lb.ip(&["route", "del", "blackhole", &host]).unwrap();
+    }
     wait_state(&p, &p.a, "MASTER", Duration::from_secs(15), &logs);
+    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(5), &logs);
+}
+
+#[test]
+fn without_preempt_a_returning_higher_priority_stays_backup() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers = tcp_servers(&p.c, 6443);
+    let services = Service::apiserver(2).toml();
+    p.a.write_config(&ha(150, "preempt = false"), &services);
+    p.b.write_config(&ha(100, ""), &services);
+    let db = p.start(&p.b).unwrap();
+    wait_state(&p, &p.b, "MASTER", Duration::from_secs(10), &|| db.log());
+    let mut da = p.start(&p.a).unwrap();
+    let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    wait_state(&p, &p.a, "BACKUP", Duration::from_secs(10), &logs);
+    // Well past Master_Down: still backup, the VIP where it was.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(p.state(&p.a), "BACKUP", "{}", logs());
+    assert_eq!(p.state(&p.b), "MASTER", "{}", logs());
+    assert!(p.holds(&p.b, VIP) && !p.holds(&p.a, VIP));
+    // Only when the master goes does it take over.
+    drop(db);
+    wait_state(&p, &p.a, "MASTER", Duration::from_secs(5), &|| da.log());
+    let _ = da.stop();
 }
 
 /// Sends `message` as a VRRP packet (IP protocol 112) from the client to
