@@ -48,6 +48,14 @@ fn elected(p: &PairCluster, a_extra: &str) -> (Daemon, Daemon) {
     (da, db)
 }
 
+/// 20 short connections through the VIP all succeed (`when` and `logs`
+/// say what failed).
+fn serves(p: &PairCluster, when: &str, logs: &str) {
+    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{when}: {e:#}\n{logs}"));
+    assert_eq!(seen.values().sum::<usize>(), 20, "{when}");
+}
+
 /// Connects to the VIP every 10 ms from the client until `done` (at most
 /// `limit`); returns the longest run of failed attempts, as a time.
 fn longest_gap(p: &PairCluster, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
@@ -105,8 +113,7 @@ fn the_higher_priority_is_master_and_the_vip_answers_through_it() {
         "{}",
         logs()
     );
-    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5)).unwrap();
-    assert_eq!(seen.values().sum::<usize>(), 20);
+    serves(&p, "through the master", &logs());
     // Each box knows the other.
     wait_for(Duration::from_secs(3), || {
         p.ha(&p.b)
@@ -156,9 +163,7 @@ fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back
     eprintln!("SIGKILL of the master: longest gap in new connections {gap:?}");
     wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
     assert!(p.holds(&p.b, VIP) && p.holds(&p.b, SNAT_ADDR));
-    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("through the new master: {e:#}\n{}", logs(&da)));
-    assert_eq!(seen.values().sum::<usize>(), 20);
+    serves(&p, "through the new master", &logs(&da));
 
     // The old master comes back: it gives up the addresses it left, waits
     // for its checks, then (preempt) takes the VIP back.
@@ -184,8 +189,7 @@ fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back
     let last = b["transitions"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["to"], "MASTER", "{b}");
     assert!(!p.holds(&p.a, VIP), "the stopped master gave the VIP up");
-    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5)).unwrap();
-    assert_eq!(seen.values().sum::<usize>(), 20);
+    serves(&p, "after the graceful stop", &logs(&da));
 }
 
 #[test]
@@ -214,9 +218,7 @@ fn a_master_whose_tracked_service_has_no_backend_on_it_hands_over() {
             .contains("no usable backend for kube-apiserver"),
         "{a}"
     );
-    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("through the backup: {e:#}\n{}", logs()));
-    assert_eq!(seen.values().sum::<usize>(), 20);
+    serves(&p, "through the backup", &logs());
     // Its backends back: checks pass, it is ready, and (preempt) master.
     for i in 0..2 {
         let host = format!("{}/32", backend_addr(i));
@@ -338,9 +340,7 @@ fn the_backup_takes_over_when_the_masters_link_goes_down() {
     let gap = longest_gap(&p, Duration::from_secs(10), || p.state(&p.b) == "MASTER");
     eprintln!("link of the master down: longest gap in new connections {gap:?}");
     wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &logs);
-    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("through the new master: {e:#}\n{}", logs()));
-    assert_eq!(seen.values().sum::<usize>(), 20);
+    serves(&p, "through the new master", &logs());
     // The link comes back: the old master (in FAULT while its checks
     // could not reach the backends) passes its checks again and, of the
     // higher priority, takes the VIP back; the other steps down.
@@ -348,7 +348,5 @@ fn the_backup_takes_over_when_the_masters_link_goes_down() {
     wait_state(&p, &p.b, "BACKUP", Duration::from_secs(10), &logs);
     wait_state(&p, &p.a, "MASTER", Duration::from_secs(2), &logs);
     assert!(!p.holds(&p.b, VIP));
-    let seen = connect_many(&p.c, vip(6443), 20, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("through the old master again: {e:#}\n{}", logs()));
-    assert_eq!(seen.values().sum::<usize>(), 20);
+    serves(&p, "through the old master again", &logs());
 }
