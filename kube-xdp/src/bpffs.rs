@@ -25,7 +25,12 @@ pub enum BpffsError {
     CreateDir { path: PathBuf, source: io::Error },
 }
 
-fn is_bpffs(path: &Path) -> io::Result<bool> {
+/// Whether `path` is on a BPF filesystem (`statfs(2)`'s magic).
+///
+/// # Errors
+///
+/// When `path` cannot be looked at.
+pub fn is_bpffs(path: &Path) -> io::Result<bool> {
     let c = CString::new(path.as_os_str().as_bytes())?;
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `buf` is a valid out

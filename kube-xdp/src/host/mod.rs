@@ -47,6 +47,12 @@ pub trait Host {
     ///
     /// When the name does not resolve, or only to IPv6 addresses.
     fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>>;
+    /// Whether someone other than root could write in the directory at
+    /// `path` (not owned by root, or group- or world-writable). A path
+    /// that does not exist yet is not. Fakes that do not model it: no.
+    fn writable_by_others(&self, _path: &Path) -> bool {
+        false
+    }
     /// Whether the file at `path` can be opened for reading.
     ///
     /// # Errors
@@ -89,6 +95,11 @@ impl Host for RealHost {
 
     fn readable(&self, path: &Path) -> io::Result<()> {
         std::fs::File::open(path).map(drop)
+    }
+
+    fn writable_by_others(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() != 0 || m.mode() & 0o022 != 0)
     }
 }
 

@@ -137,6 +137,20 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
         }
     };
     check_local_port_range(&mut r, config, host);
+    if host.writable_by_others(&daemon.run_dir) {
+        r.push(
+            Severity::Error,
+            dlines.of("run_dir"),
+            "daemon",
+            "run_dir",
+            format!(
+                "{} can be written by others than root: whoever can write there can replace the \
+                 pid file and aim `kube-xdp reload` at another process; use a directory of its \
+                 own, e.g. /run/kube-xdp",
+                daemon.run_dir.display()
+            ),
+        );
+    }
 
     let mut services = Vec::new();
     for service in &config.services {

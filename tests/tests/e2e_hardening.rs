@@ -1,0 +1,95 @@
+//! End to end: what a careless operator can no longer do with the real
+//! binary — aim `detach` at a directory that is not kube-xdp's pins, or
+//! keep the pid file where anyone can write.
+
+use kube_xdp_tests::{
+    daemon::{cli, cli_here},
+    e2e_util::{Service, serial, tcp_servers, wait_all_up},
+    require_root,
+    topology::Cluster,
+};
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn detach_removes_nothing_that_is_not_kube_xdps() {
+    require_root();
+    // A directory elsewhere than on a bpffs (`--pin-path /etc` by mistake):
+    // refused, its contents untouched.
+    let dir = tempfile::Builder::new()
+        .prefix("kxdp-notpins")
+        .tempdir()
+        .unwrap();
+    let precious = dir.path().join("precious");
+    std::fs::write(&precious, "keep me").unwrap();
+    let out = cli_here(&["detach", "--pin-path", dir.path().to_str().unwrap()]).unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("not on a BPF filesystem"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+
+    // The daemon's pins with another program's directory among them:
+    // kube-xdp's go, the other stays, and so does the directory.
+    let _serial = serial();
+    let c = Cluster::new(1).unwrap();
+    let _servers = tcp_servers(&c, 6443);
+    c.write_config(&Service::apiserver(1).toml()).unwrap();
+    let mut daemon = c.start_daemon().unwrap();
+    wait_all_up(&c, 1);
+    daemon.stop().unwrap();
+    let foreign = c.pins.path().join("someone-elses");
+    std::fs::create_dir(&foreign).unwrap();
+    let out = cli(&c.lb, &["detach", "--config", c.config.to_str().unwrap()]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("someone-elses"), "{}", text(&out));
+    assert!(foreign.exists(), "another program's pin was removed");
+    let left: Vec<String> = std::fs::read_dir(c.pins.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["someone-elses"], "kube-xdp's pins are gone");
+    std::fs::remove_dir(&foreign).unwrap();
+}
+
+#[test]
+fn check_config_refuses_a_run_dir_others_can_write() {
+    require_root();
+    let dir = tempfile::Builder::new()
+        .prefix("kxdp-rundir")
+        .tempdir()
+        .unwrap();
+    let config = dir.path().join("kube-xdp.toml");
+    std::fs::write(
+        &config,
+        "[daemon]\ninterfaces = [\"lo\"]\nrun_dir = \"/tmp\"\nsnat_ports = \"10000-20000\"\n",
+    )
+    .unwrap();
+    let out = cli_here(&["check-config", "--config", config.to_str().unwrap()]).unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("kube-xdp.toml:3: daemon: run_dir: /tmp can be written by others"),
+        "{}",
+        text(&out)
+    );
+    // Its own directory is fine.
+    let own = dir.path().join("run");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ninterfaces = [\"lo\"]\nrun_dir = \"{}\"\nsnat_ports = \"10000-20000\"\n",
+            own.display()
+        ),
+    )
+    .unwrap();
+    let out = cli_here(&["check-config", "--config", config.to_str().unwrap()]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
