@@ -61,7 +61,7 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     } else {
         settings.tcp_time_wait_ns
     };
-    idle > settings.idle_timeout_ns(old.state) + hold
+    idle > settings.idle_timeout_ns(old.state).saturating_add(hold)
 }
 
 /// Whether the reverse 5-tuple `rkey` is free for a new flow: `None` if

@@ -12,6 +12,9 @@ use crate::config::UnknownKeyword;
 use crate::config::raw::Field;
 use crate::config::schema::MAX_NAME_LEN;
 
+/// The longest duration any key takes.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl Validator<'_> {
     /// Records where `key` is and hands back its value and line.
     pub(super) fn take<T>(
@@ -82,6 +85,17 @@ impl Validator<'_> {
         match humantime::parse_duration(text.trim()) {
             Ok(d) if d.is_zero() && !allow_zero => {
                 self.error(Some(line), &at.context, key, "must be longer than 0");
+                default
+            }
+            // Beyond that, timeouts add up past the datapath's u64
+            // nanoseconds and timers past tokio's Instant.
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    Some(line),
+                    &at.context,
+                    key,
+                    format!("must be at most 30 days (got {})", text.trim()),
+                );
                 default
             }
             Ok(d) => d,

@@ -9,6 +9,9 @@ use crate::config::raw::{Field, RawHealthCheck};
 use crate::config::schema::{HealthCheck, Lines, ServicePort};
 use crate::human;
 
+/// The shortest health-check interval.
+const MIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Validator<'_> {
     pub(super) fn health_check(
         &mut self,
@@ -138,6 +141,21 @@ impl Validator<'_> {
         }
         check.interval = self.duration(&mut at, "interval", raw.interval, check.interval, false);
         check.timeout = self.duration(&mut at, "timeout", raw.timeout, check.timeout, false);
+        // A check every few nanoseconds would spin the daemon.
+        if let Some(line) = at.lines.get("interval")
+            && check.interval < MIN_CHECK_INTERVAL
+        {
+            self.error(
+                Some(line),
+                &ctx,
+                "interval",
+                format!(
+                    "must be at least 10ms (got {})",
+                    humantime::format_duration(check.interval)
+                ),
+            );
+            check.interval = MIN_CHECK_INTERVAL * 2;
+        }
         if check.timeout >= check.interval {
             // Point at whichever of the two the file sets, timeout first.
             let key = if at.lines.get("timeout").is_some() || at.lines.get("interval").is_none() {
