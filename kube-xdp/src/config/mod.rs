@@ -17,6 +17,8 @@ mod schema;
 mod stats;
 mod validate;
 
+pub(crate) use validate::usable_unicast;
+
 #[cfg(test)]
 pub(crate) mod tests;
 

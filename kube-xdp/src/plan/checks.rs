@@ -197,6 +197,41 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
                     }
                 },
             };
+            // What a name resolves to meets the rules of a written
+            // address, and never points the load balancer at itself.
+            let addr = addr.filter(|addr| {
+                let why = if !crate::config::usable_unicast(*addr) {
+                    Some("cannot be a backend address".to_owned())
+                } else if let Some(s) = config.services.iter().find(|s| s.vip == *addr) {
+                    Some(format!(
+                        "is the VIP of service {:?}: the load balancer would forward to itself",
+                        s.name
+                    ))
+                } else if host_interfaces.iter().any(|i| i.ipv4.contains(addr)) {
+                    Some(
+                        "is an address of this host: the load balancer would forward to itself"
+                            .into(),
+                    )
+                } else {
+                    None
+                };
+                if let Some(why) = &why {
+                    let shown = match &backend.address {
+                        BackendAddress::Ip(_) => addr.to_string(),
+                        BackendAddress::Hostname(name) => {
+                            format!("{name:?} resolves to {addr}, which")
+                        }
+                    };
+                    r.push(
+                        Severity::Error,
+                        backend.lines.of("address"),
+                        &format!("{ctx} backend {:?}", backend.name),
+                        "address",
+                        format!("{shown} {why}"),
+                    );
+                }
+                why.is_none()
+            });
             if let Some(addr) = addr {
                 backends.push(PlannedBackend {
                     name: backend.name.clone(),

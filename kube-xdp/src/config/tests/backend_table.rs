@@ -125,3 +125,15 @@ fn backend_port_on_a_port_range_service_is_rejected() {
     );
     assert_eq!(i.context, "service \"np\" backend \"w1\"");
 }
+
+#[test]
+fn this_network_addresses_are_not_backends() {
+    let text = service("", &backend("name = \"a\"\naddress = \"0.1.2.3\""));
+    assert_issue(
+        &issue(&text),
+        &text,
+        "address",
+        "address",
+        "0.1.2.3 cannot be a backend address",
+    );
+}

@@ -182,8 +182,8 @@ impl Validator<'_> {
 
 /// Not 0.0.0.0, loopback, multicast, broadcast or 240/4: an address a
 /// packet on the wire can be from or to.
-pub(super) fn usable_unicast(addr: Ipv4Addr) -> bool {
-    !(addr.is_unspecified()
+pub(crate) fn usable_unicast(addr: Ipv4Addr) -> bool {
+    !(addr.octets()[0] == 0
         || addr.is_loopback()
         || addr.is_multicast()
         || addr.is_broadcast()

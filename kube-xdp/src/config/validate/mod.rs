@@ -11,6 +11,7 @@ mod backends;
 mod daemon;
 mod fields;
 mod ha;
+pub(crate) use fields::usable_unicast;
 mod health_check;
 mod services;
 mod stats;

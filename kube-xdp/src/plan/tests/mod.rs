@@ -412,3 +412,33 @@ fn environment_errors_and_warnings_come_out_in_file_order() {
 
 mod pair;
 mod summary;
+
+#[test]
+fn a_backend_that_is_the_load_balancer_itself_is_refused() {
+    let mut host = FakeHost::lb();
+    host.names
+        .push(("self.example.internal", Ipv4Addr::new(10, 4, 0, 9)));
+    host.names
+        .push(("loop.example.internal", Ipv4Addr::new(127, 0, 1, 1)));
+    for (address, says) in [
+        ("10.4.0.10", "10.4.0.10 is the VIP of service \"api\""),
+        ("10.4.0.8", "10.4.0.8 is an address of this host"),
+        (
+            "self.example.internal",
+            "\"self.example.internal\" resolves to 10.4.0.9, which is an address of this host",
+        ),
+        (
+            "loop.example.internal",
+            "resolves to 127.0.1.1, which cannot be a backend address",
+        ),
+    ] {
+        let text = service(
+            "",
+            &backend(&format!("name = \"a\"\naddress = \"{address}\"")),
+        );
+        let report = env(&text, &host);
+        let errors: Vec<_> = report.errors().collect();
+        assert_eq!(errors.len(), 1, "{address}: {report:?}");
+        assert_env(errors[0], &text, "address = ", "address", says);
+    }
+}
