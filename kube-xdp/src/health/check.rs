@@ -42,6 +42,10 @@ pub enum Failure {
     Http(String),
     /// A valid HTTP response with a different status than expected.
     Status { got: u16, want: u16 },
+    /// This host could not even try (out of file descriptors, buffers or
+    /// memory): says nothing of the backend, so it is never counted for or
+    /// against it.
+    Local(String),
 }
 
 impl Failure {
@@ -55,6 +59,7 @@ impl Failure {
             Self::Tls(_) => "Layer6 invalid response",
             Self::Http(_) => "Layer7 invalid response",
             Self::Status { .. } => "Layer7 wrong status",
+            Self::Local(_) => "Local resource problem",
         }
     }
 
@@ -67,6 +72,7 @@ impl Failure {
             Self::Tls(_) => "tls",
             Self::Http(_) => "http",
             Self::Status { .. } => "status",
+            Self::Local(_) => "local",
         }
     }
 }
@@ -82,6 +88,7 @@ impl fmt::Display for Failure {
             Self::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             Self::Http(e) => write!(f, "invalid HTTP response: {e}"),
             Self::Status { got, want } => write!(f, "HTTP status {got}, expected {want}"),
+            Self::Local(e) => write!(f, "could not check from this host: {e}"),
         }
     }
 }
@@ -139,9 +146,13 @@ async fn run(
     }
 }
 
-fn connect_failure(e: io::Error) -> Failure {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => Failure::Refused,
+pub(super) fn connect_failure(e: io::Error) -> Failure {
+    match (e.kind(), e.raw_os_error()) {
+        (io::ErrorKind::ConnectionRefused, _) => Failure::Refused,
+        // The socket could not be made here: the backend was never asked.
+        (_, Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+            Failure::Local(e.to_string())
+        }
         _ => Failure::Unreachable(e.to_string()),
     }
 }
@@ -340,5 +351,27 @@ mod tests {
             Failure::Tls("x".into()).to_string(),
             "TLS handshake failed: x"
         );
+    }
+}
+
+#[cfg(test)]
+mod local_tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_here_is_not_the_backends_failure() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            let f = connect_failure(io::Error::from_raw_os_error(errno));
+            assert!(matches!(f, Failure::Local(_)), "{errno}: {f:?}");
+            assert_eq!(f.label(), "local");
+        }
+        assert_eq!(
+            connect_failure(io::Error::from(io::ErrorKind::ConnectionRefused)),
+            Failure::Refused
+        );
+        assert!(matches!(
+            connect_failure(io::Error::from_raw_os_error(libc::ENETUNREACH)),
+            Failure::Unreachable(_)
+        ));
     }
 }

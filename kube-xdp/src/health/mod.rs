@@ -138,6 +138,11 @@ pub fn spawn_checker<K: Clone + Send + Sync + 'static>(
             let started = Instant::now();
             let result = probe(&spec, tls.as_ref(), addr).await;
             let duration = started.elapsed();
+            if let Err(Failure::Local(why)) = &result {
+                // Not the backend's fault: no vote either way.
+                tracing::warn!(%addr, "health check not run: {why}");
+                continue;
+            }
             let transition = state.record(result.is_ok());
             let reason = reason(&spec, &result, duration, &state, transition);
             tracing::debug!(%addr, health = %state.health(), %reason, "health check");

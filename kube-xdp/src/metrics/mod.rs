@@ -57,7 +57,15 @@ type TransitionLabels = [(&'static str, String); 3];
 type ResultLabels = [(&'static str, &'static str); 1];
 
 /// Every `Failure::label()`, so a removed backend's series can all go.
-const FAILURE_REASONS: [&str; 6] = ["refused", "timeout", "unreachable", "tls", "http", "status"];
+const FAILURE_REASONS: [&str; 7] = [
+    "refused",
+    "timeout",
+    "unreachable",
+    "tls",
+    "http",
+    "status",
+    "local",
+];
 
 /// Bucket bounds of the health-check latency histogram, in seconds: from a
 /// LAN TCP connect (well under a millisecond) to the longest sensible check

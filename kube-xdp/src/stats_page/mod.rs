@@ -71,6 +71,8 @@ fn check_status<K>(event: &CheckEvent<K>) -> &'static str {
         Some(Failure::Tls(_)) => "L6RSP",
         Some(Failure::Http(_)) => "L7RSP",
         Some(Failure::Status { .. }) => "L7STS",
+        // Never recorded (the checker skips it); HAProxy's "resource error".
+        Some(Failure::Local(_)) => "L4RES",
     }
 }
 
