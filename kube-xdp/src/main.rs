@@ -203,6 +203,14 @@ fn init_logging(flag: Option<LogFormat>) -> LogFormat {
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("run") {
+        // Until the daemon installs its handlers, a SIGHUP (`systemctl
+        // reload` during the start) must not kill it: the start reads the
+        // file anyway.
+        // SAFETY: setting a signal's disposition to SIG_IGN has no
+        // memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    }
     let args = Args::parse();
     let log_format = init_logging(args.log_format);
     let result = match args.command {

@@ -93,3 +93,82 @@ fn check_config_refuses_a_run_dir_others_can_write() {
     let out = cli_here(&["check-config", "--config", config.to_str().unwrap()]).unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn signals_during_start_wait_and_systemd_hears_when_it_is_ready() {
+    require_root();
+    let _serial = serial();
+    let c = Cluster::new(1).unwrap();
+    let _servers = tcp_servers(&c, 6443);
+    c.write_config(&Service::apiserver(1).toml()).unwrap();
+    // A stand-in for systemd's notify socket.
+    let notify_path = c.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let log = c.dir.path().join("hup.log");
+    let mut child =
+        c.lb.command(kube_xdp_tests::daemon::binary().to_str().unwrap())
+            .args(["run", "--config", c.config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+    // `systemctl reload` while it starts, again and again: before, the
+    // first SIGHUP killed it. (From the moment the process is kube-xdp's
+    // and has SIGHUP ignored or caught: before that it is nsenter, whose
+    // death is no concern of ours.)
+    let pid = child.id() as i32;
+    let hup_handled = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status.lines().any(|l| {
+            (l.starts_with("SigIgn:") || l.starts_with("SigCgt:"))
+                && u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16)
+                    .is_ok_and(|mask| mask & 1 != 0)
+        })
+    };
+    assert!(
+        kube_xdp_tests::e2e_util::wait_for(std::time::Duration::from_secs(10), hup_handled)
+            .is_some(),
+        "the daemon never handled SIGHUP"
+    );
+    let mut ready = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline && ready.is_empty() {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        let mut buf = [0u8; 256];
+        if let Ok(n) = notify.recv(&mut buf) {
+            let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if said.contains("READY=1") {
+                ready = said;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon died of a SIGHUP during its start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    assert!(
+        !ready.is_empty(),
+        "no READY=1 within 20 s:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    wait_all_up(&c, 1);
+
+    // A second daemon on the same run_dir is refused; the first serves on.
+    let out = cli(&c.lb, &["run", "--config", c.config.to_str().unwrap()]).unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("another kube-xdp daemon (pid {pid})")),
+        "{}",
+        text(&out)
+    );
+    assert!(child.try_wait().unwrap().is_none());
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = child.wait();
+}

@@ -163,6 +163,12 @@ fn read_pid(run_dir: &Path) -> Result<i32, ControlError> {
     Ok(pid)
 }
 
+/// The pid of the `kube-xdp run` whose pid file is in `run_dir`, if one
+/// runs (a stale pid file names none).
+pub fn running_daemon(run_dir: &Path) -> Option<i32> {
+    read_pid(run_dir).ok()
+}
+
 /// Asks the daemon to reload and waits (at most `wait`) for its verdict.
 ///
 /// # Errors

@@ -297,6 +297,7 @@ impl Daemon {
     /// the one in force stays.
     pub fn reload(&mut self) {
         info!(config = %self.config_path.display(), "reload requested");
+        super::run::sd_notify("RELOADING=1");
         let plan = match load_plan(&self.config_path) {
             Ok(plan) => plan,
             Err(e) => return self.fail_reload(format!("{e:#}")),
@@ -311,6 +312,7 @@ impl Daemon {
                 let hash = metrics::hash_file(&self.config_path);
                 info!(config_hash = %hash, "reload applied");
                 self.metrics.reload_ok(hash);
+                super::run::sd_notify("READY=1");
                 self.report(true, "reloaded".into());
             }
             Err(e) => self.fail_reload(e.to_string()),
@@ -318,6 +320,7 @@ impl Daemon {
     }
 
     fn fail_reload(&mut self, message: String) {
+        super::run::sd_notify("READY=1");
         error!("reload failed, still running the previous configuration:\n{message}");
         self.metrics.reload_failed();
         self.report(false, message);

@@ -87,16 +87,96 @@ pub(super) fn load_plan(path: &Path) -> anyhow::Result<Plan> {
 ///
 /// A bad configuration, or a datapath that cannot be loaded or attached.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let plan = load_plan(config_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config_path.to_owned(), plan))
+    runtime.block_on(async {
+        // First of all: from here on a SIGHUP (`systemctl reload` while the
+        // daemon starts) or a SIGTERM waits for the loop instead of
+        // killing the process half-way through its start.
+        let signals = Signals::install()?;
+        let plan = load_plan(config_path)?;
+        serve(config_path.to_owned(), plan, signals).await
+    })
 }
 
-async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
+/// The signals the daemon answers, installed before anything else.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// SIGHUP, SIGTERM and SIGINT blocked for the current thread while it
+/// lives.
+struct BlockedSignals(libc::sigset_t);
+
+impl BlockedSignals {
+    fn new() -> Self {
+        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise
+        // it, pthread_sigmask only reads and writes the sets given.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+                libc::sigaddset(&mut set, s);
+            }
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            BlockedSignals(old)
+        }
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+/// Tells systemd (`Type=notify`) how the daemon is: `READY=1` once it
+/// serves, `RELOADING=1`, `STOPPING=1`. Nothing without `NOTIFY_SOCKET`.
+pub(super) fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => UnixAddr::from_abstract_name(name),
+        None => UnixAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| {
+        let socket = UnixDatagram::unbound()?;
+        socket.send_to_addr(state.as_bytes(), &addr)
+    });
+    if let Err(e) = sent {
+        warn!("telling systemd {state:?}: {e}");
+    }
+}
+
+async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Result<()> {
     let daemon_config = plan.config.daemon.clone();
+    if let Some(pid) = control::running_daemon(&daemon_config.run_dir) {
+        bail!(
+            "another kube-xdp daemon (pid {pid}) runs with run_dir {}: two would fight over the \
+             same maps; stop it first (systemctl stop kube-xdp)",
+            daemon_config.run_dir.display()
+        );
+    }
     let pin_path = daemon_config.pin_path.clone();
     let metrics = Metrics::new(
         pin_path.clone(),
@@ -117,7 +197,14 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
         .program_mut(program_name::LB)
         .context("the eBPF object has no load-balancer program")?
         .try_into()?;
-    program.load().context("loading the XDP program")?;
+    // The verifier gives up (EAGAIN) when a signal is pending for the
+    // loading thread: keep the daemon's signals for its other threads
+    // meanwhile, so a `systemctl reload` during the start cannot fail it.
+    let loaded = {
+        let _blocked = BlockedSignals::new();
+        program.load()
+    };
+    loaded.context("loading the XDP program")?;
     let mut dp = Datapath::from_ebpf(&mut bpf)?;
     dp.set_meta(&Meta {
         layout_version: LAYOUT_VERSION,
@@ -183,11 +270,14 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
     control::write_pid(&run_dir)?;
     d.report(true, "started".into());
     info!(pin_path = %pin_path.display(), services = d.plan().services.len(), "kube-xdp running");
+    sd_notify("READY=1");
     metrics::spawn_summary(Arc::clone(&d.metrics), SUMMARY_EVERY);
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut resolve = tokio::time::interval(RESOLVE_EVERY);
     resolve.reset();
@@ -201,6 +291,7 @@ async fn serve(config_path: PathBuf, plan: Plan) -> anyhow::Result<()> {
             _ = resolve.tick() => d.re_resolve(),
         }
     }
+    sd_notify("STOPPING=1");
     if let Some(pair) = d.pair.take() {
         // A master hands over at once (priority 0) and gives the VIPs up.
         pair.shutdown(Duration::from_secs(2)).await;
