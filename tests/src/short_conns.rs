@@ -44,7 +44,19 @@ impl ShortServer {
         let line = format!("{name}\n").into_bytes();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = ns.spawn(move || {
-            let listener = TcpListener::bind(addr)?;
+            // A deep accept queue: std's 128 can overflow for a moment
+            // when this thread waits for a core (client, load balancer and
+            // backends share two), and a dropped SYN would read as the load
+            // balancer's fault.
+            let socket = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(4096)?;
+            let listener: TcpListener = socket.into();
             listener.set_nonblocking(true)?;
             let _ = tx.send(());
             let mut open: Vec<TcpStream> = Vec::new();

@@ -97,6 +97,8 @@ fn sustained_short_connections(closer: Closer) {
         "TcpExtTCPChallengeACK",
         "TcpExtTCPSYNChallenge",
         "TcpExtTCPACKSkippedTimeWait",
+        "TcpExtListenOverflows",
+        "TcpExtListenDrops",
         "TcpExtTCPSynRetrans",
         "TcpEstabResets",
         "TcpOutRsts",
