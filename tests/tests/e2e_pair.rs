@@ -48,6 +48,17 @@ fn elected(p: &PairCluster, a_extra: &str) -> (Daemon, Daemon) {
     (da, db)
 }
 
+/// Waits (at most 10 s) until a connection to the VIP succeeds: the
+/// master's checks have passed.
+fn wait_vip_answers(p: &PairCluster) {
+    let answered = wait_for(Duration::from_secs(10), || {
+        try_connect(&p.c, vip(6443), Duration::from_millis(200))
+            .0
+            .is_ok()
+    });
+    assert!(answered.is_some(), "the VIP never answered");
+}
+
 /// 20 short connections through the VIP all succeed (`when` and `logs`
 /// say what failed).
 fn serves(p: &PairCluster, when: &str, logs: &str) {
@@ -146,16 +157,7 @@ fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back
     let _servers = tcp_servers(&p.c, 6443);
     let (mut da, db) = elected(&p, "");
     let logs = |da: &Daemon| format!("A:\n{}\nB:\n{}", da.log(), db.log());
-    assert!(
-        wait_for(Duration::from_secs(10), || try_connect(
-            &p.c,
-            vip(6443),
-            Duration::from_millis(200)
-        )
-        .0
-        .is_ok())
-        .is_some()
-    );
+    wait_vip_answers(&p);
 
     // SIGKILL: no resignation; the backup waits out Master_Down.
     da.signal(libc::SIGKILL);
@@ -325,16 +327,7 @@ fn the_backup_takes_over_when_the_masters_link_goes_down() {
     let _servers = tcp_servers(&p.c, 6443);
     let (da, db) = elected(&p, "");
     let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
-    assert!(
-        wait_for(Duration::from_secs(10), || try_connect(
-            &p.c,
-            vip(6443),
-            Duration::from_millis(200)
-        )
-        .0
-        .is_ok())
-        .is_some()
-    );
+    wait_vip_answers(&p);
     // Box death, as the network sees it.
     p.c.lb.ip(&["link", "set", "eth0", "down"]).unwrap();
     let gap = longest_gap(&p, Duration::from_secs(10), || p.state(&p.b) == "MASTER");

@@ -82,7 +82,7 @@ pub fn check_run_dir(run_dir: &Path) -> Result<(), ControlError> {
     if !meta.is_dir() {
         return Err(file_err(run_dir, "is not a directory"));
     }
-    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+    if crate::host::others_can_write(&meta) {
         return Err(file_err(
             run_dir,
             format!(

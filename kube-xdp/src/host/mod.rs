@@ -98,9 +98,15 @@ impl Host for RealHost {
     }
 
     fn writable_by_others(&self, path: &Path) -> bool {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() != 0 || m.mode() & 0o022 != 0)
+        std::fs::symlink_metadata(path).is_ok_and(|m| others_can_write(&m))
     }
+}
+
+/// The rule for kube-xdp's own directories: anyone but root may write in
+/// it (not owned by root, or group- or world-writable).
+pub fn others_can_write(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    meta.uid() != 0 || meta.mode() & 0o022 != 0
 }
 
 /// "32768\t60999\n" → 32768-60999.

@@ -171,67 +171,54 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
         let spec = Arc::new(check_spec(service));
         let mut backends = Vec::new();
         for backend in &service.backends {
-            let addr = match &backend.address {
-                BackendAddress::Ip(ip) => Some(*ip),
+            // A name resolves to its first IPv4 address; what it resolves to
+            // meets the rules of a written address, and never points the
+            // load balancer at itself.
+            let resolved = match &backend.address {
+                BackendAddress::Ip(ip) => Ok(*ip),
                 BackendAddress::Hostname(name) => match host.resolve(name) {
-                    Ok(addrs) if !addrs.is_empty() => Some(addrs[0]),
-                    Ok(_) => {
-                        r.push(
-                            Severity::Error,
-                            backend.lines.of("address"),
-                            &format!("{ctx} backend {:?}", backend.name),
-                            "address",
-                            format!("{name:?} has no IPv4 address: write the IPv4 address"),
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        r.push(
-                            Severity::Error,
-                            backend.lines.of("address"),
-                            &format!("{ctx} backend {:?}", backend.name),
-                            "address",
-                            format!("{name:?} does not resolve ({e}): fix the name or DNS, or write the IPv4 address"),
-                        );
-                        None
-                    }
+                    Ok(addrs) if !addrs.is_empty() => Ok(addrs[0]),
+                    Ok(_) => Err(format!(
+                        "{name:?} has no IPv4 address: write the IPv4 address"
+                    )),
+                    Err(e) => Err(format!(
+                        "{name:?} does not resolve ({e}): fix the name or DNS, or write the IPv4 address"
+                    )),
                 },
             };
-            // What a name resolves to meets the rules of a written
-            // address, and never points the load balancer at itself.
-            let addr = addr.filter(|addr| {
-                let why = if !crate::config::usable_unicast(*addr) {
-                    Some("cannot be a backend address".to_owned())
-                } else if let Some(s) = config.services.iter().find(|s| s.vip == *addr) {
-                    Some(format!(
+            let addr = resolved.and_then(|addr| {
+                let why = if !crate::config::usable_unicast(addr) {
+                    "cannot be a backend address".to_owned()
+                } else if let Some(s) = config.services.iter().find(|s| s.vip == addr) {
+                    format!(
                         "is the VIP of service {:?}: the load balancer would forward to itself",
                         s.name
-                    ))
-                } else if host_interfaces.iter().any(|i| i.ipv4.contains(addr)) {
-                    Some(
-                        "is an address of this host: the load balancer would forward to itself"
-                            .into(),
                     )
+                } else if host_interfaces.iter().any(|i| i.ipv4.contains(&addr)) {
+                    "is an address of this host: the load balancer would forward to itself".into()
                 } else {
-                    None
+                    return Ok(addr);
                 };
-                if let Some(why) = &why {
-                    let shown = match &backend.address {
-                        BackendAddress::Ip(_) => addr.to_string(),
-                        BackendAddress::Hostname(name) => {
-                            format!("{name:?} resolves to {addr}, which")
-                        }
-                    };
+                Err(match &backend.address {
+                    BackendAddress::Ip(_) => format!("{addr} {why}"),
+                    BackendAddress::Hostname(name) => {
+                        format!("{name:?} resolves to {addr}, which {why}")
+                    }
+                })
+            });
+            let addr = match addr {
+                Ok(addr) => Some(addr),
+                Err(message) => {
                     r.push(
                         Severity::Error,
                         backend.lines.of("address"),
                         &format!("{ctx} backend {:?}", backend.name),
                         "address",
-                        format!("{shown} {why}"),
+                        message,
                     );
+                    None
                 }
-                why.is_none()
-            });
+            };
             if let Some(addr) = addr {
                 backends.push(PlannedBackend {
                     name: backend.name.clone(),

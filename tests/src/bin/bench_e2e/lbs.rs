@@ -265,14 +265,13 @@ fn wait_kube_xdp_up(c: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The kubeadm HA guide's HAProxy, TCP mode (its HTTPS check replaced by a
-/// TCP one, as the backends here speak plain HTTP), without logging.
-fn haproxy_config() -> String {
+/// The kubeadm HA guide's HAProxy service, TCP mode (its HTTPS check
+/// replaced by a TCP one, as the backends here speak plain TCP or HTTP):
+/// `defaults`, then a frontend on VIP:`port` to `backends` servers on the
+/// same port. The pair's bench runs it too.
+pub fn haproxy_apiserver(port: u16, backends: usize) -> String {
     let mut s = format!(
-        "global
-    # maxconn: HAProxy's default, from the file-descriptor limit.
-
-defaults
+        "defaults
     mode tcp
     option redispatch
     retries 1
@@ -283,7 +282,7 @@ defaults
     timeout check 10s
 
 frontend apiserver
-    bind {VIP}:{HTTP_PORT}
+    bind {VIP}:{port}
     mode tcp
     default_backend apiserverbackend
 
@@ -294,12 +293,22 @@ backend apiserverbackend
     default-server check fall 3 rise 2 inter 2s
 "
     );
-    for i in 0..BACKENDS {
-        s.push_str(&format!(
-            "    server b{i} {}:{HTTP_PORT}\n",
-            backend_addr(i)
-        ));
+    for i in 0..backends {
+        s.push_str(&format!("    server cp{i} {}:{port}\n", backend_addr(i)));
     }
+    s
+}
+
+/// [`haproxy_apiserver`] on the HTTP port, and a second service for
+/// iperf3, without logging.
+fn haproxy_config() -> String {
+    let mut s = format!(
+        "global
+    # maxconn: HAProxy's default, from the file-descriptor limit.
+
+{}",
+        haproxy_apiserver(HTTP_PORT, BACKENDS)
+    );
     s.push_str(&format!(
         "
 frontend iperf

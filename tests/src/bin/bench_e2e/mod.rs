@@ -15,7 +15,7 @@
 
 mod counters;
 mod host;
-mod lbs;
+pub mod lbs;
 mod load;
 pub(crate) mod procs;
 mod report;

@@ -10,7 +10,7 @@ use kube_xdp_tests::{
     e2e_util::{Service, vip, wait_for},
     pair::{PairBox, PairCluster},
     servers::whoami,
-    topology::{VIP, backend_addr},
+    topology::VIP,
 };
 use std::time::Duration;
 
@@ -138,7 +138,10 @@ impl Pair {
             Kind::KubeXdp(_) => Running::KubeXdp(self.p.start(which)?),
             Kind::Keepalived(interval) => {
                 let hap = dir.join("haproxy.cfg");
-                std::fs::write(&hap, haproxy_config(backends))?;
+                std::fs::write(
+                    &hap,
+                    crate::bench_e2e::lbs::haproxy_apiserver(6443, backends),
+                )?;
                 let haproxy = Proc::spawn(
                     ns,
                     "haproxy",
@@ -319,36 +322,4 @@ fn keepalived_config(priority: u8, advert_int: &str) -> String {
          vrrp_instance VI_1 {{\n  state {state}\n  interface eth0\n  virtual_router_id 51\n  \
          priority {priority}\n  advert_int {advert_int}\n  virtual_ipaddress {{\n    {VIP}/32\n  }}\n}}\n"
     )
-}
-
-/// The kubeadm HA guide's HAProxy, TCP mode, its HTTPS check a TCP one
-/// (the backends are plain TCP servers), bound to the VIP.
-fn haproxy_config(backends: usize) -> String {
-    let mut s = format!(
-        "defaults
-    mode tcp
-    option redispatch
-    retries 1
-    timeout queue 20s
-    timeout connect 5s
-    timeout client 35s
-    timeout server 35s
-    timeout check 10s
-
-frontend apiserver
-    bind {VIP}:6443
-    mode tcp
-    default_backend apiserverbackend
-
-backend apiserverbackend
-    mode tcp
-    option tcp-check
-    balance roundrobin
-    default-server check fall 3 rise 2 inter 2s
-"
-    );
-    for i in 0..backends {
-        s.push_str(&format!("    server cp{i} {}:6443\n", backend_addr(i)));
-    }
-    s
 }
