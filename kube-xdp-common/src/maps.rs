@@ -35,7 +35,7 @@ pub const MAX_INTERFACES: u32 = 64;
 pub const MAX_SNAT_ADDRESSES: usize = 4;
 /// Layout version of every map here; bumped on any change, so a new binary
 /// never misreads an old binary's pins.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
@@ -203,6 +203,12 @@ pub struct Flow {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ReverseFlow {
     pub client: FlowKey,
+    /// `bpf_ktime_get_coarse_ns()` when a flow claimed the entry. A CPU
+    /// takes a stale entry over by compare-and-swap on this field, so two
+    /// CPUs never both win it, and an entry claimed a moment ago is not
+    /// judged stale before its flow's forward entry is in (see the
+    /// datapath's `snat::claim`).
+    pub claimed_ns: u64,
 }
 
 /// The key of `FRAGMENTS`.
@@ -301,7 +307,7 @@ const _: () = {
     assert!(size_of::<Backend>() == 24);
     assert!(size_of::<FlowKey>() == 16);
     assert!(size_of::<Flow>() == 48);
-    assert!(size_of::<ReverseFlow>() == 16);
+    assert!(size_of::<ReverseFlow>() == 24);
     assert!(size_of::<FragmentKey>() == 12);
     assert!(size_of::<Fragment>() == 32);
     assert!(size_of::<Settings>() == 64);

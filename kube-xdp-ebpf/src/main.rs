@@ -8,6 +8,10 @@
 //! `verdict`, `field`, `csum` and `tcpopt` are what the steps share.
 #![no_std]
 #![no_main]
+// `atomic_cxchg`: `AtomicU64::compare_exchange` is missing on this target
+// (its spec says no compare-and-swap), though LLVM emits BPF_CMPXCHG.
+#![expect(internal_features, reason = "core::intrinsics::atomic_cxchg")]
+#![feature(core_intrinsics)]
 
 mod conntrack;
 mod csum;
