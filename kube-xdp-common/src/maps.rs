@@ -35,7 +35,7 @@ pub const MAX_INTERFACES: u32 = 64;
 pub const MAX_SNAT_ADDRESSES: usize = 4;
 /// Layout version of every map here; bumped on any change, so a new binary
 /// never misreads an old binary's pins.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
@@ -211,6 +211,22 @@ pub struct ReverseFlow {
     pub claimed_ns: u64,
 }
 
+/// Bytes of the `SYNC_EVENTS` ring buffer: 4 MiB, about 58,000 events
+/// (64 B each, 8 B of header): a quarter of a second of 50,000 new flows a
+/// second with their state changes, while the daemon drains it every few
+/// milliseconds.
+pub const SYNC_RING_BYTES: u32 = 1 << 22;
+
+/// A record of `SYNC_EVENTS`: a flow as it stands after it opened or
+/// changed state or flags (a FIN or RST seen, the handshake done), for the
+/// daemon to send to the pair's other box.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SyncEvent {
+    pub client: FlowKey,
+    pub flow: Flow,
+}
+
 /// The key of `FRAGMENTS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -257,6 +273,10 @@ pub struct Settings {
     /// How long a closed flow's SNAT port stays with its backend when the
     /// SYN carries no timestamp to rewrite.
     pub tcp_time_wait_ns: u64,
+    /// 1: report new flows and their state changes in `SYNC_EVENTS` for
+    /// the pair's flow sync; 0: not (no peer to send them to).
+    pub sync: u32,
+    pub _pad: u32,
 }
 
 impl Settings {
@@ -310,7 +330,8 @@ const _: () = {
     assert!(size_of::<ReverseFlow>() == 24);
     assert!(size_of::<FragmentKey>() == 12);
     assert!(size_of::<Fragment>() == 32);
-    assert!(size_of::<Settings>() == 64);
+    assert!(size_of::<Settings>() == 72);
+    assert!(size_of::<SyncEvent>() == 64);
     assert!(size_of::<Interface>() == 8);
     assert!(size_of::<Traffic>() == 24);
     assert!(size_of::<Meta>() == 8);

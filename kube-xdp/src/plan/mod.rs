@@ -144,6 +144,8 @@ impl Plan {
             tcp_syn_ns: ns(t.tcp_syn),
             udp_ns: ns(t.udp),
             tcp_time_wait_ns: ns(t.tcp_time_wait),
+            sync: 0,
+            _pad: 0,
         }
     }
 

@@ -1,0 +1,26 @@
+//! Flow sync: each new flow, and each change of a flow's state or flags,
+//! goes to the daemon through the `SYNC_EVENTS` ring buffer, for the
+//! pair's other box. Never per packet: an established flow's packets
+//! change neither.
+
+use kube_xdp_common::{
+    maps::{Flow, FlowKey, Settings, SyncEvent},
+    stats::Counter,
+};
+
+use crate::{SYNC_EVENTS, stats};
+
+/// Reports `flow` of `client` as it now stands, when sync is on.
+#[inline(always)]
+pub fn report(settings: &Settings, client: &FlowKey, flow: &Flow) {
+    if settings.sync == 0 {
+        return;
+    }
+    let event = SyncEvent {
+        client: *client,
+        flow: *flow,
+    };
+    if SYNC_EVENTS.output::<SyncEvent>(&event, 0).is_err() {
+        stats::event(Counter::SyncLost);
+    }
+}
