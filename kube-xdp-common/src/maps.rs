@@ -277,6 +277,12 @@ pub struct Settings {
     /// the pair's flow sync; 0: not (no peer to send them to).
     pub sync: u32,
     pub _pad: u32,
+    /// Added to `CLOCK_MONOTONIC` for the rewritten TCP timestamps' clock:
+    /// the pair runs theirs together (the daemon moves it forward to the
+    /// peer's, never back), so a flow opened after a failover sends the
+    /// backends timestamps above those of the other box's flows on the same
+    /// SNAT 4-tuple.
+    pub ts_clock_offset_ns: u64,
 }
 
 impl Settings {
@@ -330,7 +336,7 @@ const _: () = {
     assert!(size_of::<ReverseFlow>() == 24);
     assert!(size_of::<FragmentKey>() == 12);
     assert!(size_of::<Fragment>() == 32);
-    assert!(size_of::<Settings>() == 72);
+    assert!(size_of::<Settings>() == 80);
     assert!(size_of::<SyncEvent>() == 64);
     assert!(size_of::<Interface>() == 8);
     assert!(size_of::<Traffic>() == 24);

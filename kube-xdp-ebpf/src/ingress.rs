@@ -204,7 +204,7 @@ fn new_flow(
     } else {
         None
     };
-    let ts_offset = nat::ts_offset(ctx, ts_at);
+    let ts_offset = nat::ts_offset(ctx, ts_at, settings.ts_clock_offset_ns);
     let Some((snat_addr, snat_port)) = snat::allocate(
         settings,
         key,

@@ -50,6 +50,7 @@ pub fn default_settings() -> Settings {
         tcp_time_wait_ns: 60 * SECOND,
         sync: 0,
         _pad: 0,
+        ts_clock_offset_ns: 0,
     }
 }
 

@@ -146,6 +146,7 @@ impl Plan {
             tcp_time_wait_ns: ns(t.tcp_time_wait),
             sync: 0,
             _pad: 0,
+            ts_clock_offset_ns: 0,
         }
     }
 
