@@ -8,6 +8,7 @@
 //! with its clock and counts what happened ([`counters`]).
 
 pub mod key;
+pub mod replay;
 pub mod wire;
 
 pub use key::SyncKey;
