@@ -7,6 +7,8 @@
 //! plain Rust with no socket or timer: the daemon's sync task drives it
 //! with its clock and counts what happened ([`counters`]).
 
+pub mod batch;
+pub mod counters;
 pub mod key;
 pub mod replay;
 pub mod wire;
