@@ -68,6 +68,16 @@ impl Host for CorpusHost {
     fn readable(&self, _path: &Path) -> io::Result<()> {
         Ok(())
     }
+
+    fn read_small_file(
+        &self,
+        _path: &Path,
+        _max_len: usize,
+    ) -> Result<crate::host::SmallFile, crate::host::ReadFileError> {
+        Err(crate::host::ReadFileError::Open(
+            io::ErrorKind::NotFound.into(),
+        ))
+    }
 }
 
 /// The options in the file's `# import-haproxy:` comment.

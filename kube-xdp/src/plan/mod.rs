@@ -15,7 +15,7 @@ mod tests;
 
 pub use checks::PlanReport;
 pub use desired::{BackendKey, Checker, DesiredBackend, DesiredService};
-pub use ha::HaPlan;
+pub use ha::{HaPlan, SyncPlan};
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -184,7 +184,8 @@ impl Plan {
     }
 
     /// Settings that only a restart applies (the interfaces, the pins, the
-    /// table size, the metrics and stats listeners) differ between the two plans.
+    /// table size, the metrics and stats listeners, the pair and its sync
+    /// key) differ between the two plans.
     pub fn restart_needed(&self, next: &Plan) -> bool {
         let (a, b) = (&self.config.daemon, &next.config.daemon);
         a.interfaces != b.interfaces
@@ -193,6 +194,8 @@ impl Plan {
             || a.xdp_mode != b.xdp_mode
             || a.metrics_listen != b.metrics_listen
             || self.config.ha != next.config.ha
+            // The same key file may hold a new key.
+            || self.ha.as_ref().map(|h| &h.sync) != next.ha.as_ref().map(|h| &h.sync)
             || a.stats.listen != b.stats.listen
     }
 }
