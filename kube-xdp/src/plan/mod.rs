@@ -144,7 +144,7 @@ impl Plan {
             tcp_syn_ns: ns(t.tcp_syn),
             udp_ns: ns(t.udp),
             tcp_time_wait_ns: ns(t.tcp_time_wait),
-            sync: 0,
+            sync: u32::from(self.ha.as_ref().is_some_and(|ha| ha.sync.is_some())),
             _pad: 0,
             ts_clock_offset_ns: 0,
         }

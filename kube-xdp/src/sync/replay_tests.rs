@@ -209,6 +209,7 @@ fn admit_checks_then_takes_a_decoded_datagram() {
         epoch: E,
         seq: 2,
         nonce: 0,
+        clock_ns: 0,
         records: Vec::new(),
     };
     assert_eq!(g.admit(&d), Ok(()));

@@ -3,9 +3,10 @@
 //! unfragmented.
 //!
 //! ```text
-//! header (32 bytes; numbers big-endian)
+//! header (40 bytes; numbers big-endian)
 //!   0  magic "KXS1"          4  version (1)      5  kind
 //!   6  count (records)       8  epoch (u64)     16  seq (u64)    24  nonce (u64)
+//!  32  clock_ns (u64): the sender's timestamp clock when it sent
 //! record (56 bytes; addresses and ports in the packet's byte order, as in
 //! the flow maps; other numbers big-endian)
 //!   0  client src_addr       4  client dst_addr  8  src_port    10  dst_port
@@ -33,7 +34,7 @@ pub const MAGIC: [u8; 4] = *b"KXS1";
 /// The format this module reads and writes.
 pub const VERSION: u8 = 1;
 /// Bytes before the records.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 40;
 /// Bytes per record.
 pub const RECORD_LEN: usize = 56;
 /// Bytes of the HMAC-SHA256 tag after the records.
@@ -176,6 +177,10 @@ pub struct Datagram {
     /// Hello: a random nonce; Dump/DumpEnd: the nonce of the Hello
     /// answered; Flows: 0.
     pub nonce: u64,
+    /// The sender's clock of rewritten TCP timestamps when it sent
+    /// (`CLOCK_MONOTONIC` plus `Settings::ts_clock_offset_ns`, ns): the
+    /// receiver moves its own up to it (see `Settings::ts_clock_offset_ns`).
+    pub clock_ns: u64,
     /// The flows it carries.
     pub records: Vec<SyncRecord>,
 }
@@ -276,6 +281,7 @@ pub fn encode(
     epoch: u64,
     seq: u64,
     nonce: u64,
+    clock_ns: u64,
     records: &[SyncRecord],
     key: &SyncKey,
 ) -> Vec<u8> {
@@ -297,6 +303,7 @@ pub fn encode(
     out.extend_from_slice(&epoch.to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&nonce.to_be_bytes());
+    out.extend_from_slice(&clock_ns.to_be_bytes());
     for r in records {
         put_record(&mut out, r);
     }
@@ -369,6 +376,7 @@ pub fn decode(bytes: &[u8], key: &SyncKey) -> Result<Datagram, WireError> {
         epoch: be_u64(header, 8),
         seq: be_u64(header, 16),
         nonce: be_u64(header, 24),
+        clock_ns: be_u64(header, 32),
         records,
     })
 }

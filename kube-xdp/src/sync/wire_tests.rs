@@ -44,8 +44,8 @@ fn record() -> SyncRecord {
 #[test]
 fn max_records_fill_one_mtu() {
     assert_eq!(MAX_RECORDS, 25);
-    let full = encode(Kind::Flows, 1, 1, 0, &[record(); MAX_RECORDS], &key());
-    assert_eq!(full.len(), 32 + 25 * 56 + 32);
+    let full = encode(Kind::Flows, 1, 1, 0, 0, &[record(); MAX_RECORDS], &key());
+    assert_eq!(full.len(), 40 + 25 * 56 + 32);
     assert!(full.len() <= MAX_DATAGRAM_LEN);
 }
 
@@ -56,6 +56,7 @@ fn the_layout_is_the_documented_one() {
         0x0102_0304_0506_0708,
         9,
         0xabcd,
+        0x1122,
         &[record()],
         &key(),
     );
@@ -65,7 +66,8 @@ fn the_layout_is_the_documented_one() {
     assert_eq!(&d[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(&d[16..24], &9u64.to_be_bytes());
     assert_eq!(&d[24..32], &0xabcdu64.to_be_bytes());
-    let r = &d[32..88];
+    assert_eq!(&d[32..40], &0x1122u64.to_be_bytes());
+    let r = &d[40..96];
     // The packet's byte order: 198.18.0.100:40000 → 198.18.0.10:6443.
     assert_eq!(&r[0..4], &[198, 18, 0, 100]);
     assert_eq!(&r[4..8], &[198, 18, 0, 10]);
@@ -82,7 +84,7 @@ fn the_layout_is_the_documented_one() {
     assert_eq!(&r[32..40], &[2, 0, 0, 0, 0, 0x64, 0, 0]);
     assert_eq!(&r[40..48], &5_000_000_000u64.to_be_bytes());
     assert_eq!(&r[48..56], &1_000_000u64.to_be_bytes());
-    assert_eq!(d.len(), 88 + 32);
+    assert_eq!(d.len(), 96 + 32);
 }
 
 #[test]
@@ -94,7 +96,7 @@ fn a_datagram_round_trips() {
             ..record()
         },
     ];
-    let d = decode(&encode(Kind::Flows, 7, 42, 0, &records, &key()), &key()).unwrap();
+    let d = decode(&encode(Kind::Flows, 7, 42, 0, 0, &records, &key()), &key()).unwrap();
     assert_eq!(
         d,
         Datagram {
@@ -102,28 +104,29 @@ fn a_datagram_round_trips() {
             epoch: 7,
             seq: 42,
             nonce: 0,
+            clock_ns: 0,
             records: records.to_vec()
         }
     );
-    let hello = decode(&encode(Kind::Hello, 7, 43, 99, &[], &key()), &key()).unwrap();
+    let hello = decode(&encode(Kind::Hello, 7, 43, 99, 0, &[], &key()), &key()).unwrap();
     assert_eq!(
         (hello.kind, hello.nonce, hello.records.len()),
         (Kind::Hello, 99, 0)
     );
-    let end = decode(&encode(Kind::DumpEnd, 7, 44, 99, &[], &key()), &key()).unwrap();
+    let end = decode(&encode(Kind::DumpEnd, 7, 44, 99, 0, &[], &key()), &key()).unwrap();
     assert!(end.kind.is_dump() && end.records.is_empty());
 }
 
 #[test]
 fn another_key_fails_authentication() {
-    let d = encode(Kind::Flows, 1, 1, 0, &[record()], &key());
+    let d = encode(Kind::Flows, 1, 1, 0, 0, &[record()], &key());
     let other = SyncKey::new(b"0123456789abcdef0123456789abcdeX");
     assert_eq!(decode(&d, &other), Err(WireError::BadTag));
 }
 
 #[test]
 fn each_header_fault_is_named() {
-    let good = encode(Kind::Flows, 1, 1, 0, &[record()], &key());
+    let good = encode(Kind::Flows, 1, 1, 0, 0, &[record()], &key());
     let with = |at: usize, byte: u8| {
         let mut d = good.clone();
         d[at] = byte;
@@ -165,7 +168,7 @@ fn each_header_fault_is_named() {
 fn authentic_records_no_datapath_makes_are_refused() {
     let bad = |r: SyncRecord| {
         decode(
-            &encode(Kind::Flows, 1, 1, 0, &[record(), r], &key()),
+            &encode(Kind::Flows, 1, 1, 0, 0, &[record(), r], &key()),
             &key(),
         )
     };
@@ -251,7 +254,7 @@ fn authentic_records_no_datapath_makes_are_refused() {
         .is_bad_record()
     );
     // A Hello with records is made by hand: encode refuses to.
-    let mut d = encode(Kind::Flows, 1, 1, 0, &[record()], &key());
+    let mut d = encode(Kind::Flows, 1, 1, 0, 0, &[record()], &key());
     d[5] = Kind::Hello as u8;
     d.truncate(HEADER_LEN + RECORD_LEN);
     let tag = hmac::sign(key().hmac(), &d);
@@ -265,7 +268,15 @@ fn authentic_records_no_datapath_makes_are_refused() {
 #[test]
 #[should_panic(expected = "do not fit one datagram")]
 fn encode_refuses_more_than_one_datagram_holds() {
-    encode(Kind::Flows, 1, 1, 0, &[record(); MAX_RECORDS + 1], &key());
+    encode(
+        Kind::Flows,
+        1,
+        1,
+        0,
+        0,
+        &[record(); MAX_RECORDS + 1],
+        &key(),
+    );
 }
 
 #[test]
@@ -398,10 +409,10 @@ fn any_datagram() -> impl Strategy<Value = (Kind, u64, u64, u64, Vec<SyncRecord>
 proptest! {
     #[test]
     fn valid_datagrams_round_trip((kind, epoch, seq, nonce, records) in any_datagram()) {
-        let bytes = encode(kind, epoch, seq, nonce, &records, &key());
+        let bytes = encode(kind, epoch, seq, nonce, 0, &records, &key());
         prop_assert!(bytes.len() <= MAX_DATAGRAM_LEN);
         let d = decode(&bytes, &key()).unwrap();
-        prop_assert_eq!(d, Datagram { kind, epoch, seq, nonce, records });
+        prop_assert_eq!(d, Datagram { kind, epoch, seq, nonce, clock_ns: 0, records });
     }
 
     #[test]
@@ -427,7 +438,7 @@ proptest! {
         (kind, epoch, seq, nonce, records) in any_datagram(),
         cut in any::<prop::sample::Index>(),
     ) {
-        let bytes = encode(kind, epoch, seq, nonce, &records, &key());
+        let bytes = encode(kind, epoch, seq, nonce, 0, &records, &key());
         let cut = cut.index(bytes.len());
         prop_assert!(decode(&bytes[..cut], &key()).is_err());
     }
@@ -438,7 +449,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
         bit in 0u8..8,
     ) {
-        let mut bytes = encode(kind, epoch, seq, nonce, &records, &key());
+        let mut bytes = encode(kind, epoch, seq, nonce, 0, &records, &key());
         let at = at.index(bytes.len());
         bytes[at] ^= 1 << bit;
         prop_assert!(decode(&bytes, &key()).is_err());
