@@ -110,7 +110,7 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
         if expiring {
             return (xdp_action::XDP_DROP, Counter::TtlExceeded);
         }
-        return established(ctx, ip, &l4, &key, settings, service_flags, &tracked, now);
+        return established(ctx, ip, &l4, &key, service_flags, &tracked, now);
     }
     let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) else {
         return (xdp_action::XDP_PASS, Counter::PassNoService);
@@ -137,7 +137,6 @@ fn established(
     ip: &Ip,
     l4: &L4,
     key: &FlowKey,
-    settings: &Settings,
     service_flags: u32,
     tracked: &Tracked,
     now: u64,
@@ -149,11 +148,11 @@ fn established(
     };
     if backend.state != BACKEND_UP && service_flags & SERVICE_RESET_ON_DOWN != 0 {
         conntrack::reset(tracked, now);
-        sync::report(settings, key, &tracked.current());
+        sync::report(key, &tracked.current());
         return refuse(ctx, ip, l4, Counter::BackendDownReset);
     }
     if conntrack::update(tracked, Direction::ToBackend, l4.flags, now) {
-        sync::report(settings, key, &tracked.current());
+        sync::report(key, &tracked.current());
     }
     let route = Route {
         nat: nat::translation(f, key, Direction::ToBackend),
@@ -234,7 +233,7 @@ fn new_flow(
     if let Err(reason) = conntrack::open(key, &f) {
         return refuse(ctx, ip, l4, reason);
     }
-    sync::report(settings, key, &f);
+    sync::report(key, &f);
     let route = Route {
         nat: nat::translation(&f, key, Direction::ToBackend),
         ts: ts_at.map(|at| nat::TsEdit { at, add: ts_offset }),
@@ -267,7 +266,7 @@ fn from_backend(ctx: &XdpContext, ip: &Ip, l4: &L4, key: &FlowKey, settings: &Se
         return (xdp_action::XDP_DROP, Counter::TtlExceeded);
     }
     if conntrack::update(&tracked, Direction::ToClient, l4.flags, now) {
-        sync::report(settings, &client, &tracked.current());
+        sync::report(&client, &tracked.current());
     }
     let f = &tracked.flow;
     let route = Route {

@@ -4,16 +4,18 @@
 //! change neither.
 
 use kube_xdp_common::{
-    maps::{Flow, FlowKey, Settings, SyncEvent},
+    maps::{Flow, FlowKey, SyncEvent},
     stats::Counter,
 };
 
-use crate::{SYNC_EVENTS, stats};
+use crate::{SETTINGS, SYNC_EVENTS, stats};
 
-/// Reports `flow` of `client` as it now stands, when sync is on.
+/// Reports `flow` of `client` as it now stands, when sync is on (the
+/// settings are looked up again here: a report is rare, and the callers'
+/// argument lists are long enough).
 #[inline(always)]
-pub fn report(settings: &Settings, client: &FlowKey, flow: &Flow) {
-    if settings.sync == 0 {
+pub fn report(client: &FlowKey, flow: &Flow) {
+    if SETTINGS.get(0).is_none_or(|s| s.sync == 0) {
         return;
     }
     let event = SyncEvent {
