@@ -11,15 +11,18 @@ use kube_xdp::sync::{
 use kube_xdp_common::maps::{FLOW_ESTABLISHED, FlowKey, PROTO_TCP};
 use kube_xdp_tests::{
     daemon::{Daemon, cli},
-    e2e_util::{EchoConn, Pinger, Service, serial, tcp_servers, try_connect, vip, wait_for},
+    e2e_util::{
+        EchoConn, Pinger, Service, backend, serial, tcp_servers, try_connect, vip, wait_for,
+    },
     pair::{PairBox, PairCluster},
     require_root,
+    short_conns::{Closer, ShortServer, client_source, prepare_client, short_connection},
     topology::VIP,
 };
 use std::{
-    net::{SocketAddr, UdpSocket},
+    net::{SocketAddr, SocketAddrV4, UdpSocket},
     os::unix::fs::PermissionsExt,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// The pair's sync port here.
@@ -358,4 +361,101 @@ fn datagrams_that_are_not_the_peers_change_nothing() {
             .any(|f| f["client"] == c.local_addr().to_string() && f["state"] == "ESTABLISHED")
     });
     assert!(learnt.is_some(), "{}\n{}", sync(&p, &p.b), logs());
+}
+
+/// One short connection of the load: when it began (since the load's
+/// start) and what it got.
+struct Attempt {
+    began: Duration,
+    error: Option<String>,
+}
+
+#[test]
+fn short_connections_through_a_failover_fail_only_if_opened_in_its_last_10_ms() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers: Vec<ShortServer> = (0..2)
+        .map(|i| {
+            ShortServer::start(
+                &p.c.backends[i],
+                backend(i, 6443),
+                &format!("cp{i}"),
+                Closer::Client,
+            )
+            .unwrap()
+        })
+        .collect();
+    let (da, db) = synced(&p);
+    const THREADS: usize = 4;
+    const RATE: f64 = 5_000.0;
+    prepare_client(&p.c, THREADS, Closer::Client).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // 5,000 short connections a second, paced, for 4 s; the master's link
+    // goes down (the box is gone) 1.5 s in.
+    let start = Instant::now();
+    let run = Duration::from_secs(4);
+    let dst = SocketAddrV4::new(VIP.parse().unwrap(), 6443);
+    let loads: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let src = client_source(i);
+            p.c.client.spawn(move || {
+                let mut attempts = Vec::new();
+                for k in 0..100_000u64 {
+                    let due = start
+                        + Duration::from_secs_f64((k as f64 * THREADS as f64 + i as f64) / RATE);
+                    if due >= start + run {
+                        break;
+                    }
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let began = start.elapsed();
+                    let error = short_connection(src, dst, Closer::Client)
+                        .err()
+                        .map(|e| format!("{e} ({:?})", e.kind()));
+                    attempts.push(Attempt { began, error });
+                }
+                Ok(attempts)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let failed_at = start.elapsed();
+    p.c.lb.ip(&["link", "set", "eth0", "down"]).unwrap();
+    let down_at = start.elapsed();
+    da.signal(libc::SIGKILL);
+    let attempts: Vec<Attempt> = loads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap().unwrap())
+        .collect();
+    let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
+    assert_eq!(p.state(&p.b), "MASTER", "{}", logs());
+
+    let failures: Vec<&Attempt> = attempts.iter().filter(|a| a.error.is_some()).collect();
+    let window = failed_at.saturating_sub(Duration::from_millis(10))..=down_at;
+    let outside: Vec<String> = failures
+        .iter()
+        .filter(|a| !window.contains(&a.began))
+        .map(|a| format!("began {:?}: {}", a.began, a.error.as_deref().unwrap_or("")))
+        .collect();
+    let rate = attempts.len() as f64 / run.as_secs_f64();
+    eprintln!(
+        "{} connections ({rate:.0}/s), the master's link down at {failed_at:?}..{down_at:?}: \
+         {} failed, {} of them opened outside the last 10 ms before it",
+        attempts.len(),
+        failures.len(),
+        outside.len()
+    );
+    assert!(
+        rate > 2_000.0,
+        "the load ran at {rate:.0}/s only: the test says nothing"
+    );
+    assert!(
+        outside.is_empty(),
+        "{} connections opened outside the last 10 ms before the failure failed: {:?}\n{}",
+        outside.len(),
+        &outside[..outside.len().min(20)],
+        logs()
+    );
 }
