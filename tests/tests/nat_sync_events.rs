@@ -2,15 +2,18 @@
 //! `BPF_PROG_TEST_RUN`: with sync on, the datapath hands the daemon each new
 //! flow and each change of a flow's state or flags through its ring buffer,
 //! and nothing for the packets that change neither; with sync off, nothing.
+//! And a new flow's backend and SNAT port depend only on its 5-tuple and
+//! the configuration, the same on both boxes of a pair.
 
 use aya::maps::{MapData, RingBuf};
+use kube_xdp::datapath::{BackendState, ServiceSpec};
 use kube_xdp_common::maps::{
     FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_SYN_SENT, FLOW_UDP,
-    PROTO_UDP, SyncEvent,
+    PROTO_TCP, PROTO_UDP, SyncEvent,
 };
 use kube_xdp_tests::{
     harness::{Harness, apiserver, backend_of, default_settings, open, tx},
-    packet::{ACK, CLIENT_IP, FIN, LB_IP, LB_MAC, Pkt, VIP, backend_mac},
+    packet::{ACK, BACKEND_IPS, CLIENT_IP, FIN, LB_IP, LB_MAC, Pkt, SYN, VIP, backend_mac},
 };
 
 /// The events waiting in the ring buffer, oldest first.
@@ -119,4 +122,40 @@ fn nothing_is_reported_with_sync_off() {
     open(&h, 48000);
     tx(&h, &Pkt::tcp(48000, VIP, 6443, ACK).seq_ack(1, 1));
     assert!(drain(&mut ring).is_empty());
+}
+
+#[test]
+fn both_boxes_give_a_new_flow_the_same_backend_and_snat_port() {
+    // Box a: the fixture backends with ids 0, 1, 2. Box b: the same
+    // backends under other ids (another history of reloads), added in
+    // another order. A flow that opens in the moment before a failover,
+    // not yet synced, meets on the other box the same choice, so its next
+    // segments (or a retransmitted SYN) still reach the backend on the
+    // same 4-tuple.
+    let a = apiserver();
+    let mut b = Harness::new();
+    let spec = ServiceSpec {
+        vip: VIP.into(),
+        ports: 6443..=6443,
+        protocol: PROTO_TCP,
+        reset_on_down: false,
+    };
+    b.dp.set_service(0, &spec).unwrap();
+    for (id, i) in [(2, 2), (0, 1), (1, 0)] {
+        b.set_backend(0, id, BACKEND_IPS[i], Some(6443), BackendState::Up);
+    }
+    b.rebuild(0);
+    let mut backends = std::collections::HashSet::new();
+    for sport in 40_000..40_060 {
+        let syn = Pkt::tcp(sport, VIP, 6443, SYN);
+        let (on_a, on_b) = (tx(&a, &syn), tx(&b, &syn));
+        assert_eq!(on_a.dst, on_b.dst, "client port {sport}: the same backend");
+        assert_eq!(
+            on_a.ports(),
+            on_b.ports(),
+            "client port {sport}: the same SNAT port"
+        );
+        backends.insert(on_a.dst);
+    }
+    assert_eq!(backends.len(), 3, "the flows spread over every backend");
 }
