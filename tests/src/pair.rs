@@ -145,6 +145,25 @@ impl PairCluster {
             .unwrap_or_else(|| "?".into())
     }
 
+    /// Waits (at most `limit`) until the box shows `state`; panics with
+    /// what it shows and `log()` if it does not.
+    pub fn wait_state(
+        &self,
+        which: &PairBox,
+        state: &str,
+        limit: std::time::Duration,
+        log: &dyn Fn() -> String,
+    ) {
+        let reached = crate::e2e_util::wait_for(limit, || self.state(which) == state);
+        assert!(
+            reached.is_some(),
+            "{} did not become {state} within {limit:?}: it is {}\n{}",
+            which.addr,
+            self.state(which),
+            log()
+        );
+    }
+
     /// Whether `addr` is on the box's interface.
     pub fn holds(&self, which: &PairBox, addr: &str) -> bool {
         let out = self

@@ -43,23 +43,6 @@ fn ha(priority: u8, key: &str) -> String {
     )
 }
 
-fn wait_state(
-    p: &PairCluster,
-    which: &PairBox,
-    state: &str,
-    limit: Duration,
-    log: &dyn Fn() -> String,
-) {
-    let reached = wait_for(limit, || p.state(which) == state);
-    assert!(
-        reached.is_some(),
-        "{} did not become {state} within {limit:?}: it is {}\n{}",
-        which.addr,
-        p.state(which),
-        log()
-    );
-}
-
 /// The box's flow sync status (`kube-xdp ha --json`'s `sync`).
 fn sync(p: &PairCluster, which: &PairBox) -> serde_json::Value {
     p.ha(which)
@@ -92,10 +75,10 @@ fn synced(p: &PairCluster) -> (Daemon, Daemon) {
     p.b.write_config(&ha(100, &key), &services);
     let da = p.start(&p.a).unwrap();
     let logs = || da.log();
-    wait_state(p, &p.a, "MASTER", Duration::from_secs(10), &logs);
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(10), &logs);
     let db = p.start(&p.b).unwrap();
     let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
-    wait_state(p, &p.b, "BACKUP", Duration::from_secs(10), &logs);
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(10), &logs);
     let got = wait_for(Duration::from_secs(5), || {
         sync(p, &p.b)["table_received"] == true
     });
@@ -161,7 +144,7 @@ fn long_lived_connections_survive_the_masters_death_and_its_return() {
     // The master dies: its daemon killed, its link down.
     da.signal(libc::SIGKILL);
     p.c.lb.ip(&["link", "set", "eth0", "down"]).unwrap();
-    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
+    p.wait_state(&p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
     let before: Vec<u64> = pingers.iter().map(Pinger::ok).collect();
     std::thread::sleep(Duration::from_secs(2));
     all_alive(&pingers, &before, "after the takeover", &|| logs(&da));
@@ -172,8 +155,8 @@ fn long_lived_connections_survive_the_masters_death_and_its_return() {
     let _ = da.stop();
     da = p.start(&p.a).unwrap();
     p.c.lb.ip(&["link", "set", "eth0", "up"]).unwrap();
-    wait_state(&p, &p.a, "MASTER", Duration::from_secs(15), &|| logs(&da));
-    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(5), &|| logs(&da));
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(15), &|| logs(&da));
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(5), &|| logs(&da));
     let a = sync(&p, &p.a);
     assert_eq!(a["table_received"], true, "{a}\n{}", logs(&da));
     assert!(a["table_flows"].as_u64().unwrap() >= 50, "{a}");
@@ -212,7 +195,7 @@ fn a_restarted_box_receives_the_whole_table_and_closed_flows_close_on_the_backup
     db.stop().unwrap();
     cli(p.ns(&p.b), &["detach", "--config", p.b.config_str()]).unwrap();
     db = p.start(&p.b).unwrap();
-    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(10), &|| logs(&db));
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(10), &|| logs(&db));
     let got = wait_for(Duration::from_secs(2), || {
         sync(&p, &p.b)["table_received"] == true
     });

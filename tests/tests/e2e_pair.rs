@@ -6,7 +6,7 @@ use kube_xdp::ha::vrrp::{Advert, MULTICAST_GROUP};
 use kube_xdp_tests::{
     daemon::Daemon,
     e2e_util::{Service, connect_many, serial, tcp_servers, try_connect, vip, wait_for},
-    pair::{PairBox, PairCluster, SNAT_ADDR},
+    pair::{PairCluster, SNAT_ADDR},
     require_root,
     topology::{CLIENT_ADDR, VIP, backend_addr},
 };
@@ -17,24 +17,6 @@ fn ha(priority: u8, extra: &str) -> String {
     format!("virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"100ms\"\n{extra}")
 }
 
-/// Waits (at most `limit`) until the box shows `state`.
-fn wait_state(
-    p: &PairCluster,
-    which: &PairBox,
-    state: &str,
-    limit: Duration,
-    log: &dyn Fn() -> String,
-) {
-    let reached = wait_for(limit, || p.state(which) == state);
-    assert!(
-        reached.is_some(),
-        "{} did not become {state} within {limit:?}: it is {}\n{}",
-        which.addr,
-        p.state(which),
-        log()
-    );
-}
-
 /// Both daemons up, `a` (priority 150) MASTER and `b` (100) BACKUP.
 fn elected(p: &PairCluster, a_extra: &str) -> (Daemon, Daemon) {
     let services = Service::apiserver(2).toml();
@@ -43,8 +25,8 @@ fn elected(p: &PairCluster, a_extra: &str) -> (Daemon, Daemon) {
     let da = p.start(&p.a).unwrap();
     let db = p.start(&p.b).unwrap();
     let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
-    wait_state(p, &p.a, "MASTER", Duration::from_secs(10), &logs);
-    wait_state(p, &p.b, "BACKUP", Duration::from_secs(5), &logs);
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(10), &logs);
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(5), &logs);
     (da, db)
 }
 
@@ -163,7 +145,7 @@ fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back
     da.signal(libc::SIGKILL);
     let gap = longest_gap(&p, Duration::from_secs(10), || p.state(&p.b) == "MASTER");
     eprintln!("SIGKILL of the master: longest gap in new connections {gap:?}");
-    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
+    p.wait_state(&p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
     assert!(p.holds(&p.b, VIP) && p.holds(&p.b, SNAT_ADDR));
     serves(&p, "through the new master", &logs(&da));
 
@@ -171,8 +153,8 @@ fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back
     // for its checks, then (preempt) takes the VIP back.
     let _ = da.stop();
     da = p.start(&p.a).unwrap();
-    wait_state(&p, &p.a, "MASTER", Duration::from_secs(15), &|| logs(&da));
-    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(5), &|| logs(&da));
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(15), &|| logs(&da));
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(5), &|| logs(&da));
     assert!(!p.holds(&p.b, VIP));
     let a = p.ha(&p.a).unwrap();
     let went: Vec<&str> = a["transitions"]
@@ -186,7 +168,7 @@ fn the_backup_takes_over_when_the_master_dies_or_stops_and_the_master_takes_back
     // A graceful stop: the master resigns (priority 0) and the backup
     // takes over after its skew time, not Master_Down.
     da.stop().unwrap();
-    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
+    p.wait_state(&p.b, "MASTER", Duration::from_secs(5), &|| logs(&da));
     let b = p.ha(&p.b).unwrap();
     let last = b["transitions"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["to"], "MASTER", "{b}");
@@ -208,8 +190,8 @@ fn a_master_whose_tracked_service_has_no_backend_on_it_hands_over() {
         let host = format!("{}/32", backend_addr(i));
         p.c.lb.ip(&["route", "add", "blackhole", &host]).unwrap();
     }
-    wait_state(&p, &p.a, "FAULT", Duration::from_secs(10), &logs);
-    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &logs);
+    p.wait_state(&p.a, "FAULT", Duration::from_secs(10), &logs);
+    p.wait_state(&p.b, "MASTER", Duration::from_secs(5), &logs);
     assert!(!p.holds(&p.a, VIP) && p.holds(&p.b, VIP), "{}", logs());
     let a = p.ha(&p.a).unwrap();
     let reason = a["transitions"].as_array().unwrap().last().unwrap()["reason"].clone();
@@ -226,8 +208,8 @@ fn a_master_whose_tracked_service_has_no_backend_on_it_hands_over() {
         let host = format!("{}/32", backend_addr(i));
         p.c.lb.ip(&["route", "del", "blackhole", &host]).unwrap();
     }
-    wait_state(&p, &p.a, "MASTER", Duration::from_secs(15), &logs);
-    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(5), &logs);
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(15), &logs);
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(5), &logs);
 }
 
 #[test]
@@ -240,10 +222,10 @@ fn without_preempt_a_returning_higher_priority_stays_backup() {
     p.a.write_config(&ha(150, "preempt = false"), &services);
     p.b.write_config(&ha(100, ""), &services);
     let db = p.start(&p.b).unwrap();
-    wait_state(&p, &p.b, "MASTER", Duration::from_secs(10), &|| db.log());
+    p.wait_state(&p.b, "MASTER", Duration::from_secs(10), &|| db.log());
     let mut da = p.start(&p.a).unwrap();
     let logs = || format!("A:\n{}\nB:\n{}", da.log(), db.log());
-    wait_state(&p, &p.a, "BACKUP", Duration::from_secs(10), &logs);
+    p.wait_state(&p.a, "BACKUP", Duration::from_secs(10), &logs);
     // Well past Master_Down: still backup, the VIP where it was.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(p.state(&p.a), "BACKUP", "{}", logs());
@@ -251,7 +233,7 @@ fn without_preempt_a_returning_higher_priority_stays_backup() {
     assert!(p.holds(&p.b, VIP) && !p.holds(&p.a, VIP));
     // Only when the master goes does it take over.
     drop(db);
-    wait_state(&p, &p.a, "MASTER", Duration::from_secs(5), &|| da.log());
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(5), &|| da.log());
     let _ = da.stop();
 }
 
@@ -332,14 +314,14 @@ fn the_backup_takes_over_when_the_masters_link_goes_down() {
     p.c.lb.ip(&["link", "set", "eth0", "down"]).unwrap();
     let gap = longest_gap(&p, Duration::from_secs(10), || p.state(&p.b) == "MASTER");
     eprintln!("link of the master down: longest gap in new connections {gap:?}");
-    wait_state(&p, &p.b, "MASTER", Duration::from_secs(5), &logs);
+    p.wait_state(&p.b, "MASTER", Duration::from_secs(5), &logs);
     serves(&p, "through the new master", &logs());
     // The link comes back: the old master (in FAULT while its checks
     // could not reach the backends) passes its checks again and, of the
     // higher priority, takes the VIP back; the other steps down.
     p.c.lb.ip(&["link", "set", "eth0", "up"]).unwrap();
-    wait_state(&p, &p.b, "BACKUP", Duration::from_secs(10), &logs);
-    wait_state(&p, &p.a, "MASTER", Duration::from_secs(2), &logs);
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(10), &logs);
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(2), &logs);
     assert!(!p.holds(&p.b, VIP));
     serves(&p, "through the old master again", &logs());
 }
