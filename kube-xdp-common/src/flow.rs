@@ -37,7 +37,7 @@ pub fn reverse_key(client: &FlowKey, flow: &Flow) -> FlowKey {
 /// `CLOCK_MONOTONIC` in ns).
 #[inline(always)]
 pub fn expired(settings: &Settings, flow: &Flow, now: u64) -> bool {
-    now.saturating_sub(flow.last_seen_ns) > settings.idle_timeout_ns(flow.state)
+    now.saturating_sub(flow.last_seen_ns) > settings.idle_timeout_ns(flow.state, flow.flags)
 }
 
 /// Whether the reverse entry `reverse`, found under the flow's

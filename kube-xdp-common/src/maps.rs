@@ -161,6 +161,9 @@ pub const FLOW_FIN_CLIENT: u8 = 2;
 pub const FLOW_FIN_BACKEND: u8 = 4;
 /// `Flow::flags`: either side sent a RST.
 pub const FLOW_RST: u8 = 8;
+/// `Flow::flags`: the backend answered a UDP flow (until then it has the
+/// short `udp_unanswered` timeout; a TCP flow's state says as much).
+pub const FLOW_REPLIED: u8 = 16;
 
 /// The value of `FLOWS`.
 #[repr(C)]
@@ -283,16 +286,24 @@ pub struct Settings {
     /// backends timestamps above those of the other box's flows on the same
     /// SNAT 4-tuple.
     pub ts_clock_offset_ns: u64,
+    /// The idle timeout of a UDP flow the backend has not answered
+    /// (spoofed or scanning datagrams): short, so they hold neither a
+    /// SNAT port nor a flow entry for long.
+    pub udp_unanswered_ns: u64,
 }
 
 impl Settings {
-    /// The idle timeout of a flow in `state` (`FLOW_*`).
+    /// The idle timeout of a flow in `state` (`FLOW_*`) with `flags`
+    /// (`FLOW_REPLIED` matters to UDP flows).
     #[inline(always)]
-    pub const fn idle_timeout_ns(&self, state: u8) -> u64 {
+    pub const fn idle_timeout_ns(&self, state: u8, flags: u8) -> u64 {
         match state {
             FLOW_SYN_SENT => self.tcp_syn_ns,
             FLOW_ESTABLISHED => self.tcp_established_ns,
             FLOW_CLOSING => self.tcp_closing_ns,
+            _ if flags & FLOW_REPLIED == 0 && self.udp_unanswered_ns < self.udp_ns => {
+                self.udp_unanswered_ns
+            }
             _ => self.udp_ns,
         }
     }
@@ -336,7 +347,7 @@ const _: () = {
     assert!(size_of::<ReverseFlow>() == 24);
     assert!(size_of::<FragmentKey>() == 12);
     assert!(size_of::<Fragment>() == 32);
-    assert!(size_of::<Settings>() == 80);
+    assert!(size_of::<Settings>() == 88);
     assert!(size_of::<SyncEvent>() == 64);
     assert!(size_of::<Interface>() == 8);
     assert!(size_of::<Traffic>() == 24);

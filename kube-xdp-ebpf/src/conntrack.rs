@@ -16,8 +16,9 @@
 use kube_xdp_common::{
     flow::{expired, forward_agrees, reverse_agrees, reverse_key},
     maps::{
-        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_RST, FLOW_SYN_SENT,
-        FLOW_UDP, FRAGMENT_TO_BACKEND, FRAGMENT_TO_CLIENT, Flow, FlowKey, PROTO_TCP, Settings,
+        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_REPLIED, FLOW_RST,
+        FLOW_SYN_SENT, FLOW_UDP, FRAGMENT_TO_BACKEND, FRAGMENT_TO_CLIENT, Flow, FlowKey, PROTO_TCP,
+        Settings,
     },
     stats::Counter,
 };
@@ -183,6 +184,10 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
     let mut flags = old.flags;
     if tcp_flags & TCP_RST != 0 {
         flags |= FLOW_RST;
+    }
+    if direction == Direction::ToClient && state == FLOW_UDP {
+        // The backend answered: the flow is a real exchange.
+        flags |= FLOW_REPLIED;
     }
     if tcp_flags & TCP_FIN != 0 {
         flags |= match direction {

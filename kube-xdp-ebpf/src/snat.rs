@@ -6,7 +6,7 @@ use core::intrinsics::{AtomicOrdering, atomic_cxchg};
 use kube_xdp_common::{
     flow::forward_agrees,
     hash::fmix32,
-    maps::{FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP, ReverseFlow, Settings},
+    maps::{FLOW_TS_REWRITE, FLOW_UDP, Flow, FlowKey, PROTO_TCP, ReverseFlow, Settings},
 };
 
 use crate::{FLOWS, REVERSE, conntrack};
@@ -58,12 +58,15 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
         // connection. The backend's TIME_WAIT accepts the new SYN then.
         return idle > REUSE_GRACE_NS;
     }
-    let hold = if both_ts {
+    // UDP has no TIME_WAIT: an expired UDP flow's port is free at once.
+    let hold = if both_ts || old.state == FLOW_UDP {
         0
     } else {
         settings.tcp_time_wait_ns
     };
-    idle > settings.idle_timeout_ns(old.state).saturating_add(hold)
+    idle > settings
+        .idle_timeout_ns(old.state, old.flags)
+        .saturating_add(hold)
 }
 
 /// How long a claimed reverse entry is never judged stale: the claiming

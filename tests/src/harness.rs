@@ -47,6 +47,7 @@ pub fn default_settings() -> Settings {
         tcp_closing_ns: 10 * SECOND,
         tcp_syn_ns: 60 * SECOND,
         udp_ns: 120 * SECOND,
+        udp_unanswered_ns: 30 * SECOND,
         tcp_time_wait_ns: 60 * SECOND,
         sync: 0,
         _pad: 0,

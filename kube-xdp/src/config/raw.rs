@@ -60,6 +60,7 @@ pub(super) struct RawTimeouts {
     pub tcp_closing: Field<String>,
     pub tcp_syn: Field<String>,
     pub udp: Field<String>,
+    pub udp_unanswered: Field<String>,
     pub tcp_time_wait: Field<String>,
 }
 

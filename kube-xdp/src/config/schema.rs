@@ -105,6 +105,8 @@ pub struct Timeouts {
     /// A flow that has seen only its SYN.
     pub tcp_syn: Duration,
     pub udp: Duration,
+    /// A UDP flow the backend has not answered (at most `udp`).
+    pub udp_unanswered: Duration,
     /// How long a closed flow's SNAT port is held before reuse.
     pub tcp_time_wait: Duration,
     pub lines: Lines,
@@ -117,6 +119,7 @@ impl Default for Timeouts {
             tcp_closing: Duration::from_secs(10),
             tcp_syn: Duration::from_secs(60),
             udp: Duration::from_secs(120),
+            udp_unanswered: Duration::from_secs(30),
             tcp_time_wait: Duration::from_secs(60),
             lines: Lines::default(),
         }

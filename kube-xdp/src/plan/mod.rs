@@ -143,6 +143,7 @@ impl Plan {
             tcp_closing_ns: ns(t.tcp_closing),
             tcp_syn_ns: ns(t.tcp_syn),
             udp_ns: ns(t.udp),
+            udp_unanswered_ns: ns(t.udp_unanswered),
             tcp_time_wait_ns: ns(t.tcp_time_wait),
             sync: u32::from(self.ha.as_ref().is_some_and(|ha| ha.sync.is_some())),
             _pad: 0,

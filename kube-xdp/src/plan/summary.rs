@@ -129,11 +129,12 @@ pub(super) fn summary(plan: &Plan) -> String {
     let _ = writeln!(out, "Timeouts");
     let _ = writeln!(
         out,
-        "  tcp_established {}  tcp_closing {}  tcp_syn {}  udp {}  tcp_time_wait {}",
+        "  tcp_established {}  tcp_closing {}  tcp_syn {}  udp {} (unanswered {})  tcp_time_wait {}",
         human::duration(t.tcp_established),
         human::duration(t.tcp_closing),
         human::duration(t.tcp_syn),
         human::duration(t.udp),
+        human::duration(t.udp_unanswered.min(t.udp)),
         human::duration(t.tcp_time_wait)
     );
     let _ = writeln!(out);

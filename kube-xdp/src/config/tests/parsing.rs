@@ -246,11 +246,12 @@ fn other_values_of_keyword_keys_parse() {
 #[test]
 fn durations_accept_humantime_forms() {
     let text = format!(
-        "{DAEMON}[timeouts]\ntcp_established = \"1day 2h\"\nudp = \"1m 30s\"\ntcp_time_wait = \"0s\"\n"
+        "{DAEMON}[timeouts]\ntcp_established = \"1day 2h\"\nudp = \"1m 30s\"\nudp_unanswered = \"5s\"\ntcp_time_wait = \"0s\"\n"
     );
     let t = parse(&text).unwrap().timeouts;
     assert_eq!(t.tcp_established, Duration::from_secs(26 * 3600));
     assert_eq!(t.udp, Duration::from_secs(90));
+    assert_eq!(t.udp_unanswered, Duration::from_secs(5));
     assert_eq!(t.tcp_time_wait, Duration::ZERO, "0 = reuse a port at once");
     assert_eq!(
         t.tcp_syn,

@@ -227,6 +227,13 @@ impl Validator<'_> {
         );
         t.tcp_syn = self.duration(&mut at, "tcp_syn", raw.tcp_syn, t.tcp_syn, false);
         t.udp = self.duration(&mut at, "udp", raw.udp, t.udp, false);
+        t.udp_unanswered = self.duration(
+            &mut at,
+            "udp_unanswered",
+            raw.udp_unanswered,
+            t.udp_unanswered,
+            false,
+        );
         // 0 = a closed flow's port may be reused at once.
         t.tcp_time_wait = self.duration(
             &mut at,
