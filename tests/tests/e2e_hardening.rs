@@ -1,13 +1,16 @@
 //! End to end: what a careless operator can no longer do with the real
 //! binary — aim `detach` at a directory that is not kube-xdp's pins, or
-//! keep the pid file where anyone can write.
+//! keep the pid file where anyone can write — and a CA rotated in place
+//! that a reload picks up.
 
 use kube_xdp_tests::{
     daemon::{cli, cli_here},
-    e2e_util::{Service, serial, tcp_servers, wait_all_up},
+    e2e_util::{Service, backend, reload, serial, states, tcp_servers, wait_all_up, wait_for},
     require_root,
+    tls_server::{ReadyzServer, SelfSigned},
     topology::Cluster,
 };
+use std::time::Duration;
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -171,4 +174,73 @@ fn signals_during_start_wait_and_systemd_hears_when_it_is_ready() {
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = child.wait();
+}
+
+#[test]
+fn a_reload_trusts_a_ca_file_rotated_in_place() {
+    require_root();
+    let _serial = serial();
+    let c = Cluster::new(2).unwrap();
+    let cert = SelfSigned::new(&["kubernetes"]).unwrap();
+    let _api = tcp_servers(&c, 6443);
+    let _readyz: Vec<ReadyzServer> = (0..2)
+        .map(|i| ReadyzServer::start(&c.backends[i], backend(i, 8443), &cert).unwrap())
+        .collect();
+    // The file still holds the CA before the rotation: no backend's
+    // certificate verifies.
+    let ca = c.dir.path().join("ca.crt");
+    std::fs::write(&ca, SelfSigned::new(&["kubernetes"]).unwrap().pem).unwrap();
+    let config = Service::apiserver(2)
+        .check("kind", "\"https\"")
+        .check("path", "\"/readyz\"")
+        .check("port", "8443")
+        .check("interval", "\"300ms\"")
+        .check("timeout", "\"250ms\"")
+        .check("fall", "2")
+        .check("rise", "2")
+        .check("ca_file", &format!("\"{}\"", ca.display()))
+        .check("server_name", "\"kubernetes\"")
+        .toml();
+    c.write_config(&config).unwrap();
+    let daemon = c.start_daemon().unwrap();
+    let up = wait_for(Duration::from_secs(2), || {
+        states(&c).iter().any(|s| s == "UP")
+    });
+    assert!(
+        up.is_none(),
+        "a backend came UP with a CA that did not sign its certificate: {:?}\n{}",
+        states(&c),
+        daemon.log()
+    );
+
+    // The CA is rotated in place (same path, same configuration file), and
+    // the operator reloads.
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let (ok, said) = reload(&c);
+    assert!(ok, "reload: {said}\n{}", daemon.log());
+    let mut last = Vec::new();
+    let took = wait_for(Duration::from_secs(10), || {
+        last = states(&c);
+        last.len() == 2 && last.iter().all(|s| s == "UP")
+    });
+    assert!(
+        took.is_some(),
+        "backends still not UP after a reload with the rotated CA: {last:?}\n{}",
+        daemon.log()
+    );
+
+    // A CA file that is no longer a certificate: the reload is refused,
+    // naming the file, and the backends stay UP on the CA in force.
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let (ok, said) = reload(&c);
+    assert!(
+        !ok,
+        "a reload with a CA file holding no certificate succeeded"
+    );
+    assert!(
+        said.contains(&format!("CA file {}: no certificate", ca.display())),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(states(&c), ["UP", "UP"], "{}", daemon.log());
 }

@@ -53,13 +53,19 @@ pub trait Host {
     fn writable_by_others(&self, _path: &Path) -> bool {
         false
     }
-    /// Whether the file at `path` can be opened for reading.
+    /// The contents of the regular file at `path` (a CA file), at most
+    /// [`MAX_FILE_BYTES`] of it.
     ///
     /// # Errors
     ///
-    /// Why it cannot.
-    fn readable(&self, path: &Path) -> io::Result<()>;
+    /// Why it cannot be read, and any file that is not a regular one or
+    /// is larger (see [`read_regular_file`]).
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
 }
+
+/// The most kube-xdp reads of a file the configuration names (a CA
+/// bundle is a few KiB; the system's whole trust store is about 200 KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// This machine (this network namespace).
 #[derive(Debug, Clone, Copy, Default)]
@@ -93,8 +99,8 @@ impl Host for RealHost {
         Ok(out)
     }
 
-    fn readable(&self, path: &Path) -> io::Result<()> {
-        std::fs::File::open(path).map(drop)
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        read_regular_file(path, MAX_FILE_BYTES)
     }
 
     fn writable_by_others(&self, path: &Path) -> bool {
@@ -107,6 +113,76 @@ impl Host for RealHost {
 pub fn others_can_write(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     meta.uid() != 0 || meta.mode() & 0o022 != 0
+}
+
+/// The contents of the regular file at `path`, refusing anything else
+/// before reading a byte: the file is opened with `O_NONBLOCK`, so a FIFO
+/// with no writer cannot hang the open (fifo(7)), then judged by `fstat`
+/// on the open descriptor, so what is read is what was judged. A device
+/// (`/dev/zero` never ends), a directory or a socket is refused, and so is
+/// a file larger than `limit`; the read itself stops at `limit` too (a
+/// file that grows meanwhile, or a `/proc` file whose size reads 0).
+///
+/// # Errors
+///
+/// Why it cannot be opened or read, or what it is instead of a regular
+/// file of at most `limit` bytes.
+pub fn read_regular_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a file")
+    };
+    if let Some(what) = what {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is {what}, not a regular file"),
+        ));
+    }
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it is larger than {}", human_bytes(limit)),
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    file.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(out)
+}
+
+/// 1048576 → "1 MiB".
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// "32768\t60999\n" → 32768-60999.
@@ -225,8 +301,9 @@ mod tests {
                 .contains(&Ipv4Addr::LOCALHOST)
         );
         assert!(host.local_port_range().is_some());
-        assert!(host.readable(Path::new("/proc/self/status")).is_ok());
-        assert!(host.readable(Path::new("/nonexistent/kxdp")).is_err());
+        let status = host.read_file(Path::new("/proc/self/status")).unwrap();
+        assert!(status.starts_with(b"Name:"), "{status:?}");
+        assert!(host.read_file(Path::new("/nonexistent/kxdp")).is_err());
     }
 
     #[test]

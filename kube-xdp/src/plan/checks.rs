@@ -156,19 +156,35 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
     for service in &config.services {
         let ctx = format!("service {:?}", service.name);
         let check = &service.health_check;
-        if check.kind == CheckKind::Https
-            && let Some(file) = &check.ca_file
-            && let Err(e) = host.readable(file)
-        {
-            r.push(
-                Severity::Error,
-                check.lines.of("ca_file"),
-                &format!("{ctx} health_check"),
-                "ca_file",
-                format!("cannot read {}: {e}", file.display()),
-            );
-        }
-        let spec = Arc::new(check_spec(service));
+        // Read and judged now, so `check-config` says what `run` would
+        // meet, and so a reload with a rotated CA is a changed check.
+        let ca_file = match &check.ca_file {
+            Some(file) if check.kind == CheckKind::Https && check.tls_verify => {
+                let ca = host
+                    .read_file(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
+                    .and_then(|pem| {
+                        health::CaFile::parse(file, &pem).map_err(|e| {
+                            format!("{e}: name a PEM file of the CA that signed the backends' certificates")
+                        })
+                    });
+                match ca {
+                    Ok(ca) => Some(ca),
+                    Err(message) => {
+                        r.push(
+                            Severity::Error,
+                            check.lines.of("ca_file"),
+                            &format!("{ctx} health_check"),
+                            "ca_file",
+                            message,
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let spec = Arc::new(check_spec(service, ca_file));
         let mut backends = Vec::new();
         for backend in &service.backends {
             // A name resolves to its first IPv4 address; what it resolves to
@@ -399,8 +415,9 @@ fn check_local_port_range(r: &mut Report<'_>, config: &Config, host: &dyn Host) 
     );
 }
 
-/// A service's health check as the checkers run it.
-fn check_spec(service: &crate::config::Service) -> CheckSpec {
+/// A service's health check as the checkers run it, with the CAs read
+/// from its `ca_file`.
+fn check_spec(service: &crate::config::Service, ca_file: Option<health::CaFile>) -> CheckSpec {
     let hc = &service.health_check;
     CheckSpec {
         kind: match hc.kind {
@@ -412,7 +429,7 @@ fn check_spec(service: &crate::config::Service) -> CheckSpec {
         expect_status: hc.expect_status,
         tls: TlsSettings {
             verify: hc.tls_verify,
-            ca_file: hc.ca_file.clone(),
+            ca_file,
             server_name: hc.server_name.clone(),
         },
         interval: hc.interval,

@@ -11,7 +11,7 @@ mod desired;
 mod ha;
 mod summary;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use checks::PlanReport;
 pub use desired::{BackendKey, Checker, DesiredBackend, DesiredService};
@@ -106,7 +106,8 @@ impl Plan {
     /// [`ConfigError::Invalid`] with every problem found (an interface
     /// that does not exist, a SNAT address that is not local, `snat_ports`
     /// overlapping the local port range, a hostname that does not resolve,
-    /// an unreadable CA file), each with its line and key.
+    /// a CA file that is not a regular PEM file of a usable CA), each with
+    /// its line and key.
     pub fn build(config: &Config, host: &dyn Host) -> Result<Plan, ConfigError> {
         let (plan, report) = checks::assess(config, host);
         let warnings = report.into_result()?;

@@ -74,13 +74,27 @@ impl Host for FakeHost {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"))
     }
 
-    fn readable(&self, path: &Path) -> io::Result<()> {
+    /// The fake's files hold a CA; any other path is read from this
+    /// machine (the tests of `ca_file` use real files).
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         if self.files.iter().any(|f| Path::new(f) == path) {
-            Ok(())
+            Ok(test_ca_pem().into_bytes())
         } else {
-            Err(io::Error::from(io::ErrorKind::NotFound))
+            crate::host::RealHost.read_file(path)
         }
     }
+}
+
+/// A self-signed CA certificate, the same for the whole test run.
+pub(crate) fn test_ca_pem() -> String {
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        rcgen::generate_simple_self_signed(vec!["kubernetes".to_owned()])
+            .unwrap()
+            .cert
+            .pem()
+    })
+    .clone()
 }
 
 fn env(text: &str, host: &FakeHost) -> PlanReport {
@@ -410,6 +424,7 @@ fn environment_errors_and_warnings_come_out_in_file_order() {
     assert_eq!(report.warnings().count(), 1);
 }
 
+mod ca_file;
 mod pair;
 mod summary;
 
