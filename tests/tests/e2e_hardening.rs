@@ -244,3 +244,211 @@ fn a_reload_trusts_a_ca_file_rotated_in_place() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(states(&c), ["UP", "UP"], "{}", daemon.log());
 }
+
+/// Creates a BPF map (`bpf(BPF_MAP_CREATE)`) and pins it at `path`, as
+/// another program (or a local user, on a world-writable bpffs) could.
+fn pin_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, entries: u32) {
+    use std::os::unix::ffi::OsStrExt as _;
+    // union bpf_attr, the BPF_MAP_CREATE part: type, key size, value size,
+    // max entries (include/uapi/linux/bpf.h); the rest zero.
+    let mut attr = [0u32; 32];
+    attr[..4].copy_from_slice(&[map_type, key, value, entries]);
+    // SAFETY: `attr` is a zeroed bpf_attr of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            0, // BPF_MAP_CREATE
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // BPF_OBJ_PIN: pathname (u64), bpf_fd (u32), file_flags (u32).
+    let mut pin = [0u64; 16];
+    pin[0] = c.as_ptr() as u64;
+    pin[1] = fd as u64;
+    // SAFETY: as above; `c` outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            6, // BPF_OBJ_PIN
+            pin.as_ptr(),
+            std::mem::size_of_val(&pin),
+        )
+    };
+    assert_eq!(rc, 0, "BPF_OBJ_PIN: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is ours; the pin keeps the map.
+    unsafe { libc::close(fd as i32) };
+}
+
+fn start_refused(c: &Cluster) -> String {
+    match c.start_daemon() {
+        Ok(daemon) => panic!("the daemon started:\n{}", daemon.log()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn run_refuses_a_pin_directory_someone_else_could_have_filled() {
+    require_root();
+    let _serial = serial();
+    let c = Cluster::new(1).unwrap();
+    let _servers = tcp_servers(&c, 6443);
+    c.write_config(&Service::apiserver(1).toml()).unwrap();
+    let pins = c.pins.path();
+    let set_mode = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(pins, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // A local user made it first (a bpffs root is 1777).
+    std::fs::create_dir(pins).unwrap();
+    std::os::unix::fs::chown(pins, Some(65534), Some(65534)).unwrap();
+    let said = start_refused(&c);
+    assert!(
+        said.contains(&format!(
+            "pin directory {}: it belongs to uid 65534, not to root",
+            pins.display()
+        )),
+        "{said}"
+    );
+    std::os::unix::fs::chown(pins, Some(0), Some(0)).unwrap();
+    set_mode(0o777);
+    let said = start_refused(&c);
+    assert!(
+        said.contains("its mode 0777 lets anyone write in it"),
+        "{said}"
+    );
+    // Root's and private: it serves.
+    set_mode(0o700);
+    let _daemon = c.start_daemon().unwrap();
+    wait_all_up(&c, 1);
+}
+
+#[test]
+fn run_refuses_a_pinned_map_that_does_not_fit_the_program() {
+    require_root();
+    let _serial = serial();
+    let c = Cluster::new(1).unwrap();
+    let _servers = tcp_servers(&c, 6443);
+    c.write_config(&Service::apiserver(1).toml()).unwrap();
+    let pins = c.pins.path();
+    std::fs::create_dir(pins).unwrap();
+    let settings = pins.join("KXDP_SETTINGS");
+    let value = std::mem::size_of::<kube_xdp_common::maps::Settings>() as u32;
+    const HASH: u32 = 1;
+    const ARRAY: u32 = 2;
+    for (map_type, key, value_size, entries, says) in [
+        (
+            HASH,
+            4,
+            value,
+            1,
+            "its type is Hash where the program's is Array",
+        ),
+        (ARRAY, 4, 4, 1, "its value size is 4 where the program's is"),
+        (
+            ARRAY,
+            4,
+            value,
+            2,
+            "its capacity (max_entries) is 2 where the program's is 1",
+        ),
+    ] {
+        pin_map(&settings, map_type, key, value_size, entries);
+        let said = start_refused(&c);
+        assert!(
+            said.contains(&format!(
+                "{}: the map pinned as KXDP_SETTINGS does not fit the program",
+                settings.display()
+            )) && said.contains(says),
+            "{says:?} not in: {said}"
+        );
+        std::fs::remove_file(&settings).unwrap();
+    }
+    // A directory at a map's name.
+    std::fs::create_dir(&settings).unwrap();
+    let said = start_refused(&c);
+    assert!(
+        said.contains("it is a directory, not a pinned map KXDP_SETTINGS"),
+        "{said}"
+    );
+    std::fs::remove_dir(&settings).unwrap();
+    // The program's own shape is adopted.
+    pin_map(&settings, ARRAY, 4, value, 1);
+    let mut daemon = c.start_daemon().unwrap();
+    wait_all_up(&c, 1);
+    daemon.stop().unwrap();
+    // Its own pins after a flow_table_size change: still the metadata's
+    // explanation, not a bare shape mismatch.
+    let config = std::fs::read_to_string(&c.config).unwrap().replacen(
+        "[daemon]\n",
+        "[daemon]\nflow_table_size = 4096\n",
+        1,
+    );
+    std::fs::write(&c.config, config).unwrap();
+    let said = start_refused(&c);
+    assert!(
+        said.contains("this binary wants layout") && said.contains("flow_table_size 4096"),
+        "{said}"
+    );
+}
+
+#[test]
+fn run_mounts_the_bpf_filesystem_for_root_only() {
+    require_root();
+    let _serial = serial();
+    let c = Cluster::new(1).unwrap();
+    let _servers = tcp_servers(&c, 6443);
+    c.write_config(&Service::apiserver(1).toml()).unwrap();
+    // A host where nothing mounted the bpffs yet: a mount namespace of its
+    // own without one (the daemon's mount there vanishes with it).
+    let log = c.dir.path().join("mount.log");
+    let script = format!(
+        "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 1; done; exec nsenter --net={} -- {} run --config {}",
+        c.lb.path().display(),
+        kube_xdp_tests::daemon::binary().display(),
+        c.config.display()
+    );
+    let child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let pid = child.0.id();
+    let running = wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("kube-xdp running"))
+    });
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(running.is_some(), "{log_text}");
+    assert!(
+        log_text.contains("mounted the BPF filesystem"),
+        "{log_text}"
+    );
+    // The daemon's view of /sys/fs/bpf (its mount namespace).
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = std::fs::metadata(format!("/proc/{pid}/root/sys/fs/bpf"))
+        .unwrap()
+        .mode();
+    // Only the owner's bits count: the kernel always adds the sticky bit
+    // to a bpffs root (bpf_fill_super).
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the bpffs it mounted has mode {:04o}",
+        mode & 0o7777
+    );
+}

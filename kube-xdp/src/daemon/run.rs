@@ -191,7 +191,12 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         stats_page::serve(addr, Arc::clone(&stats_page), Arc::clone(&metrics)).await?;
     }
     bpffs::prepare_pin_dir(&pin_path)?;
+    // Every pin's shape before the metadata map is read; the flow tables'
+    // capacity after it, which says better what to do when only
+    // flow_table_size changed.
+    ebpf::check_pinned_maps(&pin_path, None)?;
     let adopted = check_meta(&pin_path, daemon_config.flow_table_size)?;
+    ebpf::check_pinned_maps(&pin_path, Some(daemon_config.flow_table_size))?;
     let mut bpf = ebpf::load_pinned(&pin_path, daemon_config.flow_table_size)?;
     let program: &mut Xdp = bpf
         .program_mut(program_name::LB)
