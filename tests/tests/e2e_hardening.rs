@@ -452,3 +452,186 @@ fn run_mounts_the_bpf_filesystem_for_root_only() {
         mode & 0o7777
     );
 }
+
+#[test]
+fn check_config_refuses_a_file_others_can_write_and_warns_of_open_listeners() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::Builder::new()
+        .prefix("kxdp-cfgmode")
+        .tempdir()
+        .unwrap();
+    let config = dir.path().join("kube-xdp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ninterfaces = [\"lo\"]\nrun_dir = \"{}\"\nsnat_ports = \"10000-20000\"\n\
+             metrics_listen = \"0.0.0.0:9100\"\n",
+            dir.path().join("run").display()
+        ),
+    )
+    .unwrap();
+    let check = || cli_here(&["check-config", "--config", config.to_str().unwrap()]).unwrap();
+    for mode in [0o666, 0o620] {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = check();
+        assert!(!out.status.success(), "mode {mode:o}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!(
+                "{}: can be written by others than root",
+                config.display()
+            )),
+            "{}",
+            text(&out)
+        );
+    }
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "kube-xdp.toml:5: warning: daemon: metrics_listen: 0.0.0.0:9100 listens on every address of this host"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The shipped unit, and the value of its `key=` line.
+fn unit_setting(key: &str) -> Option<String> {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/kube-xdp.service"),
+    )
+    .unwrap();
+    unit.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+}
+
+#[test]
+fn the_daemon_serves_and_takes_over_with_only_the_units_capabilities() {
+    require_root();
+    let _serial = serial();
+    let caps = unit_setting("CapabilityBoundingSet").expect("the unit bounds the capabilities");
+    assert_eq!(unit_setting("NoNewPrivileges").as_deref(), Some("yes"));
+    // setpriv's spelling: -all,+bpf,+net_admin,…
+    let bounding = std::iter::once("-all".to_owned())
+        .chain(
+            caps.split_whitespace()
+                .map(|c| format!("+{}", c.strip_prefix("CAP_").unwrap().to_lowercase())),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
+    let c = Cluster::new(2).unwrap();
+    let _servers = tcp_servers(&c, 6443);
+    c.write_config(&Service::apiserver(2).toml()).unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = |n: usize| {
+        let log = c.dir.path().join(format!("caps-{n}.log"));
+        // In the namespace first (nsenter needs CAP_SYS_ADMIN), then
+        // without every capability the unit does not grant.
+        let child =
+            c.lb.command("setpriv")
+                .args([
+                    &format!("--bounding-set={bounding}"),
+                    "--inh-caps=-all",
+                    "--no-new-privs",
+                    "--",
+                    kube_xdp_tests::daemon::binary().to_str().unwrap(),
+                    "run",
+                    "--config",
+                    c.config.to_str().unwrap(),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+        let mut child = Kill(child);
+        let running = wait_for(Duration::from_secs(20), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("kube-xdp running"))
+                || child.0.try_wait().unwrap().is_some()
+        });
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            running.is_some() && text.contains("kube-xdp running"),
+            "with {bounding} only:\n{text}"
+        );
+        (child, log)
+    };
+    let (first, _) = start(0);
+    wait_all_up(&c, 2);
+    let seen = kube_xdp_tests::e2e_util::connect_many(
+        &c,
+        kube_xdp_tests::e2e_util::vip(6443),
+        20,
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert_eq!(seen.values().sum::<usize>(), 20, "{seen:?}");
+    // A restart adopts the pins and takes over the pinned link.
+    drop(first);
+    let (_second, log) = start(1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("adopting the pinned maps"), "{text}");
+    wait_all_up(&c, 2);
+    let seen = kube_xdp_tests::e2e_util::connect_many(
+        &c,
+        kube_xdp_tests::e2e_util::vip(6443),
+        20,
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert_eq!(seen.values().sum::<usize>(), 20, "{seen:?}");
+}
+
+#[test]
+fn the_unit_verifies_and_is_sandboxed() {
+    require_root();
+    if !std::path::Path::new("/usr/bin/systemd-analyze").exists() {
+        eprintln!("systemd-analyze is not installed: skipped");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kxdp-unit")
+        .tempdir()
+        .unwrap();
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/kube-xdp.service"),
+    )
+    .unwrap()
+    .replace(
+        "/usr/bin/kube-xdp",
+        kube_xdp_tests::daemon::binary().to_str().unwrap(),
+    );
+    let path = dir.path().join("kube-xdp.service");
+    std::fs::write(&path, unit).unwrap();
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).trim().is_empty(), "{}", text(&verify));
+    // systemd's own score: 9.6 ("UNSAFE") for a root service without a
+    // sandbox; the shipped unit must stay at "OK" or better.
+    let security = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=45"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = text(&security);
+    assert!(
+        security.status.success(),
+        "{}",
+        said.lines()
+            .filter(|l| !l.starts_with('✓'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

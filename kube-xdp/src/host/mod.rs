@@ -53,6 +53,13 @@ pub trait Host {
     fn writable_by_others(&self, _path: &Path) -> bool {
         false
     }
+    /// Whether someone other than root could write the file at `path`
+    /// (the configuration file): it is not owned by root, or is group- or
+    /// world-writable. A link is judged by what it points to. Fakes that
+    /// do not model it: no.
+    fn file_writable_by_others(&self, _path: &Path) -> bool {
+        false
+    }
     /// The contents of the regular file at `path` (a CA file), at most
     /// [`MAX_FILE_BYTES`] of it.
     ///
@@ -105,6 +112,10 @@ impl Host for RealHost {
 
     fn writable_by_others(&self, path: &Path) -> bool {
         std::fs::symlink_metadata(path).is_ok_and(|m| others_can_write(&m))
+    }
+
+    fn file_writable_by_others(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| others_can_write(&m))
     }
 }
 

@@ -137,6 +137,21 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
         }
     };
     check_local_port_range(&mut r, config, host);
+    if host.file_writable_by_others(&config.path) {
+        r.push(
+            Severity::Error,
+            0,
+            "",
+            "",
+            format!(
+                "can be written by others than root: whoever can edit it decides where the load \
+                 balancer sends traffic and which files the daemon reads as root; make it root's \
+                 and writable by root only (chown root:root {path} && chmod 0644 {path})",
+                path = config.path.display()
+            ),
+        );
+    }
+    warn_open_listeners(&mut r, config);
     if host.writable_by_others(&daemon.run_dir) {
         r.push(
             Severity::Error,
@@ -375,6 +390,48 @@ fn warn_non_local_vips(r: &mut Report<'_>, config: &Config, is_local: &dyn Fn(Ip
                  assign it (ip addr add {vip}/32 dev {}), or let keepalived do so",
                 first_interface(config),
                 vip = service.vip,
+            ),
+        );
+    }
+}
+
+/// A warning for each HTTP endpoint bound to every address (0.0.0.0):
+/// reachable from every network the host is on, the clients' and the
+/// backends' included.
+fn warn_open_listeners(r: &mut Report<'_>, config: &Config) {
+    let daemon = &config.daemon;
+    let stats_auth = if daemon.stats.auth.is_some() {
+        " (behind stats_auth, sent in clear over HTTP)"
+    } else {
+        " (no stats_auth: to anyone)"
+    };
+    for (key, listen, what, extra) in [
+        (
+            "metrics_listen",
+            daemon.metrics_listen,
+            "the metrics: service and backend names and addresses, health, traffic",
+            "",
+        ),
+        (
+            "stats_listen",
+            daemon.stats.listen,
+            "the stats page: backends, their addresses and states",
+            stats_auth,
+        ),
+    ] {
+        let Some(addr) = listen.filter(|a| a.ip().is_unspecified()) else {
+            continue;
+        };
+        r.push(
+            Severity::Warning,
+            daemon.lines.of(key),
+            "daemon",
+            key,
+            format!(
+                "{addr} listens on every address of this host, so every network it is on can \
+                 reach {what}{extra}; bind it to a management address or 127.0.0.1:{port}, or \
+                 filter the port",
+                port = addr.port()
             ),
         );
     }

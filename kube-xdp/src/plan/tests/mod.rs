@@ -425,6 +425,7 @@ fn environment_errors_and_warnings_come_out_in_file_order() {
 }
 
 mod ca_file;
+mod exposure;
 mod pair;
 mod summary;
 
