@@ -635,3 +635,107 @@ fn the_unit_verifies_and_is_sandboxed() {
             .join("\n")
     );
 }
+
+#[test]
+fn a_resolver_that_hangs_holds_back_neither_health_checks_nor_reloads() {
+    use std::os::unix::ffi::OsStrExt as _;
+    require_root();
+    let _serial = serial();
+    let c = Cluster::new(2).unwrap();
+    let mut servers = tcp_servers(&c, 6443);
+    let mut service = Service::apiserver(2);
+    service.backends[1].address = "cp1.kxdp.test".into();
+    c.write_config(&service.toml()).unwrap();
+    // The daemon gets a mount namespace of its own whose /etc/hosts names
+    // cp1; later a FIFO replaces it there, and every lookup (glibc reads
+    // /etc/hosts first) blocks for good, as with a resolver that never
+    // answers.
+    let hosts = c.dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "127.0.0.1 localhost\n{} cp1.kxdp.test\n",
+            kube_xdp_tests::e2e_util::backend(1, 6443).ip()
+        ),
+    )
+    .unwrap();
+    let fifo = c.dir.path().join("hosts.fifo");
+    let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `path` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    let log = c.dir.path().join("dns.log");
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec nsenter --net={} -- {} run --config {}",
+        hosts.display(),
+        c.lb.path().display(),
+        kube_xdp_tests::daemon::binary().display(),
+        c.config.display()
+    );
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let running = wait_for(Duration::from_secs(20), || {
+        log_text().contains("kube-xdp running")
+    });
+    assert!(running.is_some(), "{}", log_text());
+    wait_all_up(&c, 2);
+
+    // The resolver dies.
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--mount=/proc/{}/ns/mnt", child.0.id()))
+        .args(["mount", "--bind"])
+        .arg(&fifo)
+        .arg("/etc/hosts")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A reload looks cp1 up: meanwhile cp0 dies, and its checks must
+    // still take it out at once.
+    let reload_started = std::time::Instant::now();
+    let reloading = std::thread::scope(|s| {
+        let reload = s.spawn(|| {
+            let r = reload(&c);
+            (r, reload_started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        drop(servers.remove(0));
+        let down = kube_xdp_tests::e2e_util::wait_state(&c, "cp0", "DOWN", Duration::from_secs(4));
+        eprintln!("cp0 DOWN {down:?} after its server stopped, the resolver hanging");
+        reload.join().unwrap()
+    });
+    let ((ok, said), took) = reloading;
+    assert!(ok, "reload with a hanging resolver: {said}\n{}", log_text());
+    assert!(took < Duration::from_secs(10), "the reload took {took:?}");
+    assert!(
+        log_text().contains("\"cp1.kxdp.test\" does not resolve (no answer within 5 s)")
+            && log_text().contains("keeping its address"),
+        "{}",
+        log_text()
+    );
+    // cp1 kept its address and serves.
+    let s = kube_xdp_tests::e2e_util::states_by_name(&c);
+    assert_eq!(s["cp1"], "UP", "{s:?}");
+    // The lookup is still stuck: a second reload does not wait for it.
+    let started = std::time::Instant::now();
+    let (ok, said) = reload(&c);
+    assert!(ok, "{said}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -26,6 +26,7 @@ use crate::{
     bpffs,
     daemon::{
         attach::{self, Attached},
+        background::Background,
         control,
         control_loop::Daemon,
         state::{PinnedBackend, State},
@@ -74,7 +75,13 @@ fn check_meta(pin_path: &Path, flow_table_size: u32) -> anyhow::Result<bool> {
 /// Reads the file and builds its plan on this host: errors stop it,
 /// warnings are logged. The same judge as `kube-xdp check-config`.
 pub(super) fn load_plan(path: &Path) -> anyhow::Result<Plan> {
-    let plan = Plan::load(path, &RealHost)?;
+    load_plan_after(path, None)
+}
+
+/// [`load_plan`] for a reload: hostname backends keep their addresses in
+/// `previous` while DNS still gives them (or gives nothing usable).
+pub(super) fn load_plan_after(path: &Path, previous: Option<&Plan>) -> anyhow::Result<Plan> {
+    let plan = Plan::load_after(path, &RealHost, previous)?;
     for w in &plan.warnings {
         warn!("{w}");
     }
@@ -230,6 +237,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         State::default()
     };
     let (events, mut event_rx) = mpsc::channel(1024);
+    let (background, mut done_rx) = Background::new();
     // Continue the numbering of an earlier run, so `kube-xdp reload` always
     // sees the generation move on.
     let generation = control::read_status(&daemon_config.run_dir).map_or(0, |s| s.generation);
@@ -245,6 +253,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         metrics,
         pair: None,
         stats_page,
+        background,
         _bpf: bpf,
     };
     d.commit(plan).context("programming the datapath")?;
@@ -294,6 +303,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
             Some(event) = event_rx.recv() => d.on_check(event),
             _ = housekeeping.tick() => d.housekeeping(),
             _ = resolve.tick() => d.re_resolve(),
+            Some(done) = done_rx.recv() => d.on_done(done),
         }
     }
     sd_notify("STOPPING=1");

@@ -12,6 +12,8 @@ use std::{
     io,
     net::{Ipv4Addr, ToSocketAddrs},
     path::Path,
+    sync::{Mutex, PoisonError},
+    time::Duration,
 };
 
 use crate::config::PortRange;
@@ -47,6 +49,13 @@ pub trait Host {
     ///
     /// When the name does not resolve, or only to IPv6 addresses.
     fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>>;
+    /// Every IPv4 address of the host's interfaces (none when they cannot
+    /// be listed).
+    fn local_addresses(&self) -> Vec<Ipv4Addr> {
+        self.interfaces()
+            .map(|all| all.into_iter().flat_map(|i| i.ipv4).collect())
+            .unwrap_or_default()
+    }
     /// Whether someone other than root could write in the directory at
     /// `path` (not owned by root, or group- or world-writable). A path
     /// that does not exist yet is not. Fakes that do not model it: no.
@@ -89,21 +98,7 @@ impl Host for RealHost {
     }
 
     fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>> {
-        let mut out = Vec::new();
-        for addr in (name, 0).to_socket_addrs()? {
-            if let std::net::IpAddr::V4(ip) = addr.ip()
-                && !out.contains(&ip)
-            {
-                out.push(ip);
-            }
-        }
-        if out.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "no IPv4 address (IPv6 backends are not supported yet)",
-            ));
-        }
-        Ok(out)
+        resolve_bounded(name, RESOLVE_TIMEOUT, resolve_now)
     }
 
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -117,6 +112,78 @@ impl Host for RealHost {
     fn file_writable_by_others(&self, path: &Path) -> bool {
         std::fs::metadata(path).is_ok_and(|m| others_can_write(&m))
     }
+}
+
+/// How long one name's lookup may take. glibc's resolver alone may take
+/// 5 s × 2 attempts per name server; past this bound, the name counts as
+/// not resolving now (a running daemon keeps its address).
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `lookup(name)` on a thread of its own, waited for at most `timeout`:
+/// `getaddrinfo` cannot be interrupted, and a dead resolver (or an
+/// `/etc/hosts` that blocks) must not hold its caller. A lookup that
+/// times out goes on in its thread; until it returns, a new lookup of the
+/// same name fails at once rather than piling up threads.
+///
+/// # Errors
+///
+/// The lookup's own error, or [`io::ErrorKind::TimedOut`].
+pub fn resolve_bounded(
+    name: &str,
+    timeout: Duration,
+    lookup: fn(&str) -> io::Result<Vec<Ipv4Addr>>,
+) -> io::Result<Vec<Ipv4Addr>> {
+    static IN_FLIGHT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let in_flight = || IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
+    {
+        let mut busy = in_flight();
+        if busy.iter().any(|n| n == name) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "its previous lookup has not returned yet: the resolver does not answer",
+            ));
+        }
+        busy.push(name.to_owned());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = name.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("kube-xdp-dns".into())
+        .spawn(move || {
+            let result = lookup(&owned);
+            in_flight().retain(|n| n != &owned);
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        in_flight().retain(|n| n != name);
+        return Err(e);
+    }
+    rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {} s", timeout.as_secs_f32()),
+        ))
+    })
+}
+
+/// `getaddrinfo(3)`: the IPv4 addresses of `name`, each once, in the
+/// resolver's order.
+fn resolve_now(name: &str) -> io::Result<Vec<Ipv4Addr>> {
+    let mut out = Vec::new();
+    for addr in (name, 0).to_socket_addrs()? {
+        if let std::net::IpAddr::V4(ip) = addr.ip()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
+    }
+    if out.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no IPv4 address (IPv6 backends are not supported yet)",
+        ));
+    }
+    Ok(out)
 }
 
 /// The rule for kube-xdp's own directories: anyone but root may write in
@@ -315,6 +382,35 @@ mod tests {
         let status = host.read_file(Path::new("/proc/self/status")).unwrap();
         assert!(status.starts_with(b"Name:"), "{status:?}");
         assert!(host.read_file(Path::new("/nonexistent/kxdp")).is_err());
+    }
+
+    /// A resolver that never answers in time.
+    fn stuck(_name: &str) -> io::Result<Vec<Ipv4Addr>> {
+        std::thread::sleep(Duration::from_millis(600));
+        Ok(vec![Ipv4Addr::new(198, 18, 0, 1)])
+    }
+
+    #[test]
+    fn a_lookup_that_hangs_times_out_and_is_not_started_twice() {
+        let timeout = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let err = resolve_bounded("stuck.test", timeout, stuck).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(400));
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(err.to_string(), "no answer within 0.1 s");
+        // Still stuck: refused at once, no second thread.
+        let started = std::time::Instant::now();
+        let err = resolve_bounded("stuck.test", timeout, stuck).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert!(
+            err.to_string()
+                .contains("previous lookup has not returned yet"),
+            "{err}"
+        );
+        // Once it returned, the name is looked up again.
+        std::thread::sleep(Duration::from_millis(700));
+        let answer = resolve_bounded("stuck.test", Duration::from_secs(2), stuck).unwrap();
+        assert_eq!(answer, [Ipv4Addr::new(198, 18, 0, 1)]);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use super::addresses::{address_problem, pick_address};
+use super::daemon_checks;
 use super::{Plan, PlannedBackend, PlannedInterface, PlannedService, SnatSource};
 use crate::config::{BackendAddress, CheckKind, Config, ConfigError, ConfigIssue, Severity};
 use crate::health::{self, CheckSpec, TlsSettings};
@@ -51,13 +53,20 @@ impl PlanReport {
     }
 }
 
-struct Report<'a> {
-    config: &'a Config,
-    report: PlanReport,
+pub(super) struct Report<'a> {
+    pub(super) config: &'a Config,
+    pub(super) report: PlanReport,
 }
 
 impl Report<'_> {
-    fn push(&mut self, severity: Severity, line: usize, context: &str, key: &str, message: String) {
+    pub(super) fn push(
+        &mut self,
+        severity: Severity,
+        line: usize,
+        context: &str,
+        key: &str,
+        message: String,
+    ) {
         let issue = ConfigIssue {
             severity,
             path: self.config.path.clone(),
@@ -80,8 +89,14 @@ fn first_interface(config: &Config) -> &str {
 }
 
 /// Checks `config` against `host` and, when nothing is wrong, builds the
-/// plan (without its warnings: they are in the report).
-pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanReport) {
+/// plan (without its warnings: they are in the report). With `previous`
+/// (a reload), a hostname backend keeps the address it has there while
+/// DNS still gives it.
+pub(super) fn assess(
+    config: &Config,
+    host: &dyn Host,
+    previous: Option<&Plan>,
+) -> (Option<Plan>, PlanReport) {
     let mut r = Report {
         config,
         report: PlanReport::default(),
@@ -121,7 +136,11 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
             ),
         }
     }
-    let is_local = |addr: Ipv4Addr| host_interfaces.iter().any(|i| i.ipv4.contains(&addr));
+    let local: Vec<Ipv4Addr> = host_interfaces
+        .iter()
+        .flat_map(|i| i.ipv4.iter().copied())
+        .collect();
+    let is_local = |addr: Ipv4Addr| local.contains(&addr);
     let mut ha = None;
     let snat = match &config.ha {
         // In a pair the VIPs and the SNAT address float: the master holds
@@ -136,7 +155,7 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
             snat
         }
     };
-    check_local_port_range(&mut r, config, host);
+    daemon_checks::check_local_port_range(&mut r, config, host);
     if host.file_writable_by_others(&config.path) {
         r.push(
             Severity::Error,
@@ -151,7 +170,7 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
             ),
         );
     }
-    warn_open_listeners(&mut r, config);
+    daemon_checks::warn_open_listeners(&mut r, config);
     if host.writable_by_others(&daemon.run_dir) {
         r.push(
             Severity::Error,
@@ -202,41 +221,40 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
         let spec = Arc::new(check_spec(service, ca_file));
         let mut backends = Vec::new();
         for backend in &service.backends {
-            // A name resolves to its first IPv4 address; what it resolves to
-            // meets the rules of a written address, and never points the
-            // load balancer at itself.
-            let resolved = match &backend.address {
-                BackendAddress::Ip(ip) => Ok(*ip),
-                BackendAddress::Hostname(name) => match host.resolve(name) {
-                    Ok(addrs) if !addrs.is_empty() => Ok(addrs[0]),
-                    Ok(_) => Err(format!(
-                        "{name:?} has no IPv4 address: write the IPv4 address"
-                    )),
-                    Err(e) => Err(format!(
-                        "{name:?} does not resolve ({e}): fix the name or DNS, or write the IPv4 address"
-                    )),
+            // What a name resolves to meets the rules of a written
+            // address, and never points the load balancer at itself; a
+            // reload keeps the address in force while DNS still gives it.
+            let addr = match &backend.address {
+                BackendAddress::Ip(ip) => match address_problem(config, &local, *ip) {
+                    None => Ok(*ip),
+                    Some(why) => Err(format!("{ip} {why}")),
                 },
-            };
-            let addr = resolved.and_then(|addr| {
-                let why = if !crate::config::usable_unicast(addr) {
-                    "cannot be a backend address".to_owned()
-                } else if let Some(s) = config.services.iter().find(|s| s.vip == addr) {
-                    format!(
-                        "is the VIP of service {:?}: the load balancer would forward to itself",
-                        s.name
-                    )
-                } else if host_interfaces.iter().any(|i| i.ipv4.contains(&addr)) {
-                    "is an address of this host: the load balancer would forward to itself".into()
-                } else {
-                    return Ok(addr);
-                };
-                Err(match &backend.address {
-                    BackendAddress::Ip(_) => format!("{addr} {why}"),
-                    BackendAddress::Hostname(name) => {
-                        format!("{name:?} resolves to {addr}, which {why}")
+                BackendAddress::Hostname(name) => {
+                    let current = previous
+                        .and_then(|p| p.backend(&service.name, &backend.name))
+                        .filter(|b| b.address == backend.address)
+                        .map(|b| b.addr);
+                    match (
+                        pick_address(config, &local, name, &host.resolve(name), current),
+                        current,
+                    ) {
+                        // A reload while DNS fails (or answers only what a
+                        // backend may not be) keeps the address in force,
+                        // as the periodic lookups do.
+                        (Err(why), Some(current)) => {
+                            r.push(
+                                Severity::Warning,
+                                backend.lines.of("address"),
+                                &format!("{ctx} backend {:?}", backend.name),
+                                "address",
+                                format!("{why}; keeping its address {current}"),
+                            );
+                            Ok(current)
+                        }
+                        (picked, _) => picked,
                     }
-                })
-            });
+                }
+            };
             let addr = match addr {
                 Ok(addr) => Some(addr),
                 Err(message) => {
@@ -393,83 +411,6 @@ fn warn_non_local_vips(r: &mut Report<'_>, config: &Config, is_local: &dyn Fn(Ip
             ),
         );
     }
-}
-
-/// A warning for each HTTP endpoint bound to every address (0.0.0.0):
-/// reachable from every network the host is on, the clients' and the
-/// backends' included.
-fn warn_open_listeners(r: &mut Report<'_>, config: &Config) {
-    let daemon = &config.daemon;
-    let stats_auth = if daemon.stats.auth.is_some() {
-        " (behind stats_auth, sent in clear over HTTP)"
-    } else {
-        " (no stats_auth: to anyone)"
-    };
-    for (key, listen, what, extra) in [
-        (
-            "metrics_listen",
-            daemon.metrics_listen,
-            "the metrics: service and backend names and addresses, health, traffic",
-            "",
-        ),
-        (
-            "stats_listen",
-            daemon.stats.listen,
-            "the stats page: backends, their addresses and states",
-            stats_auth,
-        ),
-    ] {
-        let Some(addr) = listen.filter(|a| a.ip().is_unspecified()) else {
-            continue;
-        };
-        r.push(
-            Severity::Warning,
-            daemon.lines.of(key),
-            "daemon",
-            key,
-            format!(
-                "{addr} listens on every address of this host, so every network it is on can \
-                 reach {what}{extra}; bind it to a management address or 127.0.0.1:{port}, or \
-                 filter the port",
-                port = addr.port()
-            ),
-        );
-    }
-}
-
-/// `snat_ports` must stay clear of the host's own ephemeral ports.
-fn check_local_port_range(r: &mut Report<'_>, config: &Config, host: &dyn Host) {
-    let daemon = &config.daemon;
-    let Some(local) = host.local_port_range() else {
-        return;
-    };
-    if !local.overlaps(&daemon.snat_ports) {
-        return;
-    }
-    let snat = daemon.snat_ports;
-    // The larger free side, from 10000 (as the default) where it fits.
-    let below = u32::from(local.first).saturating_sub(1024);
-    let above = u32::from(u16::MAX - local.last);
-    let suggestion = if below > 0 && below >= above {
-        let start = if local.first > 11000 { 10000 } else { 1024 };
-        format!("\"{start}-{}\"", local.first - 1)
-    } else if above > 0 {
-        format!("\"{}-65535\"", local.last + 1)
-    } else {
-        "a range outside it".to_owned()
-    };
-    r.push(
-        Severity::Error,
-        daemon.lines.of("snat_ports"),
-        "daemon",
-        "snat_ports",
-        format!(
-            "{}-{} overlaps net.ipv4.ip_local_port_range {}-{}: the host's own connections (the \
-             health checks among them) would collide with translated flows; change snat_ports \
-             (e.g. {suggestion}) or the sysctl",
-            snat.first, snat.last, local.first, local.last
-        ),
-    );
 }
 
 /// A service's health check as the checkers run it, with the CAs read

@@ -6,7 +6,9 @@
 //! ([`Plan::build`] is the one judge). Desired state from other sources
 //! (the Kubernetes controller, later) meets the file's here.
 
+mod addresses;
 mod checks;
+mod daemon_checks;
 mod desired;
 mod ha;
 mod summary;
@@ -109,7 +111,21 @@ impl Plan {
     /// a CA file that is not a regular PEM file of a usable CA), each with
     /// its line and key.
     pub fn build(config: &Config, host: &dyn Host) -> Result<Plan, ConfigError> {
-        let (plan, report) = checks::assess(config, host);
+        Plan::build_after(config, host, None)
+    }
+
+    /// [`Plan::build`] for a reload: a hostname backend keeps its address
+    /// in `previous` while DNS still gives it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plan::build`].
+    pub fn build_after(
+        config: &Config,
+        host: &dyn Host,
+        previous: Option<&Plan>,
+    ) -> Result<Plan, ConfigError> {
+        let (plan, report) = checks::assess(config, host, previous);
         let warnings = report.into_result()?;
         let mut plan = plan.expect("a plan is built whenever there is no error");
         plan.warnings = warnings;
@@ -124,6 +140,29 @@ impl Plan {
     /// When the file cannot be read, is invalid, or does not fit the host.
     pub fn load(path: &std::path::Path, host: &dyn Host) -> Result<Plan, ConfigError> {
         Plan::build(&Config::load(path)?, host)
+    }
+
+    /// [`Plan::load`] for a reload (see [`Plan::build_after`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Plan::load`].
+    pub fn load_after(
+        path: &std::path::Path,
+        host: &dyn Host,
+        previous: Option<&Plan>,
+    ) -> Result<Plan, ConfigError> {
+        Plan::build_after(&Config::load(path)?, host, previous)
+    }
+
+    /// The planned backend `backend` of service `service`.
+    pub fn backend(&self, service: &str, backend: &str) -> Option<&PlannedBackend> {
+        self.services
+            .iter()
+            .find(|s| s.config.name == service)?
+            .backends
+            .iter()
+            .find(|b| b.name == backend)
     }
 
     /// The datapath's settings map value.
@@ -154,10 +193,46 @@ impl Plan {
         summary::summary(self)
     }
 
-    /// The same plan with hostname backends looked up again; a name that
-    /// no longer resolves keeps its last address. Returns the new plan and,
-    /// for each name that failed, why.
+    /// The hostnames the plan's backends name, each once.
+    pub fn hostnames(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for b in self.services.iter().flat_map(|s| &s.backends) {
+            if let BackendAddress::Hostname(name) = &b.address
+                && !names.contains(name)
+            {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    /// The same plan with hostname backends looked up again (see
+    /// [`Plan::with_answers`]).
     pub fn reresolve(&self, host: &dyn Host) -> (Plan, Vec<String>) {
+        let answers: Vec<(String, std::io::Result<Vec<Ipv4Addr>>)> = self
+            .hostnames()
+            .into_iter()
+            .map(|name| {
+                let answer = host.resolve(&name);
+                (name, answer)
+            })
+            .collect();
+        self.with_answers(&answers, &host.local_addresses())
+    }
+
+    /// The same plan with each hostname backend's address taken from DNS's
+    /// `answers` (by name), checked against `local` (the host's
+    /// addresses): it keeps its address while the answers still hold it,
+    /// and moves to an answer only if that answer meets the rules of a
+    /// written address. A name that no longer resolves (or has no answer
+    /// here: its lookup timed out), or only to addresses it may not use,
+    /// keeps its last address. Returns the new plan and, for each backend
+    /// that kept its address for want of a usable answer, why.
+    pub fn with_answers(
+        &self,
+        answers: &[(String, std::io::Result<Vec<Ipv4Addr>>)],
+        local: &[Ipv4Addr],
+    ) -> (Plan, Vec<String>) {
         let mut next = self.clone();
         let mut failed = Vec::new();
         for s in &mut next.services {
@@ -166,15 +241,15 @@ impl Plan {
                 let BackendAddress::Hostname(name) = &b.address else {
                     continue;
                 };
-                match host.resolve(name) {
-                    Ok(addrs) if !addrs.is_empty() => {
-                        b.addr = addrs[0];
-                        b.check_addr.set_ip(addrs[0].into());
+                let Some((_, answer)) = answers.iter().find(|(n, _)| n == name) else {
+                    continue;
+                };
+                match addresses::pick_address(&self.config, local, name, answer, Some(b.addr)) {
+                    Ok(addr) => {
+                        b.addr = addr;
+                        b.check_addr.set_ip(addr.into());
                     }
-                    Ok(_) => {
-                        failed.push(format!("{service}/{}: {name} has no IPv4 address", b.name))
-                    }
-                    Err(e) => failed.push(format!("{service}/{}: resolving {name}: {e}", b.name)),
+                    Err(why) => failed.push(format!("{service}/{}: {why}", b.name)),
                 }
             }
         }

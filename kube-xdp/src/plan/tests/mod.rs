@@ -64,14 +64,20 @@ impl Host for FakeHost {
         self.port_range
     }
 
+    /// Every address listed for `name`, in order (a name listed twice
+    /// has two A records).
     fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>> {
-        self.names
+        let all: Vec<Ipv4Addr> = self
+            .names
             .iter()
             .filter(|(n, _)| *n == name)
             .map(|(_, a)| *a)
-            .map(|a| vec![a])
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"))
+            .collect();
+        if all.is_empty() {
+            Err(io::Error::new(io::ErrorKind::NotFound, "no such host"))
+        } else {
+            Ok(all)
+        }
     }
 
     /// The fake's files hold a CA; any other path is read from this
@@ -98,7 +104,7 @@ pub(crate) fn test_ca_pem() -> String {
 }
 
 fn env(text: &str, host: &FakeHost) -> PlanReport {
-    assess(&parse(text).unwrap(), host).1
+    assess(&parse(text).unwrap(), host, None).1
 }
 
 fn plan(text: &str, host: &FakeHost) -> Plan {
@@ -425,6 +431,7 @@ fn environment_errors_and_warnings_come_out_in_file_order() {
 }
 
 mod ca_file;
+mod dns;
 mod exposure;
 mod pair;
 mod summary;
