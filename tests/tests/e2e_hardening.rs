@@ -636,6 +636,93 @@ fn the_unit_verifies_and_is_sandboxed() {
     );
 }
 
+/// A daemon with a mount namespace of its own whose `/etc/hosts` is the
+/// file `hosts` (bind-mounted: writes to it show through), killed on drop.
+struct HostsDaemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl HostsDaemon {
+    fn start(c: &Cluster, hosts: &std::path::Path) -> Self {
+        let log = c.dir.path().join("dns.log");
+        let script = format!(
+            "mount --bind {} /etc/hosts && exec nsenter --net={} -- {} run --config {}",
+            hosts.display(),
+            c.lb.path().display(),
+            kube_xdp_tests::daemon::binary().display(),
+            c.config.display()
+        );
+        let child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = HostsDaemon { child, log };
+        let running = wait_for(Duration::from_secs(20), || {
+            d.log().contains("kube-xdp running")
+        });
+        assert!(running.is_some(), "{}", d.log());
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HostsDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_backend_whose_name_does_not_resolve_yet_does_not_stop_the_start() {
+    require_root();
+    let _serial = serial();
+    let c = Cluster::new(2).unwrap();
+    let _servers = tcp_servers(&c, 6443);
+    let mut service = Service::apiserver(2);
+    service.backends[1].address = "cp1.kxdp.test".into();
+    c.write_config(&service.toml()).unwrap();
+    let hosts = c.dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    // cp1 is not in DNS yet: the daemon starts with cp0, and says why.
+    let daemon = HostsDaemon::start(&c, &hosts);
+    wait_all_up(&c, 1);
+    assert!(
+        daemon.log().contains("\"cp1.kxdp.test\" does not resolve")
+            && daemon
+                .log()
+                .contains("it gets no traffic and no health check until it does"),
+        "{}",
+        daemon.log()
+    );
+    let seen = kube_xdp_tests::e2e_util::connect_many(
+        &c,
+        kube_xdp_tests::e2e_util::vip(6443),
+        10,
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert_eq!(seen.get("cp0"), Some(&10), "{seen:?}");
+    // cp1 appears in DNS; at the next lookup (here: a reload) it joins.
+    std::fs::write(
+        &hosts,
+        format!(
+            "127.0.0.1 localhost\n{} cp1.kxdp.test\n",
+            kube_xdp_tests::e2e_util::backend(1, 6443).ip()
+        ),
+    )
+    .unwrap();
+    let (ok, said) = reload(&c);
+    assert!(ok, "{said}\n{}", daemon.log());
+    wait_all_up(&c, 2);
+}
+
 #[test]
 fn a_resolver_that_hangs_holds_back_neither_health_checks_nor_reloads() {
     use std::os::unix::ffi::OsStrExt as _;
@@ -663,39 +750,13 @@ fn a_resolver_that_hangs_holds_back_neither_health_checks_nor_reloads() {
     let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
     // SAFETY: `path` is a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
-    let log = c.dir.path().join("dns.log");
-    let script = format!(
-        "mount --bind {} /etc/hosts && exec nsenter --net={} -- {} run --config {}",
-        hosts.display(),
-        c.lb.path().display(),
-        kube_xdp_tests::daemon::binary().display(),
-        c.config.display()
-    );
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Kill(
-        std::process::Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    let running = wait_for(Duration::from_secs(20), || {
-        log_text().contains("kube-xdp running")
-    });
-    assert!(running.is_some(), "{}", log_text());
+    let daemon = HostsDaemon::start(&c, &hosts);
+    let log_text = || daemon.log();
     wait_all_up(&c, 2);
 
     // The resolver dies.
     let out = std::process::Command::new("nsenter")
-        .arg(format!("--mount=/proc/{}/ns/mnt", child.0.id()))
+        .arg(format!("--mount=/proc/{}/ns/mnt", daemon.child.id()))
         .args(["mount", "--bind"])
         .arg(&fifo)
         .arg("/etc/hosts")

@@ -28,6 +28,24 @@ pub(super) fn address_problem(
     }
 }
 
+/// Why none of a name's answers will do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unusable {
+    /// No answer: the name does not resolve (now), or has no IPv4
+    /// address.
+    NoAnswer(String),
+    /// Every answer is an address a backend may not have.
+    Forbidden(String),
+}
+
+impl Unusable {
+    pub(super) fn message(&self) -> &str {
+        match self {
+            Unusable::NoAnswer(m) | Unusable::Forbidden(m) => m,
+        }
+    }
+}
+
 /// The address a hostname backend takes from DNS's `answers`: `current`
 /// while it is still among them and still allowed (a resolver that
 /// rotates its A records must not move the backend: each move drains it
@@ -43,18 +61,14 @@ pub(super) fn pick_address(
     name: &str,
     answers: &io::Result<Vec<Ipv4Addr>>,
     current: Option<Ipv4Addr>,
-) -> Result<Ipv4Addr, String> {
+) -> Result<Ipv4Addr, Unusable> {
     let answers = match answers {
         Ok(answers) if !answers.is_empty() => answers,
-        Ok(_) => {
-            return Err(format!(
-                "{name:?} has no IPv4 address: write the IPv4 address"
-            ));
-        }
+        Ok(_) => return Err(Unusable::NoAnswer(format!("{name:?} has no IPv4 address"))),
         Err(e) => {
-            return Err(format!(
-                "{name:?} does not resolve ({e}): fix the name or DNS, or write the IPv4 address"
-            ));
+            return Err(Unusable::NoAnswer(format!(
+                "{name:?} does not resolve ({e})"
+            )));
         }
     };
     let allowed = |addr: Ipv4Addr| address_problem(config, local, addr).is_none();
@@ -69,5 +83,7 @@ pub(super) fn pick_address(
     }
     let first = answers[0];
     let why = address_problem(config, local, first).unwrap_or_default();
-    Err(format!("{name:?} resolves to {first}, which {why}"))
+    Err(Unusable::Forbidden(format!(
+        "{name:?} resolves to {first}, which {why}"
+    )))
 }

@@ -2,10 +2,10 @@
 //! addresses, the kernel's local port range, DNS, files) and the facts it
 //! needs read once. Every problem is collected, located in the file.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use super::addresses::{address_problem, pick_address};
+use super::addresses::{Unusable, address_problem, pick_address};
 use super::daemon_checks;
 use super::{Plan, PlannedBackend, PlannedInterface, PlannedService, SnatSource};
 use crate::config::{BackendAddress, CheckKind, Config, ConfigError, ConfigIssue, Severity};
@@ -220,6 +220,7 @@ pub(super) fn assess(
         };
         let spec = Arc::new(check_spec(service, ca_file));
         let mut backends = Vec::new();
+        let mut unresolved = Vec::new();
         for backend in &service.backends {
             // What a name resolves to meets the rules of a written
             // address, and never points the load balancer at itself; a
@@ -234,10 +235,9 @@ pub(super) fn assess(
                         .and_then(|p| p.backend(&service.name, &backend.name))
                         .filter(|b| b.address == backend.address)
                         .map(|b| b.addr);
-                    match (
-                        pick_address(config, &local, name, &host.resolve(name), current),
-                        current,
-                    ) {
+                    let picked = pick_address(config, &local, name, &host.resolve(name), current);
+                    match (picked, current) {
+                        (Ok(addr), _) => Ok(addr),
                         // A reload while DNS fails (or answers only what a
                         // backend may not be) keeps the address in force,
                         // as the periodic lookups do.
@@ -247,11 +247,29 @@ pub(super) fn assess(
                                 backend.lines.of("address"),
                                 &format!("{ctx} backend {:?}", backend.name),
                                 "address",
-                                format!("{why}; keeping its address {current}"),
+                                format!("{}; keeping its address {current}", why.message()),
                             );
                             Ok(current)
                         }
-                        (picked, _) => picked,
+                        // No answer at all: start without it (HAProxy's
+                        // `init-addr none`) rather than not at all; the
+                        // periodic lookups add it when DNS answers.
+                        (Err(Unusable::NoAnswer(why)), None) => {
+                            r.push(
+                                Severity::Warning,
+                                backend.lines.of("address"),
+                                &format!("{ctx} backend {:?}", backend.name),
+                                "address",
+                                format!(
+                                    "{why}: it gets no traffic and no health check until it does \
+                                     (looked up every 30 s and at each reload); fix the name or \
+                                     DNS, or write the IPv4 address"
+                                ),
+                            );
+                            unresolved.push(backend.name.clone());
+                            continue;
+                        }
+                        (Err(Unusable::Forbidden(why)), None) => Err(why),
                     }
                 }
             };
@@ -269,14 +287,7 @@ pub(super) fn assess(
                 }
             };
             if let Some(addr) = addr {
-                backends.push(PlannedBackend {
-                    name: backend.name.clone(),
-                    address: backend.address.clone(),
-                    addr,
-                    port: backend.port,
-                    weight: backend.weight,
-                    check_addr: SocketAddr::from((addr, service.check_port(backend))),
-                });
+                backends.push(PlannedBackend::new(service, backend, addr));
             }
         }
         if service.backends.is_empty() {
@@ -300,6 +311,7 @@ pub(super) fn assess(
             config: service.clone(),
             check: spec,
             backends,
+            unresolved,
         });
     }
     r.report.issues.sort_by_key(|issue| issue.line);

@@ -75,6 +75,24 @@ pub struct PlannedService {
     pub config: Service,
     pub check: Arc<CheckSpec>,
     pub backends: Vec<PlannedBackend>,
+    /// Hostname backends (by name) whose name has not resolved since the
+    /// daemon started: not in the datapath, not checked, looked up again
+    /// with the others.
+    pub unresolved: Vec<String>,
+}
+
+impl PlannedBackend {
+    /// The backend `b` of `service` at `addr`.
+    pub(crate) fn new(service: &Service, b: &crate::config::Backend, addr: Ipv4Addr) -> Self {
+        PlannedBackend {
+            name: b.name.clone(),
+            address: b.address.clone(),
+            addr,
+            port: b.port,
+            weight: b.weight,
+            check_addr: SocketAddr::from((addr, service.check_port(b))),
+        }
+    }
 }
 
 impl PlannedService {
@@ -196,11 +214,20 @@ impl Plan {
     /// The hostnames the plan's backends name, each once.
     pub fn hostnames(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
-        for b in self.services.iter().flat_map(|s| &s.backends) {
-            if let BackendAddress::Hostname(name) = &b.address
-                && !names.contains(name)
-            {
-                names.push(name.clone());
+        for s in &self.services {
+            let waiting = s.unresolved.iter().filter_map(|n| {
+                s.config
+                    .backends
+                    .iter()
+                    .find(|b| &b.name == n)
+                    .map(|b| &b.address)
+            });
+            for address in s.backends.iter().map(|b| &b.address).chain(waiting) {
+                if let BackendAddress::Hostname(name) = address
+                    && !names.contains(name)
+                {
+                    names.push(name.clone());
+                }
             }
         }
         names
@@ -249,8 +276,38 @@ impl Plan {
                         b.addr = addr;
                         b.check_addr.set_ip(addr.into());
                     }
-                    Err(why) => failed.push(format!("{service}/{}: {why}", b.name)),
+                    Err(why) => failed.push(format!("{service}/{}: {}", b.name, why.message())),
                 }
+            }
+            // Those that never resolved join once they do, in file order.
+            let config = s.config.clone();
+            let mut joined = false;
+            s.unresolved.retain(|backend| {
+                let Some(b) = config.backends.iter().find(|b| &b.name == backend) else {
+                    return false;
+                };
+                let BackendAddress::Hostname(name) = &b.address else {
+                    return false;
+                };
+                let Some((_, answer)) = answers.iter().find(|(n, _)| n == name) else {
+                    return true;
+                };
+                match addresses::pick_address(&self.config, local, name, answer, None) {
+                    Ok(addr) => {
+                        s.backends.push(PlannedBackend::new(&config, b, addr));
+                        joined = true;
+                        false
+                    }
+                    Err(why) => {
+                        failed.push(format!("{service}/{backend}: {}", why.message()));
+                        true
+                    }
+                }
+            });
+            if joined {
+                let order =
+                    |b: &PlannedBackend| config.backends.iter().position(|c| c.name == b.name);
+                s.backends.sort_by_key(order);
             }
         }
         (next, failed)

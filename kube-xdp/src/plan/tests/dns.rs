@@ -98,6 +98,8 @@ fn a_reload_while_a_name_does_not_resolve_keeps_its_address() {
             && shown.contains("keeping its address 10.4.0.12"),
         "{shown}"
     );
-    // A first start has no address to keep: the name must resolve.
-    assert!(Plan::build(&config, &host).is_err());
+    // A first start has no address to keep: it starts without chenoweth.
+    let fresh = Plan::build(&config, &host).unwrap();
+    assert!(fresh.backend("kube-apiserver", "chenoweth").is_none());
+    assert_eq!(fresh.services[0].unresolved, ["chenoweth"]);
 }
