@@ -142,12 +142,16 @@ mod tests {
         let s = settings();
         let c = client();
         let f = flow(FLOW_ESTABLISHED, SECOND);
-        let mine = ReverseFlow { client: c };
+        let mine = ReverseFlow {
+            client: c,
+            claimed_ns: 0,
+        };
         let other = ReverseFlow {
             client: FlowKey {
                 src_port: 40001,
                 ..c
             },
+            claimed_ns: 0,
         };
         assert!(live(&s, &c, &f, Some(&mine), 2 * SECOND));
         assert!(!live(&s, &c, &f, Some(&other), 2 * SECOND));

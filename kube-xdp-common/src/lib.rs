@@ -48,6 +48,9 @@ pub mod map_name {
     pub const BACKEND_STATS: &str = "KXDP_BACKEND_STATS";
     /// Layout version and sizes, checked before pins are re-used.
     pub const META: &str = "KXDP_META";
+    /// Ring buffer of flow changes for the pair's flow sync. Not pinned:
+    /// each program has its own, read by the daemon that loaded it.
+    pub const SYNC_EVENTS: &str = "KXDP_SYNC_EVENTS";
 
     /// Every map the daemon pins (and re-uses on restart).
     pub const PINNED: &[&str] = &[

@@ -35,7 +35,7 @@ pub const MAX_INTERFACES: u32 = 64;
 pub const MAX_SNAT_ADDRESSES: usize = 4;
 /// Layout version of every map here; bumped on any change, so a new binary
 /// never misreads an old binary's pins.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
@@ -203,6 +203,28 @@ pub struct Flow {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ReverseFlow {
     pub client: FlowKey,
+    /// `bpf_ktime_get_coarse_ns()` when a flow claimed the entry. A CPU
+    /// takes a stale entry over by compare-and-swap on this field, so two
+    /// CPUs never both win it, and an entry claimed a moment ago is not
+    /// judged stale before its flow's forward entry is in (see the
+    /// datapath's `snat::claim`).
+    pub claimed_ns: u64,
+}
+
+/// Bytes of the `SYNC_EVENTS` ring buffer: 4 MiB, about 58,000 events
+/// (64 B each, 8 B of header): a quarter of a second of 50,000 new flows a
+/// second with their state changes, while the daemon drains it every few
+/// milliseconds.
+pub const SYNC_RING_BYTES: u32 = 1 << 22;
+
+/// A record of `SYNC_EVENTS`: a flow as it stands after it opened or
+/// changed state or flags (a FIN or RST seen, the handshake done), for the
+/// daemon to send to the pair's other box.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SyncEvent {
+    pub client: FlowKey,
+    pub flow: Flow,
 }
 
 /// The key of `FRAGMENTS`.
@@ -251,6 +273,16 @@ pub struct Settings {
     /// How long a closed flow's SNAT port stays with its backend when the
     /// SYN carries no timestamp to rewrite.
     pub tcp_time_wait_ns: u64,
+    /// 1: report new flows and their state changes in `SYNC_EVENTS` for
+    /// the pair's flow sync; 0: not (no peer to send them to).
+    pub sync: u32,
+    pub _pad: u32,
+    /// Added to `CLOCK_MONOTONIC` for the rewritten TCP timestamps' clock:
+    /// the pair runs theirs together (the daemon moves it forward to the
+    /// peer's, never back), so a flow opened after a failover sends the
+    /// backends timestamps above those of the other box's flows on the same
+    /// SNAT 4-tuple.
+    pub ts_clock_offset_ns: u64,
 }
 
 impl Settings {
@@ -301,10 +333,11 @@ const _: () = {
     assert!(size_of::<Backend>() == 24);
     assert!(size_of::<FlowKey>() == 16);
     assert!(size_of::<Flow>() == 48);
-    assert!(size_of::<ReverseFlow>() == 16);
+    assert!(size_of::<ReverseFlow>() == 24);
     assert!(size_of::<FragmentKey>() == 12);
     assert!(size_of::<Fragment>() == 32);
-    assert!(size_of::<Settings>() == 64);
+    assert!(size_of::<Settings>() == 80);
+    assert!(size_of::<SyncEvent>() == 64);
     assert!(size_of::<Interface>() == 8);
     assert!(size_of::<Traffic>() == 24);
     assert!(size_of::<Meta>() == 8);

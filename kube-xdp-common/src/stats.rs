@@ -80,9 +80,20 @@ counters! {
     FragmentOrphan = 21 => "fragment_orphan",
     /// A packet to a service whose TTL ran out here: dropped.
     TtlExceeded = 22 => "ttl_exceeded",
+    /// Not a packet's reason: a flow change the datapath could not report
+    /// for the pair's flow sync (the ring buffer was full).
+    SyncLost = 23 => "sync_lost",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 23;
+pub const COUNTER_SLOTS: u32 = 24;
+
+impl Counter {
+    /// Whether the slot counts packets (by verdict or reason); the others
+    /// count events of the datapath.
+    pub const fn is_packet(self) -> bool {
+        !matches!(self, Counter::SyncLost)
+    }
+}
 
 const _: () = assert!(Counter::ALL.len() == COUNTER_SLOTS as usize);

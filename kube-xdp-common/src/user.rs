@@ -18,3 +18,4 @@ unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for Interface {}
 unsafe impl aya::Pod for Traffic {}
 unsafe impl aya::Pod for Meta {}
+unsafe impl aya::Pod for SyncEvent {}

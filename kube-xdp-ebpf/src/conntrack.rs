@@ -163,11 +163,21 @@ fn alive_established(settings: &Settings, client: &FlowKey, flow: &Flow, now: u6
     confirmed || partner_agrees(client, flow)
 }
 
+impl Tracked {
+    /// The forward entry as it stands now (after an update).
+    #[inline(always)]
+    pub fn current(&self) -> Flow {
+        // SAFETY: a pointer from the lookup, valid for this run.
+        unsafe { *self.entry }
+    }
+}
+
 /// Steps the flow's state machine for a packet going `direction` with TCP
 /// flags `tcp_flags` (0 for UDP, which has no states to step), and marks
-/// the flow seen at `now`.
+/// the flow seen at `now`. Returns whether its state or flags changed
+/// (what flow sync reports).
 #[inline(always)]
-pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) {
+pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) -> bool {
     let old = &tracked.flow;
     let mut state = old.state;
     let mut flags = old.flags;
@@ -200,6 +210,7 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
         (*tracked.entry).flags = flags;
         (*tracked.entry).last_seen_ns = now;
     }
+    state != old.state || flags != old.flags
 }
 
 /// Closes the flow as if it had seen a RST: its backend is down and the

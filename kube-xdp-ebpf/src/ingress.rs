@@ -22,7 +22,7 @@ use crate::{
     frag, icmp, nat,
     parse::{self, Frame, IPPROTO_ICMP, Ip, L4},
     reset::refuse,
-    service, snat, tcpopt,
+    service, snat, sync, tcpopt,
     verdict::Verdict,
 };
 
@@ -148,9 +148,12 @@ fn established(
     };
     if backend.state != BACKEND_UP && service_flags & SERVICE_RESET_ON_DOWN != 0 {
         conntrack::reset(tracked, now);
+        sync::report(key, &tracked.current());
         return refuse(ctx, ip, l4, Counter::BackendDownReset);
     }
-    conntrack::update(tracked, Direction::ToBackend, l4.flags, now);
+    if conntrack::update(tracked, Direction::ToBackend, l4.flags, now) {
+        sync::report(key, &tracked.current());
+    }
     let route = Route {
         nat: nat::translation(f, key, Direction::ToBackend),
         ts: nat::timestamp(ctx, ip, l4, f, Direction::ToBackend),
@@ -200,7 +203,7 @@ fn new_flow(
     } else {
         None
     };
-    let ts_offset = nat::ts_offset(ctx, ts_at);
+    let ts_offset = nat::ts_offset(ctx, ts_at, settings.ts_clock_offset_ns);
     let Some((snat_addr, snat_port)) = snat::allocate(
         settings,
         key,
@@ -230,6 +233,7 @@ fn new_flow(
     if let Err(reason) = conntrack::open(key, &f) {
         return refuse(ctx, ip, l4, reason);
     }
+    sync::report(key, &f);
     let route = Route {
         nat: nat::translation(&f, key, Direction::ToBackend),
         ts: ts_at.map(|at| nat::TsEdit { at, add: ts_offset }),
@@ -261,7 +265,9 @@ fn from_backend(ctx: &XdpContext, ip: &Ip, l4: &L4, key: &FlowKey, settings: &Se
     if ip.ttl <= 1 {
         return (xdp_action::XDP_DROP, Counter::TtlExceeded);
     }
-    conntrack::update(&tracked, Direction::ToClient, l4.flags, now);
+    if conntrack::update(&tracked, Direction::ToClient, l4.flags, now) {
+        sync::report(&client, &tracked.current());
+    }
     let f = &tracked.flow;
     let route = Route {
         nat: nat::translation(f, &client, Direction::ToClient),

@@ -4,10 +4,15 @@
 //! directions); `service` (lookup, backend pick) and `snat` (the port) for
 //! new flows; `nat` (rewrite and checksums); `forward` (send, remember a
 //! first fragment, count in `stats`). `frag` (later fragments), `icmp`
-//! (errors about a flow) and `reset` (refusals) are the side paths;
+//! (errors about a flow) and `reset` (refusals) are the side paths; `sync`
+//! reports flow changes for the pair;
 //! `verdict`, `field`, `csum` and `tcpopt` are what the steps share.
 #![no_std]
 #![no_main]
+// `atomic_cxchg`: `AtomicU64::compare_exchange` is missing on this target
+// (its spec says no compare-and-swap), though LLVM emits BPF_CMPXCHG.
+#![expect(internal_features, reason = "core::intrinsics::atomic_cxchg")]
+#![feature(core_intrinsics)]
 
 mod conntrack;
 mod csum;
@@ -22,20 +27,21 @@ mod reset;
 mod service;
 mod snat;
 mod stats;
+mod sync;
 mod tcpopt;
 mod verdict;
 
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use kube_xdp_common::{
     maps::{
         Backend, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey, Interface,
         MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS, MAX_SERVICES, MaglevTable,
-        Meta, Pool, ReverseFlow, Service, ServiceKey, Settings, Traffic,
+        Meta, Pool, ReverseFlow, SYNC_RING_BYTES, Service, ServiceKey, Settings, Traffic,
     },
     stats::COUNTER_SLOTS,
 };
@@ -76,6 +82,8 @@ static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_S
 static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "KXDP_META")]
 static META: Array<Meta> = Array::with_max_entries(1, 0);
+#[map(name = "KXDP_SYNC_EVENTS")]
+static SYNC_EVENTS: RingBuf = RingBuf::with_byte_size(SYNC_RING_BYTES, 0);
 
 /// The load balancer's entry point.
 #[xdp]

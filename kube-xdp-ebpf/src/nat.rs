@@ -68,13 +68,18 @@ fn ts_clock(now: u64) -> u32 {
 }
 
 /// The offset a new flow adds to its client's timestamps: the SYN's TSval
-/// (at `at`) onto [`ts_clock`]. 0 when the SYN has none.
+/// (at `at`) onto [`ts_clock`], moved by the pair's `clock_offset_ns`
+/// (`Settings::ts_clock_offset_ns`). 0 when the SYN has none.
 #[inline(always)]
-pub fn ts_offset(ctx: &XdpContext, at: Option<usize>) -> u32 {
+pub fn ts_offset(ctx: &XdpContext, at: Option<usize>, clock_offset_ns: u64) -> u32 {
     // The timestamp clock must move between two flows on one port, however
     // close together: the fine clock.
     match at.and_then(|at| read32(ctx, at)) {
-        Some(tsval) => ts_clock(unsafe { bpf_ktime_get_ns() }).wrapping_sub(u32::from_be(tsval)),
+        Some(tsval) => {
+            // SAFETY: a helper without arguments.
+            let now = unsafe { bpf_ktime_get_ns() };
+            ts_clock(now.wrapping_add(clock_offset_ns)).wrapping_sub(u32::from_be(tsval))
+        }
         None => 0,
     }
 }

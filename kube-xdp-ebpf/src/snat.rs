@@ -1,6 +1,8 @@
 //! SNAT: which address the backend sees a flow come from, and the port a
 //! new flow gets there (its reverse entry's key).
 
+use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+
 use kube_xdp_common::{
     flow::forward_agrees,
     hash::fmix32,
@@ -64,22 +66,22 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     idle > settings.idle_timeout_ns(old.state).saturating_add(hold)
 }
 
-/// Whether the reverse 5-tuple `rkey` is free for a new flow: `None` if
-/// not, else the flags to claim it with — `BPF_NOEXIST` for an empty slot
-/// (so that no other CPU claimed it meanwhile), 0 to replace a stale entry.
+/// How long a claimed reverse entry is never judged stale: the claiming
+/// CPU inserts the flow's forward entry just after, and until it does the
+/// entry looks abandoned (no forward entry). Several ticks of the coarse
+/// clock (1-4 ms).
+const CLAIM_SETTLE_NS: u64 = 50_000_000;
+
+/// Whether the stale-looking entry of `old`'s reverse 5-tuple `rkey` may
+/// go to a new flow (the entry's client is `old`'s forward key, `None`
+/// when that has no forward entry).
 #[inline(always)]
-fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> Option<u64> {
-    // SAFETY: values are copied out at once.
-    let Some(rev) = (unsafe { REVERSE.get(rkey) }) else {
-        return Some(BPF_NOEXIST);
+fn stale(settings: &Settings, rkey: &FlowKey, old: Option<&Flow>, new_ts: bool, now: u64) -> bool {
+    let Some(old) = old else {
+        return true;
     };
-    let client = rev.client;
-    let Some(old) = (unsafe { FLOWS.get(client) }) else {
-        return Some(0);
-    };
-    let old = *old;
-    if forward_agrees(&old, rkey) {
-        return reusable(settings, &old, new_ts, now).then_some(0);
+    if forward_agrees(old, rkey) {
+        return reusable(settings, old, new_ts, now);
     }
     // The client re-used its 5-tuple for a newer flow, so the one that
     // held this port is over: the client's side of it is gone, and the
@@ -95,7 +97,58 @@ fn reverse_free(settings: &Settings, rkey: &FlowKey, new_ts: bool, now: u64) -> 
     // the connections of `cargo xtask bench`'s short-connection run
     // refused).
     let since = now.saturating_sub(old.created_ns);
-    (rkey.protocol != PROTO_TCP || new_ts || since > settings.tcp_time_wait_ns).then_some(0)
+    rkey.protocol != PROTO_TCP || new_ts || since > settings.tcp_time_wait_ns
+}
+
+/// Claims the reverse 5-tuple `rkey` for the new flow of `client` if it is
+/// free: an empty slot by an insert that fails if another CPU filled it
+/// meanwhile, a stale entry by compare-and-swap of its `claimed_ns`, so
+/// that of two CPUs that judged the same entry stale at once only one
+/// takes it (the other's flow would otherwise get replies steered to the
+/// winner's client).
+#[inline(always)]
+fn claim(settings: &Settings, rkey: &FlowKey, client: &FlowKey, new_ts: bool, now: u64) -> bool {
+    let Some(entry) = REVERSE.get_ptr_mut(rkey) else {
+        let value = ReverseFlow {
+            client: *client,
+            claimed_ns: now,
+        };
+        return REVERSE.insert(rkey, value, BPF_NOEXIST).is_ok();
+    };
+    // SAFETY: `entry` points into the map value, which stays allocated
+    // (RCU) while the program runs; `claimed_ns` is 8-byte aligned and only
+    // ever changed atomically.
+    let claimed = unsafe { &raw mut (*entry).claimed_ns };
+    // An aligned 8-byte load is single-copy atomic (BPF has no atomic load
+    // before ISA v4); the swap below re-checks it.
+    // SAFETY: as above.
+    let seen = unsafe { core::ptr::read_volatile(claimed) };
+    // SAFETY: as above; a copy, judged below.
+    let owner = unsafe { (*entry).client };
+    // SAFETY: values are copied out at once.
+    let old = unsafe { FLOWS.get(owner) }.copied();
+    // Claimed a moment ago and its owner's forward entry (none, or an
+    // older flow of the same 5-tuple) not yet the claiming flow's: another
+    // CPU is between the claim and the forward entry.
+    let settling =
+        now.saturating_sub(seen) < CLAIM_SETTLE_NS && old.is_none_or(|flow| flow.created_ns < seen);
+    if settling || !stale(settings, rkey, old.as_ref(), new_ts, now) {
+        return false;
+    }
+    // BPF_CMPXCHG (kernel 5.12+): of the CPUs that read `seen`, one swaps.
+    // SAFETY: as above.
+    let (_, swapped) = unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::Relaxed }>(
+            claimed, seen, now,
+        )
+    };
+    if !swapped {
+        return false;
+    }
+    // Ours now: every other CPU sees a fresh claim and leaves it alone.
+    // SAFETY: as above.
+    unsafe { (*entry).client = *client };
+    true
 }
 
 /// Picks a SNAT address and port for a new flow to `backend_addr:port` and
@@ -124,7 +177,6 @@ pub fn allocate(
         0 => 1,
         s => s,
     };
-    let value = ReverseFlow { client: *client };
     for _ in 0..PORT_PROBES {
         let port = (settings.snat_port_min as u32 + candidate) as u16;
         let rkey = FlowKey {
@@ -135,9 +187,7 @@ pub fn allocate(
             protocol: client.protocol,
             _pad: [0; 3],
         };
-        if let Some(flags) = reverse_free(settings, &rkey, new_ts, now)
-            && REVERSE.insert(rkey, value, flags).is_ok()
-        {
+        if claim(settings, &rkey, client, new_ts, now) {
             return Some((snat_addr, port.to_be()));
         }
         candidate = (candidate + step) % span;

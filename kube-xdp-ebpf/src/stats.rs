@@ -21,6 +21,12 @@ pub fn count(verdict: u32, reason: Counter) {
     bump(reason as u32);
 }
 
+/// Counts an event that is not a packet's verdict (`Counter::is_packet`).
+#[inline(always)]
+pub fn event(counter: Counter) {
+    bump(counter as u32);
+}
+
 #[inline(always)]
 fn add(traffic: Option<*mut Traffic>, bytes: u64, new_flow: bool) {
     if let Some(t) = traffic {

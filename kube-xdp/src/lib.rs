@@ -17,4 +17,5 @@ pub mod maglev;
 pub mod metrics;
 pub mod plan;
 pub mod stats_page;
+pub mod sync;
 pub mod view;

@@ -6,7 +6,7 @@
 
 use aya::{
     Ebpf, Pod,
-    maps::{HashMap, Map, MapData},
+    maps::{HashMap, Map, MapData, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use kube_xdp::datapath::{BackendSpec, BackendState, Datapath, ServiceSpec, be_addr};
@@ -48,6 +48,9 @@ pub fn default_settings() -> Settings {
         tcp_syn_ns: 60 * SECOND,
         udp_ns: 120 * SECOND,
         tcp_time_wait_ns: 60 * SECOND,
+        sync: 0,
+        _pad: 0,
+        ts_clock_offset_ns: 0,
     }
 }
 
@@ -209,6 +212,15 @@ impl Harness {
         self.reverse
             .insert(key, reverse, 0)
             .expect("write a reverse flow entry");
+    }
+
+    /// The flow-sync ring buffer (taken out of the object: call once).
+    pub fn sync_events(&mut self) -> RingBuf<MapData> {
+        let map = self
+            .bpf
+            .take_map(map_name::SYNC_EVENTS)
+            .expect("the object has the sync ring buffer");
+        RingBuf::try_from(map).expect("a ring buffer")
     }
 
     /// Empties the flow table (both directions).

@@ -113,7 +113,13 @@ fn orphaned_flow_is_refused(h: &mut Harness, sport: u16, tweak: impl FnOnce(&mut
         src_port: (sport + 1000).to_be(),
         ..key
     };
-    h.set_reverse(&rkey, &ReverseFlow { client: other });
+    h.set_reverse(
+        &rkey,
+        &ReverseFlow {
+            client: other,
+            claimed_ns: 0,
+        },
+    );
     tweak(&mut flow);
     h.set_flow(&key, &flow);
     let before = h.dp.global_stats().unwrap();
@@ -257,4 +263,60 @@ fn a_new_flow_finds_the_last_free_port_of_an_odd_range() {
         assert!(!taken.contains(&syn.ports().0));
     }
     assert_eq!(h.dp.global_stats().unwrap().get(Counter::SnatExhausted), 0);
+}
+
+/// `CLOCK_MONOTONIC` now, the datapath's clock.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[test]
+fn a_port_claimed_a_moment_ago_waits_for_its_flow() {
+    // One backend, one SNAT port.
+    let mut h = one_backend(20_000..=20_000);
+    let (key, flow) = {
+        open(&h, 48000);
+        flow_of(&h, 48000)
+    };
+    let rkey = kube_xdp_common::flow::reverse_key(&key, &flow);
+    h.clear_flows();
+    // Another CPU has just claimed the port for client port 48500 and not
+    // yet written that flow's forward entry: the reverse entry has no
+    // forward entry to agree with, which once made it look abandoned.
+    let claimer = FlowKey {
+        src_port: 48500u16.to_be(),
+        ..key
+    };
+    let claim = |at| ReverseFlow {
+        client: claimer,
+        claimed_ns: at,
+    };
+    h.set_reverse(&rkey, &claim(monotonic_ns()));
+    let before = h.dp.global_stats().unwrap().get(Counter::SnatExhausted);
+    let refused = tx(&h, &Pkt::tcp(48001, VIP, 6443, SYN));
+    assert_eq!(refused.tcp_flags(), RST | ACK, "the port is being claimed");
+    assert_eq!(
+        h.dp.global_stats().unwrap().get(Counter::SnatExhausted),
+        before + 1
+    );
+    assert_eq!(h.dp.reverse(&rkey).unwrap().unwrap().client, claimer);
+
+    // The same entry claimed a second ago with still no forward entry is
+    // abandoned: the next flow takes the port over.
+    h.set_reverse(&rkey, &claim(monotonic_ns() - 1_000_000_000));
+    let taken = tx(&h, &Pkt::tcp(48001, VIP, 6443, SYN));
+    assert_eq!(taken.tcp_flags(), SYN);
+    assert_eq!(taken.ports().0, 20_000);
+    let now = h.dp.reverse(&rkey).unwrap().unwrap();
+    assert_eq!(now.client.src_port, 48001u16.to_be());
+    assert!(
+        now.claimed_ns > monotonic_ns() - 1_000_000_000,
+        "claimed afresh"
+    );
 }

@@ -3,7 +3,7 @@
 //! heard, the last transitions with their reasons.
 
 use crate::Common;
-use kube_xdp::ha::pair::HaStatus;
+use kube_xdp::{ha::pair::HaStatus, sync::task::SyncStatus};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn ago(unix: f64) -> String {
@@ -34,8 +34,11 @@ pub fn ha(common: &Common, json: bool) -> anyhow::Result<()> {
             run_dir.display()
         );
     };
+    let sync = SyncStatus::load(&run_dir);
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut value = serde_json::to_value(&s)?;
+        value["sync"] = serde_json::to_value(&sync)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     println!(
@@ -82,6 +85,37 @@ pub fn ha(common: &Common, json: bool) -> anyhow::Result<()> {
     if !s.rejected.is_empty() {
         let r: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("ignored VRRP packets: {}", r.join(", "));
+    }
+    match sync {
+        None => println!("flow sync: off"),
+        Some(y) => {
+            let peer = y.peer.map_or("not known yet".into(), |p| p.to_string());
+            let table = if y.table_received {
+                format!("received ({} flows)", y.table_flows)
+            } else {
+                "not received".into()
+            };
+            println!(
+                "flow sync: udp port {}, peer {peer}; the peer's table {table}",
+                y.port
+            );
+            println!(
+                "  sent {} records in {} datagrams; received {} datagrams, installed {} records",
+                y.sent_records, y.sent_datagrams, y.received_datagrams, y.installed_records
+            );
+            let list = |m: &std::collections::BTreeMap<String, u64>| {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !y.rejected.is_empty() {
+                println!("  refused datagrams: {}", list(&y.rejected));
+            }
+            if !y.skipped_records.is_empty() {
+                println!("  records not installed: {}", list(&y.skipped_records));
+            }
+        }
     }
     Ok(())
 }

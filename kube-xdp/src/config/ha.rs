@@ -1,6 +1,7 @@
 //! `[ha]`: the load-balancer pair (VRRP version 3, RFC 5798).
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::schema::Lines;
@@ -8,6 +9,10 @@ use super::schema::Lines;
 /// Default `advert_interval`: sub-second takeover (Master_Down ≈ 3.5 ×
 /// this), where keepalived's `advert_int 1` takes about 3.6 s.
 pub const DEFAULT_ADVERT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Default `sync_port`: the UDP port flow sync sends to and listens on
+/// (the metrics port, 9437, plus one).
+pub const DEFAULT_SYNC_PORT: u16 = 9438;
 
 /// `[ha]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,5 +34,10 @@ pub struct HaConfig {
     /// Services whose lack of a usable backend makes the box resign;
     /// `None`: all.
     pub track_services: Option<Vec<String>>,
+    /// The UDP port flow sync uses on both boxes.
+    pub sync_port: u16,
+    /// The pair's shared flow-sync key (an absolute path); `None`: flow
+    /// sync is off. Read, and judged, by the plan.
+    pub sync_key_file: Option<PathBuf>,
     pub lines: Lines,
 }

@@ -26,7 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use backend_address::BackendAddress;
-pub use ha::{DEFAULT_ADVERT_INTERVAL, HaConfig};
+pub use ha::{DEFAULT_ADVERT_INTERVAL, DEFAULT_SYNC_PORT, HaConfig};
 pub use keyword::{
     CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, UnknownKeyword, XdpMode,
 };

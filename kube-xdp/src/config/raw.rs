@@ -31,6 +31,8 @@ pub(super) struct RawHa {
     pub unicast_peers: Field<Vec<Spanned<String>>>,
     pub snat_address: Field<String>,
     pub track_services: Field<Vec<Spanned<String>>>,
+    pub sync_port: Field<i64>,
+    pub sync_key_file: Field<String>,
 }
 
 #[derive(Debug, Deserialize)]

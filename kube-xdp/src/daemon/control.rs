@@ -122,9 +122,18 @@ pub fn write_names(run_dir: &Path, names: &Names) -> Result<(), ControlError> {
 
 /// Publishes the pair's status (see [`HaStatus`]).
 pub fn write_ha(run_dir: &Path, status: &HaStatus) -> Result<(), ControlError> {
-    let text = serde_json::to_string_pretty(status).map_err(|e| file_err(run_dir, e))?;
+    write_json(run_dir, HA_FILE, status)
+}
+
+/// Writes `value` as `run_dir/name`, atomically.
+pub fn write_json(
+    run_dir: &Path,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> Result<(), ControlError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| file_err(run_dir, e))?;
     std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
-    write_atomic(&run_dir.join(HA_FILE), &text)
+    write_atomic(&run_dir.join(name), &text)
 }
 
 pub fn read_status(run_dir: &Path) -> Option<Status> {

@@ -4,7 +4,10 @@
 
 use aya::Ebpf;
 use std::{collections::HashMap, net::Ipv4Addr, path::PathBuf, sync::Arc, time::Instant};
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -19,6 +22,10 @@ use crate::{
     metrics::Metrics,
     plan::{BackendKey, Checker, Plan},
     stats_page::StatsPage,
+    sync::{
+        directory::Directory,
+        task::{SyncHandle, SyncNote},
+    },
     view::Names,
 };
 
@@ -58,6 +65,21 @@ pub(super) struct Daemon {
     pub background: super::background::Background,
     /// The loaded object: keeps the program and maps open while we run.
     pub _bpf: Ebpf,
+    /// How far the rewritten TCP timestamps' clock runs ahead of
+    /// `CLOCK_MONOTONIC` (the pair's flow sync moves it up to the peer's).
+    pub ts_clock_offset_ns: u64,
+    /// The flow sync with the peer, when on.
+    pub sync: Option<Sync>,
+}
+
+/// The daemon's side of the flow sync.
+pub(super) struct Sync {
+    pub _task: SyncHandle,
+    /// What the task resolves the peer's flows with, after each apply.
+    pub directory: watch::Sender<Arc<Directory>>,
+    /// The peer's table is in, or it did not come in time: the pair may
+    /// claim mastership.
+    pub ready: bool,
 }
 
 impl Daemon {
@@ -76,8 +98,8 @@ impl Daemon {
     ///
     /// Why the plan was not applied.
     pub fn commit(&mut self, plan: Plan) -> Result<Changes, CommitError> {
-        let old_settings = self.plan.as_ref().map(Plan::settings);
-        self.dp.set_settings(&plan.settings())?;
+        let old_settings = self.plan.as_ref().map(|p| self.settings_of(p));
+        self.dp.set_settings(&self.settings_of(&plan))?;
         let changes = match self.state.apply_all_or_nothing(
             &mut self.dp,
             &plan.desired_services(),
@@ -101,8 +123,48 @@ impl Daemon {
         self.plan = Some(plan);
         self.sync_checkers();
         self.publish_names();
+        self.publish_directory();
         self.update_ready();
         Ok(changes)
+    }
+
+    /// The datapath settings of `plan`, with the timestamp clock's offset.
+    fn settings_of(&self, plan: &Plan) -> kube_xdp_common::maps::Settings {
+        let mut settings = plan.settings();
+        settings.ts_clock_offset_ns = self.ts_clock_offset_ns;
+        settings
+    }
+
+    /// What the sync task says.
+    pub fn on_sync(&mut self, note: SyncNote) {
+        match note {
+            SyncNote::Ready(ready, _) => {
+                if let Some(sync) = self.sync.as_mut() {
+                    sync.ready = ready;
+                }
+                self.update_ready();
+            }
+            SyncNote::ClockOffset(offset) if offset > self.ts_clock_offset_ns => {
+                self.ts_clock_offset_ns = offset;
+                let settings = self.settings_of(self.plan());
+                if let Err(e) = self.dp.set_settings(&settings) {
+                    error!("moving the timestamp clock to the peer's: {e}");
+                }
+            }
+            SyncNote::ClockOffset(_) => {}
+        }
+    }
+
+    /// The sync task's directory, from the state just applied.
+    pub fn publish_directory(&mut self) {
+        let Some(sync) = self.sync.as_ref() else {
+            return;
+        };
+        let plan = self.plan();
+        let interfaces = plan.interfaces.iter().map(|i| i.index).collect();
+        let default = plan.ha.as_ref().map_or(0, |ha| ha.interface.index);
+        let directory = Directory::new(&self.state, interfaces, default);
+        sync.directory.send_replace(Arc::new(directory));
     }
 
     /// Starts, restarts and stops checkers to match the plan.
@@ -172,7 +234,9 @@ impl Daemon {
             })
             .map(String::as_str)
             .collect();
-        if unusable.is_empty() {
+        if self.sync.as_ref().is_some_and(|s| !s.ready) {
+            pair.set_ready(false, "waiting for the peer's flow table".into());
+        } else if unusable.is_empty() {
             pair.set_ready(
                 true,
                 "ready: program attached, every tracked service has a usable backend".into(),

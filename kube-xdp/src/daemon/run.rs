@@ -4,7 +4,7 @@
 //! and established flows continue, and the next `run` adopts them.
 
 use anyhow::{Context, bail};
-use aya::programs::Xdp;
+use aya::{maps::RingBuf, programs::Xdp};
 use kube_xdp_common::{
     map_name,
     maps::{LAYOUT_VERSION, Meta},
@@ -18,7 +18,7 @@ use std::{
 };
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 use tracing::{info, warn};
 
@@ -28,7 +28,7 @@ use crate::{
         attach::{self, Attached},
         background::Background,
         control,
-        control_loop::Daemon,
+        control_loop::{Daemon, Sync},
         state::{PinnedBackend, State},
     },
     datapath::Datapath,
@@ -37,6 +37,10 @@ use crate::{
     metrics::{self, Metrics},
     plan::Plan,
     stats_page::{self, StatsPage},
+    sync::{
+        directory::Directory,
+        task::{self as sync_task, SyncSetup},
+    },
     view::Names,
 };
 
@@ -217,7 +221,25 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         program.load()
     };
     loaded.context("loading the XDP program")?;
+    // The flow reports, for the pair's sync (the map stays with the
+    // program; this handle reads it).
+    let sync_ring = match plan.ha.as_ref().and_then(|ha| ha.sync.as_ref()) {
+        Some(_) => {
+            let map = bpf
+                .take_map(map_name::SYNC_EVENTS)
+                .context("the eBPF object has no flow-report ring buffer")?;
+            Some(RingBuf::try_from(map)?)
+        }
+        None => None,
+    };
     let mut dp = Datapath::from_ebpf(&mut bpf)?;
+    // A restart keeps the timestamp clock where the last run left it:
+    // it never goes back.
+    let ts_clock_offset_ns = if adopted {
+        dp.settings().map_or(0, |s| s.ts_clock_offset_ns)
+    } else {
+        0
+    };
     dp.set_meta(&Meta {
         layout_version: LAYOUT_VERSION,
         flow_table_size: daemon_config.flow_table_size,
@@ -238,6 +260,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
     };
     let (events, mut event_rx) = mpsc::channel(1024);
     let (background, mut done_rx) = Background::new();
+    let (sync_notes, mut sync_rx) = mpsc::channel(64);
     // Continue the numbering of an earlier run, so `kube-xdp reload` always
     // sees the generation move on.
     let generation = control::read_status(&daemon_config.run_dir).map_or(0, |s| s.generation);
@@ -255,6 +278,8 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         stats_page,
         background,
         _bpf: bpf,
+        ts_clock_offset_ns,
+        sync: None,
     };
     d.commit(plan).context("programming the datapath")?;
     // Attach only once the maps hold the plan (and, on a restart, the
@@ -275,9 +300,33 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
     d.refresh_next_hops();
     let run_dir = daemon_config.run_dir.clone();
     if let Some(ha) = d.plan().ha.clone() {
-        let pair = crate::ha::pair::spawn(ha, run_dir.clone(), Arc::clone(&d.metrics))
+        let pair = crate::ha::pair::spawn(ha.clone(), run_dir.clone(), Arc::clone(&d.metrics))
             .await
             .context("starting the VRRP instance of the pair")?;
+        if let (Some(sync), Some(ring)) = (ha.sync.clone(), sync_ring) {
+            let (directory, directory_rx) = watch::channel(Arc::new(Directory::default()));
+            let setup = SyncSetup {
+                plan: sync,
+                local: ha.local,
+                unicast_peers: ha.unicast_peers.clone(),
+                pin_path: pin_path.clone(),
+                run_dir: run_dir.clone(),
+                ring,
+                directory: directory_rx,
+                heard_peer: pair.heard_peer(),
+                clock_offset_ns: d.ts_clock_offset_ns,
+                metrics: Arc::clone(&d.metrics),
+            };
+            let task = sync_task::spawn(setup, sync_notes.clone())
+                .await
+                .context("starting the flow sync with the peer")?;
+            d.sync = Some(Sync {
+                _task: task,
+                directory,
+                ready: false,
+            });
+            d.publish_directory();
+        }
         d.pair = Some(pair);
         d.update_ready();
     }
@@ -301,6 +350,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
             _ = int.recv() => { info!("SIGINT: exiting; the program stays attached and the maps pinned"); break; }
             _ = hup.recv() => d.reload(),
             Some(event) = event_rx.recv() => d.on_check(event),
+            Some(note) = sync_rx.recv() => d.on_sync(note),
             _ = housekeeping.tick() => d.housekeeping(),
             _ = resolve.tick() => d.re_resolve(),
             Some(done) = done_rx.recv() => d.on_done(done),

@@ -192,6 +192,23 @@ impl Datapath {
             .map_err(map_err(map_name::SETTINGS))
     }
 
+    /// Writes a flow the pair's other box made: its forward entry, then
+    /// its reverse entry (claimed when the flow opened), so that the
+    /// backend's replies find a forward entry as soon as they find the
+    /// reverse one.
+    pub fn install_flow(&mut self, key: &FlowKey, flow: &Flow) -> Result<()> {
+        self.flows
+            .insert(key, flow, 0)
+            .map_err(map_err(map_name::FLOWS))?;
+        let reverse = ReverseFlow {
+            client: *key,
+            claimed_ns: flow.created_ns,
+        };
+        self.reverse
+            .insert(kube_xdp_common::flow::reverse_key(key, flow), reverse, 0)
+            .map_err(map_err(map_name::REVERSE))
+    }
+
     pub fn set_meta(&mut self, meta: &Meta) -> Result<()> {
         self.meta.set(0, meta, 0).map_err(map_err(map_name::META))
     }

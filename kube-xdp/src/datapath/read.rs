@@ -85,6 +85,15 @@ impl Datapath {
             .collect()
     }
 
+    /// The forward entry of a client 5-tuple.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>> {
+        match self.flows.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(map_name::FLOWS)(e)),
+        }
+    }
+
     /// The reverse entry of a backend-side 5-tuple.
     pub fn reverse(&self, key: &FlowKey) -> Result<Option<ReverseFlow>> {
         match self.reverse.get(key, 0) {

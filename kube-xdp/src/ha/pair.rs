@@ -13,7 +13,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
     task::JoinHandle,
 };
 use tracing::{error, info, warn};
@@ -91,9 +91,16 @@ pub struct PairHandle {
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
     last_ready: Option<bool>,
+    heard_peer: watch::Receiver<Option<Ipv4Addr>>,
 }
 
 impl PairHandle {
+    /// The address of the peer VRRP heard last (`None` until one is): where
+    /// flow sync goes without `unicast_peers`.
+    pub fn heard_peer(&self) -> watch::Receiver<Option<Ipv4Addr>> {
+        self.heard_peer.clone()
+    }
+
     /// Whether the box can serve, and why; sent only when it changes.
     pub fn set_ready(&mut self, ready: bool, why: String) {
         if self.last_ready == Some(ready) {
@@ -126,6 +133,8 @@ struct Pair {
     epoch: (Instant, SystemTime),
     /// When `ha.json` was last written.
     published: Instant,
+    /// The peer heard last.
+    heard_peer: watch::Sender<Option<Ipv4Addr>>,
 }
 
 /// Starts the pair on the current runtime. It gives up any virtual
@@ -164,6 +173,7 @@ pub async fn spawn(
         now,
     );
     let (commands, rx) = mpsc::channel(16);
+    let (heard_peer, heard_rx) = watch::channel(None);
     let mut pair = Pair {
         plan,
         machine,
@@ -174,6 +184,7 @@ pub async fn spawn(
         rejected: BTreeMap::new(),
         epoch: (now, SystemTime::now()),
         published: now,
+        heard_peer,
     };
     pair.publish();
     let task = tokio::spawn(async move { pair.run(rx).await });
@@ -181,6 +192,7 @@ pub async fn spawn(
         commands,
         task,
         last_ready: None,
+        heard_peer: heard_rx,
     })
 }
 
@@ -226,6 +238,13 @@ impl Pair {
             };
             self.perform(&actions).await;
             self.log_transition(before);
+            if let Some(peer) = self.machine.peers().first().map(|p| p.addr) {
+                self.heard_peer.send_if_modified(|heard| {
+                    let changed = *heard != Some(peer);
+                    *heard = Some(peer);
+                    changed
+                });
+            }
             // A new peer (or priority) at once; when they were heard,
             // fresh to within a second.
             if !actions.is_empty()

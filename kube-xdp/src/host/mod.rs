@@ -1,6 +1,6 @@
 //! The one module that asks the machine: its interfaces and addresses,
-//! the kernel's local port range, DNS, readable files, the monotonic
-//! clock, next hops. Everything above it (the plan, the daemon) goes
+//! the kernel's local port range, DNS, readable files, small secret files,
+//! the monotonic clock, next hops. Everything above it (the plan, the daemon) goes
 //! through the [`Host`] trait or the functions here, so the plan can be
 //! built and tested without a machine (a fake `Host`), and two callers
 //! never read the same fact two ways.
@@ -16,6 +16,8 @@ use std::{
     time::Duration,
 };
 
+use thiserror::Error;
+
 use crate::config::PortRange;
 
 /// One network interface of the current network namespace.
@@ -30,6 +32,36 @@ pub struct Interface {
     /// Those of them that are a /32 (as a pair's virtual addresses are).
     pub host_routes: Vec<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
+}
+
+/// A small regular file read whole, with its permission bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallFile {
+    /// `st_mode & 0o7777`: the permission bits (with setuid, setgid,
+    /// sticky).
+    pub mode: u32,
+    /// Its contents.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a small file was not read.
+#[derive(Debug, Error)]
+pub enum ReadFileError {
+    /// It could not be opened (it does not exist, say).
+    #[error("cannot open it: {0}")]
+    Open(io::Error),
+    /// A directory, a link, a FIFO, a socket or a device.
+    #[error("is {0}, not a regular file")]
+    NotRegular(&'static str),
+    /// Longer than the caller takes.
+    #[error("is longer than {max} bytes")]
+    TooLarge {
+        /// The most the caller takes.
+        max: usize,
+    },
+    /// Opened, but reading it failed.
+    #[error("cannot read it: {0}")]
+    Read(io::Error),
 }
 
 /// What the plan asks of the host.
@@ -77,6 +109,15 @@ pub trait Host {
     /// Why it cannot be read, and any file that is not a regular one or
     /// is larger (see [`read_regular_file`]).
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The regular file at `path`, if it holds at most `max_len` bytes,
+    /// with its permission bits: for secrets such as the pair's sync key.
+    /// A link at `path` is not followed, and nothing but a regular file is
+    /// read, so a FIFO never hangs the caller.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadFileError`] saying why not.
+    fn read_small_file(&self, path: &Path, max_len: usize) -> Result<SmallFile, ReadFileError>;
 }
 
 /// The most kube-xdp reads of a file the configuration names (a CA
@@ -111,6 +152,73 @@ impl Host for RealHost {
 
     fn file_writable_by_others(&self, path: &Path) -> bool {
         std::fs::metadata(path).is_ok_and(|m| others_can_write(&m))
+    }
+
+    fn read_small_file(&self, path: &Path, max_len: usize) -> Result<SmallFile, ReadFileError> {
+        read_small_file(path, max_len)
+    }
+}
+
+/// [`Host::read_small_file`] on this machine.
+///
+/// # Errors
+///
+/// [`ReadFileError`] saying why not.
+pub fn read_small_file(path: &Path, max_len: usize) -> Result<SmallFile, ReadFileError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+
+    // What is at the name, before opening it: opening a FIFO for reading
+    // waits for a writer, and opening a device may do something.
+    let meta = std::fs::symlink_metadata(path).map_err(ReadFileError::Open)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadFileError::NotRegular(file_kind(&meta.file_type())));
+    }
+    // The name may be swapped between the look and the open: O_NOFOLLOW
+    // refuses a link (ELOOP), O_NONBLOCK keeps a FIFO from blocking the
+    // open (open(2)), and the opened file is looked at again.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => ReadFileError::NotRegular("a symbolic link"),
+            _ => ReadFileError::Open(e),
+        })?;
+    let meta = file.metadata().map_err(ReadFileError::Read)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadFileError::NotRegular(file_kind(&meta.file_type())));
+    }
+    let mut bytes = Vec::new();
+    file.take(max_len as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadFileError::Read)?;
+    if bytes.len() > max_len {
+        return Err(ReadFileError::TooLarge { max: max_len });
+    }
+    Ok(SmallFile {
+        mode: meta.mode() & 0o7777,
+        bytes,
+    })
+}
+
+/// "a directory", "a FIFO", … for a file that is not a regular one.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else {
+        "something else"
     }
 }
 
@@ -411,6 +519,48 @@ mod tests {
         std::thread::sleep(Duration::from_millis(700));
         let answer = resolve_bounded("stuck.test", Duration::from_secs(2), stuck).unwrap();
         assert_eq!(answer, [Ipv4Addr::new(198, 18, 0, 1)]);
+    }
+
+    #[test]
+    fn a_small_file_is_read_with_its_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.key");
+        std::fs::write(&path, b"0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let file = read_small_file(&path, 17).unwrap();
+        assert_eq!(file.bytes, b"0123456789abcdef\n");
+        assert_eq!(file.mode, 0o640);
+        assert!(matches!(
+            read_small_file(&path, 16),
+            Err(ReadFileError::TooLarge { max: 16 })
+        ));
+        assert!(matches!(
+            read_small_file(&dir.path().join("missing"), 16),
+            Err(ReadFileError::Open(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_and_a_fifo_never_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = dir.path().join("link");
+        std::fs::write(dir.path().join("target"), b"0123456789abcdef").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
+        let kind = |p: &Path| match read_small_file(p, 4096) {
+            Err(ReadFileError::NotRegular(kind)) => kind,
+            other => panic!("{p:?}: {other:?}"),
+        };
+        assert_eq!(kind(&fifo), "a FIFO");
+        assert_eq!(kind(&link), "a symbolic link");
+        assert_eq!(kind(dir.path()), "a directory");
+        assert_eq!(kind(Path::new("/dev/null")), "a character device");
+        let shown = read_small_file(&fifo, 1).unwrap_err().to_string();
+        assert_eq!(shown, "is a FIFO, not a regular file");
     }
 
     #[test]

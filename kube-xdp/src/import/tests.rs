@@ -68,6 +68,16 @@ impl Host for CorpusHost {
     fn read_file(&self, _path: &Path) -> io::Result<Vec<u8>> {
         Ok(crate::plan::tests::test_ca_pem().into_bytes())
     }
+
+    fn read_small_file(
+        &self,
+        _path: &Path,
+        _max_len: usize,
+    ) -> Result<crate::host::SmallFile, crate::host::ReadFileError> {
+        Err(crate::host::ReadFileError::Open(
+            io::ErrorKind::NotFound.into(),
+        ))
+    }
 }
 
 /// The options in the file's `# import-haproxy:` comment.

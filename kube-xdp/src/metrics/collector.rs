@@ -129,8 +129,19 @@ pub(super) fn encode_snapshot(
         "Packets by the reason of their verdict (new_flow, to_backend, to_client, no_backend, neighbour_miss, flow_table_full, malformed, ...)",
         s.counters
             .iter()
-            .filter(|(c, _)| c.verdict().is_none())
+            .filter(|(c, _)| c.verdict().is_none() && c.is_packet())
             .map(|(c, v)| -> (Labels1, u64) { ([("reason", c.name().to_owned())], *v) }),
+    )?;
+    let lost = s
+        .counters
+        .iter()
+        .find(|(c, _)| !c.is_packet())
+        .map_or(0, |(_, v)| *v);
+    counters(
+        enc,
+        "kube_xdp_sync_events_lost",
+        "Flow changes the datapath could not hand to the daemon for the pair's flow sync (its ring buffer was full)",
+        [([] as [(&'static str, String); 0], lost)],
     )?;
 
     // Flow table.

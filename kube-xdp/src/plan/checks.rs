@@ -146,7 +146,13 @@ pub(super) fn assess(
         // In a pair the VIPs and the SNAT address float: the master holds
         // them, so neither need be local now.
         Some(ha_config) => {
-            ha = super::ha::plan(config, ha_config, &host_interfaces, &mut r.report.issues);
+            ha = super::ha::plan(
+                config,
+                ha_config,
+                host,
+                &host_interfaces,
+                &mut r.report.issues,
+            );
             Some((vec![ha_config.snat_address], SnatSource::Floating))
         }
         None => {

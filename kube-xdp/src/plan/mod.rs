@@ -17,7 +17,7 @@ pub(crate) mod tests;
 
 pub use checks::PlanReport;
 pub use desired::{BackendKey, Checker, DesiredBackend, DesiredService};
-pub use ha::HaPlan;
+pub use ha::{HaPlan, SyncPlan};
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -202,6 +202,9 @@ impl Plan {
             tcp_syn_ns: ns(t.tcp_syn),
             udp_ns: ns(t.udp),
             tcp_time_wait_ns: ns(t.tcp_time_wait),
+            sync: u32::from(self.ha.as_ref().is_some_and(|ha| ha.sync.is_some())),
+            _pad: 0,
+            ts_clock_offset_ns: 0,
         }
     }
 
@@ -314,7 +317,8 @@ impl Plan {
     }
 
     /// Settings that only a restart applies (the interfaces, the pins, the
-    /// table size, the metrics and stats listeners) differ between the two plans.
+    /// table size, the metrics and stats listeners, the pair and its sync
+    /// key) differ between the two plans.
     pub fn restart_needed(&self, next: &Plan) -> bool {
         let (a, b) = (&self.config.daemon, &next.config.daemon);
         a.interfaces != b.interfaces
@@ -323,6 +327,8 @@ impl Plan {
             || a.xdp_mode != b.xdp_mode
             || a.metrics_listen != b.metrics_listen
             || self.config.ha != next.config.ha
+            // The same key file may hold a new key.
+            || self.ha.as_ref().map(|h| &h.sync) != next.ha.as_ref().map(|h| &h.sync)
             || a.stats.listen != b.stats.listen
     }
 }

@@ -94,7 +94,15 @@ pub(super) fn summary(plan: &Plan) -> String {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let rows: [(&str, String); 5] = [
+        let sync = match &ha.sync {
+            Some(sync) => {
+                let file = config.ha.as_ref().and_then(|h| h.sync_key_file.as_ref());
+                let file = file.map_or_else(String::new, |f| format!(" (key {})", f.display()));
+                format!("on, udp port {}{file}", sync.port)
+            }
+            None => "off (no sync_key_file)".to_owned(),
+        };
+        let rows: [(&str, String); 6] = [
             (
                 "router",
                 format!(
@@ -112,6 +120,7 @@ pub(super) fn summary(plan: &Plan) -> String {
             ("peers", peers),
             ("floating", addrs.join(", ")),
             ("tracking", ha.track_services.join(", ")),
+            ("flow sync", sync),
         ];
         for (key, value) in rows {
             let _ = writeln!(out, "  {key:<16} {value}");

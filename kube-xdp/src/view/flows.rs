@@ -57,6 +57,18 @@ impl Table {
     }
 }
 
+/// The live flows of `dp` and the `CLOCK_MONOTONIC` time of the walk
+/// (what the pair's flow sync sends its peer).
+///
+/// # Errors
+///
+/// When a map cannot be read.
+pub fn live_flows(dp: &Datapath) -> Result<(u64, Vec<(FlowKey, Flow)>), DatapathError> {
+    let table = Table::read(dp)?;
+    let live = table.live().copied().collect();
+    Ok((table.now, live))
+}
+
 /// The name of a flow state, as `kube-xdp flows` shows it.
 pub fn state_name(state: u8) -> &'static str {
     match state {

@@ -4,6 +4,7 @@
 
 use kube_xdp_tests::{
     daemon::cli,
+    e2e_util::{EchoConn, Pinger},
     pair::{PairBox, PairCluster, SNAT_ADDR},
     require_root,
     servers::{TcpServer, whoami},
@@ -321,9 +322,12 @@ fn await_state(p: &PairCluster, which: &PairBox, state: &str) -> anyhow::Result<
     Ok(start.elapsed())
 }
 
-/// The pair: two kube-xdp boxes, VRRPv3 between them; the master dies.
+/// The pair: two kube-xdp boxes, VRRPv3 between them, flow sync; the
+/// master dies and a long-lived connection carries on through the other.
 fn pair() -> anyhow::Result<()> {
-    section("A pair of load balancers: the VIP fails over (VRRPv3, like keepalived)");
+    section(
+        "A pair of load balancers: the VIP fails over (VRRPv3, like keepalived) and connections survive (flow sync)",
+    );
     let p = PairCluster::new(2)?;
     let servers: Vec<TcpServer> = (0..2)
         .map(|i| {
@@ -343,13 +347,19 @@ fn pair() -> anyhow::Result<()> {
         backend_addr(0),
         backend_addr(1)
     );
+    let key = p.c.dir.path().join("sync.key");
+    std::fs::write(&key, "ZGVtby1vbmx5LWtleS1tYWtlLXlvdXItb3duLTAxMjM0\n")?;
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let ha = |priority: u8| {
-        format!("virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"100ms\"")
+        format!(
+            "virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"100ms\"\nsync_key_file = \"{}\"",
+            key.display()
+        )
     };
     p.a.write_config(&ha(150), &service);
     p.b.write_config(&ha(100), &service);
     println!(
-        "lb-a {} [ha] priority 150, lb-b {} priority 100; virtual_router_id 51, advert_interval 100ms, snat_address {SNAT_ADDR}",
+        "lb-a {} [ha] priority 150, lb-b {} priority 100; virtual_router_id 51, advert_interval 100ms, snat_address {SNAT_ADDR}, sync_key_file (flow sync on udp 9438)",
         p.a.addr, p.b.addr
     );
     let mut a = p.start(&p.a)?;
@@ -357,15 +367,37 @@ fn pair() -> anyhow::Result<()> {
     await_state(&p, &p.a, "MASTER")?;
     await_state(&p, &p.b, "BACKUP")?;
     std::thread::sleep(Duration::from_millis(300));
+    // A long-lived connection (like `kubectl logs -f`) through lb-a: a
+    // line every 50 ms, echoed.
+    let conn = EchoConn::open(&p.c, format!("{VIP}:6443").parse()?)?;
+    let server = conn.name.clone();
+    let mut pinger = Pinger::start(conn, Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(500));
     show_ha(&p, &p.a, "lb-a")?;
     show_ha(&p, &p.b, "lb-b")?;
-    println!("\n$ kill -9 <lb-a's daemon>");
+    println!(
+        "a long-lived connection client → {VIP}:6443 → {server} through lb-a: {} lines echoed",
+        pinger.ok()
+    );
+    println!("\n$ kill -9 <lb-a's daemon>; ip link set eth0 down   # on lb-a: the box is gone");
     a.signal(libc::SIGKILL);
+    p.c.lb.ip(&["link", "set", "eth0", "down"])?;
+    let before = pinger.ok();
     let took = await_state(&p, &p.b, "MASTER")?;
     println!(
         "lb-b is MASTER after {} ms (Master_Down 361 ms)",
         took.as_millis()
     );
+    std::thread::sleep(Duration::from_secs(2));
+    let (echoed, failure) = pinger.finish();
+    match failure {
+        None => println!(
+            "the long-lived connection carried on through lb-b: {} more lines echoed, none lost \
+             (lb-b had lb-a's flow from the sync)",
+            echoed - before
+        ),
+        Some(f) => println!("the long-lived connection broke: {f}"),
+    }
     show_ha(&p, &p.b, "lb-b")?;
     let _ = a.stop();
     drop(b);

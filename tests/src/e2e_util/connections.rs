@@ -84,6 +84,11 @@ impl EchoConn {
         })
     }
 
+    /// The client's end (address and port) of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.writer.local_addr().expect("a connected socket")
+    }
+
     /// The read timeout of later exchanges.
     pub fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
         self.writer.set_read_timeout(Some(timeout))

@@ -26,6 +26,8 @@ fn a_pair_parses_with_its_defaults() {
     assert!(ha.unicast_peers.is_empty());
     assert_eq!(ha.snat_address, Ipv4Addr::new(10, 4, 0, 9));
     assert_eq!(ha.track_services, None);
+    assert_eq!(ha.sync_port, 9438);
+    assert_eq!(ha.sync_key_file, None);
     assert!(parse(DAEMON).unwrap().ha.is_none());
 }
 
@@ -132,4 +134,72 @@ fn a_pair_translates_only_to_its_floating_address() {
         "snat_addresses",
         "cannot be set with [ha]",
     );
+}
+
+#[test]
+fn flow_sync_takes_a_port_and_a_key_file() {
+    let text = with_ha(
+        "virtual_router_id = 51\nsnat_address = \"10.4.0.9\"\nsync_port = 19438\n\
+         sync_key_file = \"/etc/kube-xdp/sync.key\"",
+    );
+    let ha = parse(&text).unwrap().ha.unwrap();
+    assert_eq!(ha.sync_port, 19438);
+    assert_eq!(
+        ha.sync_key_file.as_deref(),
+        Some(std::path::Path::new("/etc/kube-xdp/sync.key"))
+    );
+    assert_eq!(
+        ha.lines.get("sync_key_file"),
+        Some(line(&text, "sync_key_file"))
+    );
+}
+
+#[test]
+fn bad_flow_sync_settings_are_each_reported_with_their_line() {
+    let text = with_ha(
+        "virtual_router_id = 51\nsnat_address = \"10.4.0.9\"\nsync_port = 0\n\
+         sync_key_file = \"sync.key\"",
+    );
+    let all = issues(&text);
+    assert_eq!(all.len(), 2, "{}", list(&all));
+    assert_issue(
+        &all[0],
+        &text,
+        "sync_port",
+        "sync_port",
+        "must be at least 1 (got 0)",
+    );
+    assert_issue(
+        &all[1],
+        &text,
+        "sync_key_file",
+        "sync_key_file",
+        "\"sync.key\" must be an absolute path",
+    );
+    let text = with_ha("virtual_router_id = 51\nsnat_address = \"10.4.0.9\"\nsync_port = 65536");
+    assert_issue(
+        &issue(&text),
+        &text,
+        "sync_port",
+        "sync_port",
+        "at most 65535",
+    );
+}
+
+#[test]
+fn flow_sync_keys_of_the_wrong_type_or_name_are_located() {
+    let text = with_ha("virtual_router_id = 51\nsnat_address = \"10.4.0.9\"\nsync_port = \"9438\"");
+    let i = issue(&text);
+    assert_issue(&i, &text, "sync_port", "sync_port", "expected an integer");
+    let text =
+        with_ha("virtual_router_id = 51\nsnat_address = \"10.4.0.9\"\nsync_key = \"/etc/k\"");
+    let i = issue(&text);
+    assert_issue(
+        &i,
+        &text,
+        "sync_key =",
+        "sync_key",
+        "did you mean \"sync_key_file\"",
+    );
+    assert_eq!(i.context, "ha");
 }

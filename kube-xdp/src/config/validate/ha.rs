@@ -2,6 +2,7 @@
 //! (Whether the addresses fit the host is the plan's to check.)
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -10,7 +11,7 @@ use super::fields::usable_unicast;
 use super::{At, Validator};
 use crate::config::raw::{Field, RawHa};
 use crate::config::schema::{DaemonConfig, Lines, Service};
-use crate::config::{DEFAULT_ADVERT_INTERVAL, HaConfig};
+use crate::config::{DEFAULT_ADVERT_INTERVAL, DEFAULT_SYNC_PORT, HaConfig};
 
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 const MAX_INTERVAL: Duration = Duration::from_millis(40_950);
@@ -166,6 +167,32 @@ impl Validator<'_> {
                     })
                     .collect()
             });
+        let sync_port = self
+            .int(
+                &mut at,
+                "sync_port",
+                raw.sync_port,
+                (1, 65535),
+                " (the UDP port flow sync uses, the same on both boxes)",
+            )
+            .unwrap_or(DEFAULT_SYNC_PORT);
+        let sync_key_file = self
+            .take(&mut at, "sync_key_file", raw.sync_key_file)
+            .and_then(|(text, line)| {
+                if text.starts_with('/') {
+                    return Some(PathBuf::from(text));
+                }
+                self.error(
+                    Some(line),
+                    "ha",
+                    "sync_key_file",
+                    format!(
+                        "{text:?} must be an absolute path, e.g. \"/etc/kube-xdp/sync.key\" \
+                         (omit the key to run the pair without flow sync)"
+                    ),
+                );
+                None
+            });
         Some(HaConfig {
             interface,
             virtual_router_id: vrid.unwrap_or(1),
@@ -175,6 +202,8 @@ impl Validator<'_> {
             unicast_peers,
             snat_address: snat_address.unwrap_or(Ipv4Addr::UNSPECIFIED),
             track_services,
+            sync_port,
+            sync_key_file,
             lines,
         })
     }

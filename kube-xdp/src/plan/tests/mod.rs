@@ -18,7 +18,13 @@ struct FakeHost {
     port_range: Option<PortRange>,
     names: Vec<(&'static str, Ipv4Addr)>,
     files: Vec<&'static str>,
+    /// Small files by path (see [`FakeFile`]).
+    small_files: Vec<(&'static str, FakeFile)>,
 }
+
+/// A small file's mode and contents, or what it is instead of a regular
+/// file ("a FIFO").
+type FakeFile = Result<(u32, Vec<u8>), &'static str>;
 
 impl FakeHost {
     /// eth0 with 10.4.0.9 and the VIP 10.4.0.10, Linux's default port
@@ -39,6 +45,7 @@ impl FakeHost {
             }),
             names: vec![("cp2.example.internal", Ipv4Addr::new(10, 4, 0, 12))],
             files: vec!["/etc/kubernetes/pki/ca.crt"],
+            small_files: Vec::new(),
         }
     }
 }
@@ -87,6 +94,25 @@ impl Host for FakeHost {
             Ok(test_ca_pem().into_bytes())
         } else {
             crate::host::RealHost.read_file(path)
+        }
+    }
+
+    fn read_small_file(
+        &self,
+        path: &Path,
+        max_len: usize,
+    ) -> Result<crate::host::SmallFile, crate::host::ReadFileError> {
+        use crate::host::{ReadFileError, SmallFile};
+        match self.small_files.iter().find(|(p, _)| Path::new(p) == path) {
+            None => Err(ReadFileError::Open(io::ErrorKind::NotFound.into())),
+            Some((_, Err(kind))) => Err(ReadFileError::NotRegular(kind)),
+            Some((_, Ok((_, bytes)))) if bytes.len() > max_len => {
+                Err(ReadFileError::TooLarge { max: max_len })
+            }
+            Some((_, Ok((mode, bytes)))) => Ok(SmallFile {
+                mode: *mode,
+                bytes: bytes.clone(),
+            }),
         }
     }
 }

@@ -1,0 +1,658 @@
+//! The sync task: the daemon's side of flow sync, on the tokio runtime.
+//!
+//! - The datapath's reports (`SYNC_EVENTS`) become records, batched
+//!   ([`Batcher`]) into datagrams to the peer's `sync_port`.
+//! - Every [`REFRESH_EVERY`], flows active since the last refresh are sent
+//!   again, so the peer's copies of long-lived flows do not idle out while
+//!   they carry traffic here.
+//! - Datagrams from the peer are authenticated ([`wire::decode`]), checked
+//!   for freshness ([`ReplayGuard`]) and their flows installed in this
+//!   box's maps and clock; what is refused is counted and changes nothing.
+//! - At start (and whenever the peer's epoch is unknown) a Hello asks the
+//!   peer for its whole table; the answer (a dump) is installed before the
+//!   daemon lets the pair claim mastership ([`SyncNote::Ready`]). A
+//!   peer's Hello (authentic, and not one answered before) is answered
+//!   with ours, at most once a second.
+//! - Records go to `unicast_peers`, else to the peer VRRP heard, else to
+//!   the address the peer's last authentic, fresh datagram came from (a
+//!   master never hears a backup's VRRP).
+//! - The peer's timestamp clock, in each datagram, moves ours forward
+//!   ([`SyncNote::ClockOffset`]).
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use aya::maps::{MapData, RingBuf};
+use kube_xdp_common::maps::SyncEvent;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::unix::AsyncFd,
+    net::UdpSocket,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{info, warn};
+
+use super::{
+    SyncKey,
+    batch::Batcher,
+    counters::SyncCounters,
+    directory::Directory,
+    replay::{HelloLimiter, Replay, ReplayGuard},
+    wire::{self, Datagram, Kind, MAX_DATAGRAM_LEN, MAX_RECORDS, SyncRecord},
+};
+use crate::{datapath::Datapath, host::monotonic_ns, metrics::Metrics, plan::SyncPlan};
+
+/// How often flows active since the last time are sent again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// How long a starting box waits for its peer's table before it lets the
+/// pair go on without it (the peer is down, or not configured alike).
+pub const TABLE_WAIT: Duration = Duration::from_secs(2);
+/// How often a Hello goes out while the peer's epoch is unknown.
+const HELLO_EVERY: Duration = Duration::from_millis(250);
+/// A dump pauses a millisecond after this many datagrams, so that the
+/// peer's socket buffer keeps up.
+const DUMP_BURST: usize = 16;
+/// A local flow of the same 5-tuple opened more than this after the
+/// peer's is a newer connection (the client re-used its port): kept.
+const NEWER_SLACK_NS: u64 = 100_000_000;
+/// Socket buffers: a dump of a large table arrives in bursts.
+const SOCKET_BUFFER: usize = 8 << 20;
+/// The file `kube-xdp ha` reads the sync's status from, in `run_dir`.
+pub const SYNC_FILE: &str = "sync.json";
+
+/// What the task tells the control loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncNote {
+    /// Whether the box may claim mastership as far as the sync goes, and
+    /// why: yes once the peer's table is in, or when no peer was heard
+    /// within [`TABLE_WAIT`] of the start, or the peer heard did not answer
+    /// within [`TABLE_WAIT`]; no while a peer is heard whose table is not
+    /// in yet. Sent when it changes.
+    Ready(bool, String),
+    /// Run the timestamp clock this far ahead of `CLOCK_MONOTONIC` (only
+    /// ever more).
+    ClockOffset(u64),
+}
+
+/// What `kube-xdp ha` shows of the sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub port: u16,
+    /// Where records go; `None` until the peer is known.
+    pub peer: Option<Ipv4Addr>,
+    /// The peer's table was received since this daemon started.
+    pub table_received: bool,
+    /// Flows in that table.
+    pub table_flows: u64,
+    pub sent_datagrams: u64,
+    pub sent_records: u64,
+    pub received_datagrams: u64,
+    pub installed_records: u64,
+    /// Authentic records not installed, by why (unknown service, ...).
+    pub skipped_records: BTreeMap<String, u64>,
+    /// Datagrams refused, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Records sent while no peer was known.
+    pub unsent_records: u64,
+    pub clock_offset_ns: u64,
+}
+
+impl SyncStatus {
+    /// The status in `run_dir`, if a pair with sync runs there.
+    pub fn load(run_dir: &std::path::Path) -> Option<SyncStatus> {
+        let text = std::fs::read_to_string(run_dir.join(SYNC_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// What the task starts with.
+pub struct SyncSetup {
+    pub plan: SyncPlan,
+    /// The box's own address on the pair's interface: bound there.
+    pub local: Ipv4Addr,
+    /// `[ha] unicast_peers`: where records go; empty: the peer VRRP heard.
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub pin_path: PathBuf,
+    pub run_dir: PathBuf,
+    pub ring: RingBuf<MapData>,
+    pub directory: watch::Receiver<Arc<Directory>>,
+    /// The peer the pair's VRRP heard last.
+    pub heard_peer: watch::Receiver<Option<Ipv4Addr>>,
+    /// The timestamp clock's offset in force.
+    pub clock_offset_ns: u64,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The running task.
+pub struct SyncHandle {
+    task: JoinHandle<()>,
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Opens the socket and the maps and starts the task.
+///
+/// # Errors
+///
+/// When the port cannot be bound or the pinned maps opened.
+pub async fn spawn(setup: SyncSetup, notes: mpsc::Sender<SyncNote>) -> anyhow::Result<SyncHandle> {
+    let socket = bind(setup.local, setup.plan.port)?;
+    let dp = Datapath::open_pinned(&setup.pin_path)?;
+    // SAFETY: the ring buffer owns its map's fd, which stays open and the
+    // same until the `AsyncFd` (which owns the ring buffer) is dropped.
+    let ring =
+        unsafe { AsyncFd::register_with_interest(setup.ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching the flow reports: {}", e.into_parts().1))?;
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let status = SyncStatus {
+        port: setup.plan.port,
+        clock_offset_ns: setup.clock_offset_ns,
+        ..SyncStatus::default()
+    };
+    let mut task = Task {
+        key: setup.plan.key.clone(),
+        port: setup.plan.port,
+        unicast_peers: setup.unicast_peers,
+        socket: Arc::new(socket),
+        dp,
+        pin_path: setup.pin_path,
+        run_dir: setup.run_dir,
+        ring,
+        directory: setup.directory,
+        heard_peer: setup.heard_peer,
+        learned_peer: None,
+        answered: std::collections::VecDeque::new(),
+        epoch,
+        seq: Arc::new(AtomicU64::new(0)),
+        guard: ReplayGuard::new(),
+        hellos: HelloLimiter::default(),
+        hello_sent: None,
+        batcher: Batcher::default(),
+        counters: SyncCounters::default(),
+        status,
+        published: None,
+        started: Instant::now(),
+        peer_heard_at: None,
+        ready_sent: None,
+        last_refresh_ns: monotonic_ns(),
+        clock_offset_ns: setup.clock_offset_ns,
+        notes,
+        metrics: setup.metrics,
+    };
+    info!(
+        port = task.port,
+        "flow sync listening; asking the peer for its table"
+    );
+    let task = tokio::spawn(async move { task.run().await });
+    Ok(SyncHandle { task })
+}
+
+fn bind(local: Ipv4Addr, port: u16) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps them at rmem_max / wmem_max.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(local, port)).into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+struct Task {
+    key: SyncKey,
+    port: u16,
+    unicast_peers: Vec<Ipv4Addr>,
+    socket: Arc<UdpSocket>,
+    dp: Datapath,
+    pin_path: PathBuf,
+    run_dir: PathBuf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    directory: watch::Receiver<Arc<Directory>>,
+    heard_peer: watch::Receiver<Option<Ipv4Addr>>,
+    /// Where the peer's last authentic, fresh datagram came from.
+    learned_peer: Option<Ipv4Addr>,
+    /// The Hellos answered lately, (epoch, seq): one played again is not.
+    answered: std::collections::VecDeque<(u64, u64)>,
+    /// Ours: the start time, ns since the Unix epoch.
+    epoch: u64,
+    /// Datagrams sent in our epoch (shared with dumps).
+    seq: Arc<AtomicU64>,
+    guard: ReplayGuard,
+    hellos: HelloLimiter,
+    /// When our last Hello went out.
+    hello_sent: Option<Instant>,
+    batcher: Batcher,
+    counters: SyncCounters,
+    status: SyncStatus,
+    /// What `sync.json` last said.
+    published: Option<SyncStatus>,
+    started: Instant,
+    /// When VRRP first heard the peer.
+    peer_heard_at: Option<Instant>,
+    /// What was last said with [`SyncNote::Ready`].
+    ready_sent: Option<bool>,
+    /// `CLOCK_MONOTONIC` of the last refresh walk.
+    last_refresh_ns: u64,
+    clock_offset_ns: u64,
+    notes: mpsc::Sender<SyncNote>,
+    metrics: Arc<Metrics>,
+}
+
+impl Task {
+    async fn run(&mut self) {
+        let mut buf = vec![0u8; 65_536];
+        let mut tick = tokio::time::interval(HELLO_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut refresh = tokio::time::interval(REFRESH_EVERY);
+        refresh.reset();
+        loop {
+            let deadline = self.batcher.deadline();
+            tokio::select! {
+                ready = self.ring.readable_mut() => match ready {
+                    Ok(mut guard) => {
+                        let events = drain(guard.get_inner_mut());
+                        guard.clear_ready();
+                        self.on_events(&events).await;
+                    }
+                    Err(e) => {
+                        warn!("reading the datapath's flow reports: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => self.flush().await,
+                got = self.socket.recv_from(&mut buf) => match got {
+                    Ok((len, from)) => self.on_datagram(&buf[..len], from).await,
+                    Err(e) => {
+                        warn!("receiving flow sync: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = tick.tick() => self.on_tick().await,
+                // A peer heard at last: ask for its table at once.
+                Ok(()) = self.heard_peer.changed() => self.on_tick().await,
+                _ = refresh.tick() => self.refresh().await,
+            }
+        }
+    }
+
+    /// Where records and Hellos go: the configured peer, else the one
+    /// VRRP heard (a backup hears its master), else the one whose
+    /// authentic datagrams come in (a master hears no backup's VRRP).
+    fn peer(&self) -> Option<Ipv4Addr> {
+        self.unicast_peers
+            .first()
+            .copied()
+            .or(*self.heard_peer.borrow())
+            .or(self.learned_peer)
+    }
+
+    /// Our timestamp clock now.
+    fn clock_ns(&self) -> u64 {
+        monotonic_ns().wrapping_add(self.clock_offset_ns)
+    }
+
+    async fn send(&mut self, kind: Kind, nonce: u64, records: &[SyncRecord], to: Ipv4Addr) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = wire::encode(
+            kind,
+            self.epoch,
+            seq,
+            nonce,
+            self.clock_ns(),
+            records,
+            &self.key,
+        );
+        match self
+            .socket
+            .send_to(&bytes, SocketAddrV4::new(to, self.port))
+            .await
+        {
+            Ok(_) => self.counters.sent(records.len()),
+            Err(e) => warn!(peer = %to, "sending flow sync: {e}"),
+        }
+    }
+
+    async fn on_events(&mut self, events: &[SyncEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let now = monotonic_ns();
+        let at = Instant::now();
+        let directory = Arc::clone(&self.directory.borrow());
+        for e in events {
+            let record =
+                SyncRecord::from_flow(&e.client, &e.flow, directory.position(e.flow.ifindex), now);
+            if let Some(full) = self.batcher.push(record, at) {
+                self.send_records(&full).await;
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        let records = self.batcher.take();
+        self.send_records(&records).await;
+    }
+
+    async fn send_records(&mut self, records: &[SyncRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        match self.peer() {
+            Some(peer) => self.send(Kind::Flows, 0, records, peer).await,
+            None => self.status.unsent_records += records.len() as u64,
+        }
+    }
+
+    /// Flows seen since the last refresh, sent again.
+    async fn refresh(&mut self) {
+        let since = self.last_refresh_ns;
+        let (now, flows) = match crate::view::live_flows(&self.dp) {
+            Ok(read) => read,
+            Err(e) => return warn!("reading the flow table to refresh the peer: {e}"),
+        };
+        self.last_refresh_ns = now;
+        let directory = Arc::clone(&self.directory.borrow());
+        let at = Instant::now();
+        for (key, flow) in flows.iter().filter(|(_, f)| f.last_seen_ns >= since) {
+            let record = SyncRecord::from_flow(key, flow, directory.position(flow.ifindex), now);
+            if let Some(full) = self.batcher.push(record, at) {
+                self.send_records(&full).await;
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        let want_table = self.guard.epoch().is_none();
+        if want_table
+            && self
+                .hello_sent
+                .is_none_or(|sent| now.duration_since(sent) >= HELLO_EVERY)
+            && let Some(peer) = self.peer()
+        {
+            let nonce = random_u64();
+            self.guard.expect_dump(nonce);
+            self.hello_sent = Some(now);
+            self.send(Kind::Hello, nonce, &[], peer).await;
+        }
+        if self.peer_heard_at.is_none() && self.heard_peer.borrow().is_some() {
+            self.peer_heard_at = Some(now);
+        }
+        let wait = TABLE_WAIT.as_millis();
+        let (ready, why) = match self.peer_heard_at {
+            _ if self.status.table_received => (true, "the peer's flow table is in".to_owned()),
+            Some(heard) if now.duration_since(heard) >= TABLE_WAIT => (
+                true,
+                format!(
+                    "the peer sent no flow table within {wait} ms of being heard: going on with this box's own"
+                ),
+            ),
+            Some(_) => (false, "waiting for the peer's flow table".to_owned()),
+            None if now.duration_since(self.started) >= TABLE_WAIT => (
+                true,
+                format!("no peer heard within {wait} ms: going on with this box's own flow table"),
+            ),
+            None => (false, "waiting for the peer's flow table".to_owned()),
+        };
+        self.ready(ready, why).await;
+        self.publish();
+    }
+
+    async fn ready(&mut self, ready: bool, why: String) {
+        if self.ready_sent == Some(ready) {
+            return;
+        }
+        self.ready_sent = Some(ready);
+        info!("{why}");
+        let _ = self.notes.send(SyncNote::Ready(ready, why)).await;
+    }
+
+    async fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        self.counters.received_datagrams += 1;
+        let d = match wire::decode(bytes, &self.key) {
+            Ok(d) => d,
+            Err(e) => return self.counters.reject(&e),
+        };
+        let SocketAddr::V4(from) = from else {
+            return;
+        };
+        let admitted = self.guard.admit(&d);
+        if d.kind == Kind::Hello {
+            return self.on_hello(&d, *from.ip(), admitted.err()).await;
+        }
+        if let Err(why) = admitted {
+            self.counters.reject(&why);
+            if matches!(why, Replay::UnknownPeer | Replay::OldEpoch { .. }) {
+                // Learn the peer's (new) epoch the only safe way: ask.
+                self.forget_peer_epoch();
+            }
+            return;
+        }
+        self.learned_peer = Some(*from.ip());
+        self.follow_clock(d.clock_ns).await;
+        let installed = self.install(&d.records);
+        if d.kind.is_dump() {
+            self.status.table_flows += installed;
+            if d.kind == Kind::DumpEnd {
+                self.status.table_received = true;
+                let why = format!(
+                    "flow table from the peer {} installed: {} flows",
+                    from.ip(),
+                    self.status.table_flows
+                );
+                self.ready(true, why).await;
+                self.publish();
+            }
+        }
+    }
+
+    /// The peer's epoch is to be learnt again: the next tick sends a Hello.
+    fn forget_peer_epoch(&mut self) {
+        if self.guard.epoch().is_some() {
+            let mut fresh = ReplayGuard::new();
+            std::mem::swap(&mut self.guard, &mut fresh);
+        }
+    }
+
+    async fn on_hello(&mut self, d: &Datagram, from: Ipv4Addr, refused: Option<Replay>) {
+        // Unknown (we just started, or it did): fine, a Hello is how the
+        // peer tells its new epoch. Older than the one we know: a
+        // recording.
+        if let Some(why) = &refused
+            && !matches!(why, Replay::UnknownPeer)
+        {
+            return self.counters.reject(why);
+        }
+        if self.answered.contains(&(d.epoch, d.seq)) {
+            return self.counters.reject(&Replay::Replayed { seq: d.seq });
+        }
+        if !self.hellos.allow(Instant::now()) {
+            return;
+        }
+        if self.answered.len() >= 64 {
+            self.answered.pop_front();
+        }
+        self.answered.push_back((d.epoch, d.seq));
+        self.learned_peer = Some(from);
+        self.follow_clock(d.clock_ns).await;
+        // The peer (re)started: learn its epoch too, by asking.
+        if self.guard.epoch() != Some(d.epoch) {
+            self.forget_peer_epoch();
+        }
+        self.dump(from, d.nonce);
+    }
+
+    /// Sends our live flows to `to` in answer to the Hello `nonce`, from a
+    /// task of its own (a large table takes a while).
+    fn dump(&mut self, to: Ipv4Addr, nonce: u64) {
+        let dp = match Datapath::open_pinned(&self.pin_path) {
+            Ok(dp) => dp,
+            Err(e) => return warn!("opening the flow table for the peer's dump: {e}"),
+        };
+        let directory = Arc::clone(&self.directory.borrow());
+        let socket = Arc::clone(&self.socket);
+        let seq = Arc::clone(&self.seq);
+        let (key, epoch, port, offset) = (
+            self.key.clone(),
+            self.epoch,
+            self.port,
+            self.clock_offset_ns,
+        );
+        tokio::spawn(async move {
+            let (now, flows) = match crate::view::live_flows(&dp) {
+                Ok(read) => read,
+                Err(e) => return warn!("reading the flow table for the peer's dump: {e}"),
+            };
+            let records: Vec<SyncRecord> = flows
+                .iter()
+                .map(|(k, f)| SyncRecord::from_flow(k, f, directory.position(f.ifindex), now))
+                .collect();
+            let mut chunks: Vec<&[SyncRecord]> = records.chunks(MAX_RECORDS).collect();
+            if chunks.is_empty() {
+                chunks.push(&[]);
+            }
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let kind = if i == last { Kind::DumpEnd } else { Kind::Dump };
+                let seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
+                let clock = monotonic_ns().wrapping_add(offset);
+                let bytes = wire::encode(kind, epoch, seq, nonce, clock, chunk, &key);
+                debug_assert!(bytes.len() <= MAX_DATAGRAM_LEN);
+                if let Err(e) = socket.send_to(&bytes, SocketAddrV4::new(to, port)).await {
+                    return warn!(peer = %to, "sending the flow table: {e}");
+                }
+                if (i + 1) % DUMP_BURST == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            info!(peer = %to, flows = records.len(), "sent the flow table to the peer");
+        });
+    }
+
+    /// Moves our timestamp clock up to the peer's `clock_ns` (never back).
+    async fn follow_clock(&mut self, peer_clock_ns: u64) {
+        let ours = self.clock_ns();
+        if peer_clock_ns <= ours.saturating_add(1_000_000) {
+            return;
+        }
+        self.clock_offset_ns = peer_clock_ns.saturating_sub(monotonic_ns());
+        self.status.clock_offset_ns = self.clock_offset_ns;
+        let _ = self
+            .notes
+            .send(SyncNote::ClockOffset(self.clock_offset_ns))
+            .await;
+    }
+
+    /// Installs the peer's flows; returns how many went in.
+    fn install(&mut self, records: &[SyncRecord]) -> u64 {
+        let directory = Arc::clone(&self.directory.borrow());
+        let now = monotonic_ns();
+        let mut installed = 0;
+        for record in records {
+            let (service_id, backend_id, ifindex) = match directory.resolve(record) {
+                Ok(ids) => ids,
+                Err(why) => {
+                    *self
+                        .status
+                        .skipped_records
+                        .entry(why.label().to_owned())
+                        .or_default() += 1;
+                    continue;
+                }
+            };
+            let (key, flow) = record.to_flow(now, backend_id, service_id, ifindex);
+            if let Ok(Some(local)) = self.dp.flow(&key)
+                && local.created_ns > flow.created_ns.saturating_add(NEWER_SLACK_NS)
+                && (local.snat_port, local.backend_addr) != (flow.snat_port, flow.backend_addr)
+            {
+                *self
+                    .status
+                    .skipped_records
+                    .entry("newer_here".to_owned())
+                    .or_default() += 1;
+                continue;
+            }
+            match self.dp.install_flow(&key, &flow) {
+                Ok(()) => installed += 1,
+                Err(e) => {
+                    warn!("installing a flow from the peer: {e}");
+                    *self
+                        .status
+                        .skipped_records
+                        .entry("map_error".to_owned())
+                        .or_default() += 1;
+                }
+            }
+        }
+        self.counters.installed_records += installed;
+        installed
+    }
+
+    /// Writes `sync.json` and the metrics when something changed.
+    fn publish(&mut self) {
+        let c = &self.counters;
+        self.status.peer = self.peer();
+        self.status.sent_datagrams = c.sent_datagrams;
+        self.status.sent_records = c.sent_records;
+        self.status.received_datagrams = c.received_datagrams;
+        self.status.installed_records = c.installed_records;
+        self.status.rejected = c
+            .rejections()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.name().to_owned(), n))
+            .collect();
+        if self.published.as_ref() == Some(&self.status) {
+            return;
+        }
+        self.metrics.set_sync(&self.status);
+        if let Err(e) = crate::daemon::control::write_json(&self.run_dir, SYNC_FILE, &self.status) {
+            warn!("writing {SYNC_FILE}: {e}");
+        }
+        self.published = Some(self.status.clone());
+    }
+}
+
+/// The events waiting in the ring buffer.
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<SyncEvent> {
+    let mut events = Vec::new();
+    while let Some(item) = ring.next() {
+        if item.len() == size_of::<SyncEvent>() {
+            // SAFETY: `SyncEvent` is plain old data of exactly that size.
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SyncEvent>()) });
+        }
+    }
+    events
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn random_u64() -> u64 {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0u8; 8];
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        // Unreachable on Linux (getrandom); a clock-based nonce still
+        // differs from every earlier one.
+        return monotonic_ns();
+    }
+    u64::from_ne_bytes(bytes)
+}
