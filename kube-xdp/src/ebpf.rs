@@ -1,8 +1,10 @@
 //! The embedded eBPF object and how it is loaded.
 
+use aya::maps::{MapInfo, MapType};
 use aya::{Ebpf, EbpfLoader};
+use aya_obj::generated::bpf_map_type;
 use kube_xdp_common::map_name;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The object built by `cargo xtask build-ebpf`, embedded at build time
 /// (empty when it was missing then).
@@ -16,6 +18,138 @@ pub enum EbpfError {
     MissingObject,
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
+    #[error("parsing the eBPF object: {0}")]
+    Parse(#[from] aya_obj::ParseError),
+    #[error(
+        "{}: {problem}; refusing to adopt it. It was not pinned by this version of kube-xdp (or not by kube-xdp at all): \
+         remove it (`kube-xdp detach` removes kube-xdp's pins, established flows are lost) and start again",
+        path.display()
+    )]
+    PinnedMap { path: PathBuf, problem: String },
+}
+
+/// What a map must be: its type, key and value sizes and capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MapShape {
+    map_type: Option<MapType>,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+impl MapShape {
+    /// The differences of `self` (pinned) from `want`, in words.
+    fn differences(&self, want: &MapShape) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.map_type != want.map_type {
+            let name =
+                |t: Option<MapType>| t.map_or_else(|| "unknown".to_owned(), |t| format!("{t:?}"));
+            out.push(format!(
+                "its type is {} where the program's is {}",
+                name(self.map_type),
+                name(want.map_type)
+            ));
+        }
+        for (what, got, wanted) in [
+            ("key size", self.key_size, want.key_size),
+            ("value size", self.value_size, want.value_size),
+            ("capacity (max_entries)", self.max_entries, want.max_entries),
+        ] {
+            if got != wanted {
+                out.push(format!(
+                    "its {what} is {got} where the program's is {wanted}"
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The shape the program gives the map `name`, with the flow tables'
+/// capacity set to `flow_table_size` as [`load_pinned`] does.
+fn wanted_shape(object: &aya_obj::Object, name: &str, flow_table_size: u32) -> Option<MapShape> {
+    let map = object.maps.get(name)?;
+    let max_entries = if name == map_name::FLOWS || name == map_name::REVERSE {
+        flow_table_size
+    } else {
+        map.max_entries()
+    };
+    Some(MapShape {
+        map_type: bpf_map_type::try_from(map.map_type())
+            .ok()
+            .and_then(|t| MapType::try_from(t).ok()),
+        key_size: map.key_size(),
+        value_size: map.value_size(),
+        max_entries,
+    })
+}
+
+/// Checks every map already pinned in `pin_dir` against what the program
+/// expects of it — type, key size, value size and capacity — before
+/// [`load_pinned`] adopts it (aya takes whatever object it finds at a
+/// map's pin path). A map of another shape would be misread by both the
+/// program and the daemon. A symbolic link or anything but a pinned map at
+/// a map's name is refused too. With `flow_table_size` `None`, the flow
+/// tables' capacity is not compared (the metadata check that follows says
+/// what to do when only `flow_table_size` changed).
+///
+/// # Errors
+///
+/// [`EbpfError::PinnedMap`] naming the first pin that does not fit.
+pub fn check_pinned_maps(pin_dir: &Path, flow_table_size: Option<u32>) -> Result<(), EbpfError> {
+    let object = aya_obj::Object::parse(object()?)?;
+    for name in map_name::PINNED {
+        let path = pin_dir.join(name);
+        let refuse = |problem: String| EbpfError::PinnedMap {
+            path: path.clone(),
+            problem,
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(refuse(format!("cannot look at it: {e}"))),
+        };
+        if !meta.file_type().is_file() {
+            let what = if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a pinned object"
+            };
+            return Err(refuse(format!("it is {what}, not a pinned map {name}")));
+        }
+        let info = MapInfo::from_pin(&path)
+            .map_err(|e| refuse(format!("it is not a pinned map ({e})")))?;
+        let Some(mut want) = wanted_shape(&object, name, flow_table_size.unwrap_or(0)) else {
+            continue;
+        };
+        let got = MapShape {
+            map_type: info.map_type().ok(),
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+        };
+        if flow_table_size.is_none() && (*name == map_name::FLOWS || *name == map_name::REVERSE) {
+            want.max_entries = got.max_entries;
+        }
+        // aya creates a devmap with a 4-byte value (the ifindex alone) on
+        // kernels without devmap program ids (before 5.8): that is this
+        // program's map too.
+        if matches!(want.map_type, Some(MapType::DevMap | MapType::DevMapHash))
+            && got.value_size == 4
+        {
+            want.value_size = 4;
+        }
+        let differences = got.differences(&want);
+        if !differences.is_empty() {
+            return Err(refuse(format!(
+                "the map pinned as {name} does not fit the program: {}",
+                differences.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The eBPF object's bytes.

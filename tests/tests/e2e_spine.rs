@@ -278,9 +278,10 @@ fn inspection_never_asks_dns_even_when_the_file_names_a_hostname() {
     );
 
     // The harness sees a lookup when there is one: check-config resolves
-    // the file's hostnames, and fails for want of an answer.
+    // the file's hostnames, and warns for want of an answer (the daemon
+    // would start without that backend).
     let out = dns.cli(&c, &["check-config", "--config", config]);
-    assert!(!out.status.success());
+    assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("\"cp1.kxdp.test\" does not resolve"),
         "{}",

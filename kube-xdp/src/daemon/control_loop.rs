@@ -13,14 +13,13 @@ use tracing::{error, info, warn};
 use crate::{
     daemon::{
         control::{self, Status},
-        run::load_plan,
         state::{Changes, State, StateError},
     },
     datapath::{Datapath, DatapathError},
     ha::pair::PairHandle,
     health::{self, CheckEvent, Health},
-    host::{RealHost, neighbour},
-    metrics::{self, Metrics},
+    host::neighbour,
+    metrics::Metrics,
     plan::{BackendKey, Checker, Plan},
     stats_page::StatsPage,
     sync::{
@@ -62,6 +61,8 @@ pub(super) struct Daemon {
     /// What the stats page shows beyond the maps (served only with
     /// `stats_listen`, recorded always: it is small).
     pub stats_page: Arc<StatsPage>,
+    /// Lookups and reloads under way off the loop.
+    pub background: super::background::Background,
     /// The loaded object: keeps the program and maps open while we run.
     pub _bpf: Ebpf,
     /// How far the rewritten TCP timestamps' clock runs ahead of
@@ -343,47 +344,7 @@ impl Daemon {
         self.metrics.set_names(names);
     }
 
-    pub fn re_resolve(&mut self) {
-        let (next, failed) = self.plan().reresolve(&RealHost);
-        for f in failed {
-            warn!("{f} (keeping its last address)");
-        }
-        if next != *self.plan() {
-            info!("a backend hostname resolves to a new address: applying it like a reload");
-            if let Err(e) = self.commit(next) {
-                error!("applying new addresses (the previous ones stay in force): {e}");
-            }
-        }
-    }
-
-    /// SIGHUP: read the file again and apply its plan; a file that does
-    /// not build a plan, or a plan that cannot be applied, is logged and
-    /// the one in force stays.
-    pub fn reload(&mut self) {
-        info!(config = %self.config_path.display(), "reload requested");
-        super::run::sd_notify("RELOADING=1");
-        let plan = match load_plan(&self.config_path) {
-            Ok(plan) => plan,
-            Err(e) => return self.fail_reload(format!("{e:#}")),
-        };
-        if self.plan().restart_needed(&plan) {
-            warn!(
-                "interfaces, xdp_mode, pin_path, flow_table_size, metrics_listen, stats_listen and [ha] take effect at the next restart"
-            );
-        }
-        match self.commit(plan) {
-            Ok(_) => {
-                let hash = metrics::hash_file(&self.config_path);
-                info!(config_hash = %hash, "reload applied");
-                self.metrics.reload_ok(hash);
-                super::run::sd_notify("READY=1");
-                self.report(true, "reloaded".into());
-            }
-            Err(e) => self.fail_reload(e.to_string()),
-        }
-    }
-
-    fn fail_reload(&mut self, message: String) {
+    pub(super) fn fail_reload(&mut self, message: String) {
         super::run::sd_notify("READY=1");
         error!("reload failed, still running the previous configuration:\n{message}");
         self.metrics.reload_failed();

@@ -2,6 +2,7 @@
 //! nothing), health checks, next hops.
 
 pub mod attach;
+mod background;
 pub mod control;
 mod control_loop;
 pub mod run;

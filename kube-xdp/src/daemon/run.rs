@@ -26,6 +26,7 @@ use crate::{
     bpffs,
     daemon::{
         attach::{self, Attached},
+        background::Background,
         control,
         control_loop::{Daemon, Sync},
         state::{PinnedBackend, State},
@@ -78,7 +79,13 @@ fn check_meta(pin_path: &Path, flow_table_size: u32) -> anyhow::Result<bool> {
 /// Reads the file and builds its plan on this host: errors stop it,
 /// warnings are logged. The same judge as `kube-xdp check-config`.
 pub(super) fn load_plan(path: &Path) -> anyhow::Result<Plan> {
-    let plan = Plan::load(path, &RealHost)?;
+    load_plan_after(path, None)
+}
+
+/// [`load_plan`] for a reload: hostname backends keep their addresses in
+/// `previous` while DNS still gives them (or gives nothing usable).
+pub(super) fn load_plan_after(path: &Path, previous: Option<&Plan>) -> anyhow::Result<Plan> {
+    let plan = Plan::load_after(path, &RealHost, previous)?;
     for w in &plan.warnings {
         warn!("{w}");
     }
@@ -195,7 +202,12 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         stats_page::serve(addr, Arc::clone(&stats_page), Arc::clone(&metrics)).await?;
     }
     bpffs::prepare_pin_dir(&pin_path)?;
+    // Every pin's shape before the metadata map is read; the flow tables'
+    // capacity after it, which says better what to do when only
+    // flow_table_size changed.
+    ebpf::check_pinned_maps(&pin_path, None)?;
     let adopted = check_meta(&pin_path, daemon_config.flow_table_size)?;
+    ebpf::check_pinned_maps(&pin_path, Some(daemon_config.flow_table_size))?;
     let mut bpf = ebpf::load_pinned(&pin_path, daemon_config.flow_table_size)?;
     let program: &mut Xdp = bpf
         .program_mut(program_name::LB)
@@ -247,6 +259,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         State::default()
     };
     let (events, mut event_rx) = mpsc::channel(1024);
+    let (background, mut done_rx) = Background::new();
     let (sync_notes, mut sync_rx) = mpsc::channel(64);
     // Continue the numbering of an earlier run, so `kube-xdp reload` always
     // sees the generation move on.
@@ -263,6 +276,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         metrics,
         pair: None,
         stats_page,
+        background,
         _bpf: bpf,
         ts_clock_offset_ns,
         sync: None,
@@ -339,6 +353,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
             Some(note) = sync_rx.recv() => d.on_sync(note),
             _ = housekeeping.tick() => d.housekeeping(),
             _ = resolve.tick() => d.re_resolve(),
+            Some(done) = done_rx.recv() => d.on_done(done),
         }
     }
     sd_notify("STOPPING=1");

@@ -17,7 +17,6 @@ mod testutil;
 mod tls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use tokio::time::MissedTickBehavior;
 
 pub use check::{Failure, probe};
 pub use state::{Health, HealthState, Transition};
-pub use tls::{HealthError, tls_config};
+pub use tls::{CaFile, HealthError, tls_config};
 
 /// What a check does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +44,9 @@ pub enum CheckKind {
 pub struct TlsSettings {
     /// `false`: accept any certificate (HAProxy's `verify none`).
     pub verify: bool,
-    /// PEM file of the CAs to trust; `None`: the system trust store.
-    pub ca_file: Option<PathBuf>,
+    /// The CAs to trust, as read from their PEM file; `None`: the system
+    /// trust store.
+    pub ca_file: Option<CaFile>,
     /// SNI and certificate name, also sent as `Host`; `None`: the backend's
     /// IP address.
     pub server_name: Option<String>,

@@ -27,11 +27,6 @@ use super::TlsSettings;
 /// Why a TLS client configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
-    #[error("cannot read CA file {}: {source}", path.display())]
-    CaFileRead {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("CA file {}: invalid PEM: {source}", path.display())]
     CaFilePem {
         path: PathBuf,
@@ -76,7 +71,7 @@ pub fn tls_config(tls: &TlsSettings) -> Result<Arc<ClientConfig>, HealthError> {
             .with_no_client_auth()
     } else {
         let roots = match &tls.ca_file {
-            Some(path) => roots_from_file(path)?,
+            Some(ca) => ca.roots()?,
             None => native_roots()?,
         };
         builder.with_root_certificates(roots).with_no_client_auth()
@@ -84,34 +79,61 @@ pub fn tls_config(tls: &TlsSettings) -> Result<Arc<ClientConfig>, HealthError> {
     Ok(Arc::new(config))
 }
 
-/// Every certificate of a PEM file as a trust anchor. Any unusable
-/// certificate is an error: silently skipping one would leave the operator
-/// wondering why checks fail.
-fn roots_from_file(path: &Path) -> Result<RootCertStore, HealthError> {
-    let pem = std::fs::read(path).map_err(|source| HealthError::CaFileRead {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut roots = RootCertStore::empty();
-    for (i, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
-        let cert = cert.map_err(|source| HealthError::CaFilePem {
-            path: path.to_owned(),
-            source,
-        })?;
-        roots
-            .add(cert)
-            .map_err(|source| HealthError::BadCertificate {
+/// The CAs of a `ca_file`, read and parsed when the plan is built (the
+/// checkers never open the file). They are part of the check: a reload
+/// that finds other contents at the same path asks for other checkers,
+/// which then trust the new CAs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    certs: Arc<[CertificateDer<'static>]>,
+}
+
+impl CaFile {
+    /// Every certificate of the PEM text `pem` read from `path`, each one
+    /// checked as rustls will use it (a trust anchor). Any unusable
+    /// certificate is an error: silently skipping one would leave the
+    /// operator wondering why checks fail.
+    ///
+    /// # Errors
+    ///
+    /// Invalid PEM, no certificate, or a certificate that is not a usable
+    /// CA — each naming `path`.
+    pub fn parse(path: &Path, pem: &[u8]) -> Result<Self, HealthError> {
+        let mut certs = Vec::new();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            certs.push(cert.map_err(|source| HealthError::CaFilePem {
                 path: path.to_owned(),
-                index: i + 1,
                 source,
-            })?;
-    }
-    if roots.is_empty() {
-        return Err(HealthError::NoCertificate {
+            })?);
+        }
+        let ca = CaFile {
             path: path.to_owned(),
-        });
+            certs: certs.into(),
+        };
+        ca.roots()?;
+        Ok(ca)
     }
-    Ok(roots)
+
+    /// The certificates as rustls' trust anchors.
+    fn roots(&self) -> Result<RootCertStore, HealthError> {
+        let mut roots = RootCertStore::empty();
+        for (i, cert) in self.certs.iter().enumerate() {
+            roots
+                .add(cert.clone())
+                .map_err(|source| HealthError::BadCertificate {
+                    path: self.path.clone(),
+                    index: i + 1,
+                    source,
+                })?;
+        }
+        if roots.is_empty() {
+            return Err(HealthError::NoCertificate {
+                path: self.path.clone(),
+            });
+        }
+        Ok(roots)
+    }
 }
 
 /// The system trust store. Unparsable entries are skipped (system stores
@@ -188,7 +210,8 @@ mod tests {
     fn settings(verify: bool, ca_file: Option<&TempFile>, name: Option<&str>) -> TlsSettings {
         TlsSettings {
             verify,
-            ca_file: ca_file.map(|f| f.path.clone()),
+            ca_file: ca_file
+                .map(|f| CaFile::parse(&f.path, &std::fs::read(&f.path).unwrap()).unwrap()),
             server_name: name.map(str::to_owned),
         }
     }
@@ -301,27 +324,14 @@ mod tests {
     }
 
     #[test]
-    fn missing_ca_file_is_a_clear_error() {
-        let path = std::env::temp_dir().join("kube-xdp-health-no-such-ca.crt");
-        let err = tls_config(&TlsSettings {
-            verify: true,
-            ca_file: Some(path.clone()),
-            server_name: None,
-        })
-        .unwrap_err();
-        assert!(matches!(err, HealthError::CaFileRead { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains(&path.display().to_string()),
-            "{err}"
-        );
-    }
-
-    #[test]
     fn ca_file_without_certificates_is_a_clear_error() {
-        let file = TempFile::new("empty.crt", "not a certificate\n");
-        let err = tls_config(&settings(true, Some(&file), None)).unwrap_err();
+        let path = Path::new("/etc/kube-xdp/ca.crt");
+        let err = CaFile::parse(path, b"not a certificate\n").unwrap_err();
         assert!(matches!(err, HealthError::NoCertificate { .. }), "{err:?}");
-        assert!(err.to_string().contains("no certificate"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "CA file /etc/kube-xdp/ca.crt: no certificate (\"-----BEGIN CERTIFICATE-----\") in it"
+        );
     }
 
     #[test]
@@ -332,11 +342,14 @@ mod tests {
 
     #[test]
     fn verify_false_ignores_ca_file() {
-        let missing = TlsSettings {
+        let unusable = TlsSettings {
             verify: false,
-            ca_file: Some(std::env::temp_dir().join("kube-xdp-health-no-such-ca.crt")),
+            ca_file: Some(CaFile {
+                path: PathBuf::from("/etc/kube-xdp/ca.crt"),
+                certs: Vec::new().into(),
+            }),
             server_name: None,
         };
-        assert!(tls_config(&missing).is_ok());
+        assert!(tls_config(&unusable).is_ok());
     }
 }

@@ -12,6 +12,8 @@ use std::{
     io,
     net::{Ipv4Addr, ToSocketAddrs},
     path::Path,
+    sync::{Mutex, PoisonError},
+    time::Duration,
 };
 
 use thiserror::Error;
@@ -79,18 +81,34 @@ pub trait Host {
     ///
     /// When the name does not resolve, or only to IPv6 addresses.
     fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>>;
+    /// Every IPv4 address of the host's interfaces (none when they cannot
+    /// be listed).
+    fn local_addresses(&self) -> Vec<Ipv4Addr> {
+        self.interfaces()
+            .map(|all| all.into_iter().flat_map(|i| i.ipv4).collect())
+            .unwrap_or_default()
+    }
     /// Whether someone other than root could write in the directory at
     /// `path` (not owned by root, or group- or world-writable). A path
     /// that does not exist yet is not. Fakes that do not model it: no.
     fn writable_by_others(&self, _path: &Path) -> bool {
         false
     }
-    /// Whether the file at `path` can be opened for reading.
+    /// Whether someone other than root could write the file at `path`
+    /// (the configuration file): it is not owned by root, or is group- or
+    /// world-writable. A link is judged by what it points to. Fakes that
+    /// do not model it: no.
+    fn file_writable_by_others(&self, _path: &Path) -> bool {
+        false
+    }
+    /// The contents of the regular file at `path` (a CA file), at most
+    /// [`MAX_FILE_BYTES`] of it.
     ///
     /// # Errors
     ///
-    /// Why it cannot.
-    fn readable(&self, path: &Path) -> io::Result<()>;
+    /// Why it cannot be read, and any file that is not a regular one or
+    /// is larger (see [`read_regular_file`]).
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// The regular file at `path`, if it holds at most `max_len` bytes,
     /// with its permission bits: for secrets such as the pair's sync key.
     /// A link at `path` is not followed, and nothing but a regular file is
@@ -101,6 +119,10 @@ pub trait Host {
     /// [`ReadFileError`] saying why not.
     fn read_small_file(&self, path: &Path, max_len: usize) -> Result<SmallFile, ReadFileError>;
 }
+
+/// The most kube-xdp reads of a file the configuration names (a CA
+/// bundle is a few KiB; the system's whole trust store is about 200 KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// This machine (this network namespace).
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,29 +139,19 @@ impl Host for RealHost {
     }
 
     fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>> {
-        let mut out = Vec::new();
-        for addr in (name, 0).to_socket_addrs()? {
-            if let std::net::IpAddr::V4(ip) = addr.ip()
-                && !out.contains(&ip)
-            {
-                out.push(ip);
-            }
-        }
-        if out.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "no IPv4 address (IPv6 backends are not supported yet)",
-            ));
-        }
-        Ok(out)
+        resolve_bounded(name, RESOLVE_TIMEOUT, resolve_now)
     }
 
-    fn readable(&self, path: &Path) -> io::Result<()> {
-        std::fs::File::open(path).map(drop)
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        read_regular_file(path, MAX_FILE_BYTES)
     }
 
     fn writable_by_others(&self, path: &Path) -> bool {
         std::fs::symlink_metadata(path).is_ok_and(|m| others_can_write(&m))
+    }
+
+    fn file_writable_by_others(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| others_can_write(&m))
     }
 
     fn read_small_file(&self, path: &Path, max_len: usize) -> Result<SmallFile, ReadFileError> {
@@ -210,11 +222,153 @@ fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// How long one name's lookup may take. glibc's resolver alone may take
+/// 5 s × 2 attempts per name server; past this bound, the name counts as
+/// not resolving now (a running daemon keeps its address).
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `lookup(name)` on a thread of its own, waited for at most `timeout`:
+/// `getaddrinfo` cannot be interrupted, and a dead resolver (or an
+/// `/etc/hosts` that blocks) must not hold its caller. A lookup that
+/// times out goes on in its thread; until it returns, a new lookup of the
+/// same name fails at once rather than piling up threads.
+///
+/// # Errors
+///
+/// The lookup's own error, or [`io::ErrorKind::TimedOut`].
+pub fn resolve_bounded(
+    name: &str,
+    timeout: Duration,
+    lookup: fn(&str) -> io::Result<Vec<Ipv4Addr>>,
+) -> io::Result<Vec<Ipv4Addr>> {
+    static IN_FLIGHT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let in_flight = || IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
+    {
+        let mut busy = in_flight();
+        if busy.iter().any(|n| n == name) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "its previous lookup has not returned yet: the resolver does not answer",
+            ));
+        }
+        busy.push(name.to_owned());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = name.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("kube-xdp-dns".into())
+        .spawn(move || {
+            let result = lookup(&owned);
+            in_flight().retain(|n| n != &owned);
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        in_flight().retain(|n| n != name);
+        return Err(e);
+    }
+    rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {} s", timeout.as_secs_f32()),
+        ))
+    })
+}
+
+/// `getaddrinfo(3)`: the IPv4 addresses of `name`, each once, in the
+/// resolver's order.
+fn resolve_now(name: &str) -> io::Result<Vec<Ipv4Addr>> {
+    let mut out = Vec::new();
+    for addr in (name, 0).to_socket_addrs()? {
+        if let std::net::IpAddr::V4(ip) = addr.ip()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
+    }
+    if out.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no IPv4 address (IPv6 backends are not supported yet)",
+        ));
+    }
+    Ok(out)
+}
+
 /// The rule for kube-xdp's own directories: anyone but root may write in
 /// it (not owned by root, or group- or world-writable).
 pub fn others_can_write(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     meta.uid() != 0 || meta.mode() & 0o022 != 0
+}
+
+/// The contents of the regular file at `path`, refusing anything else
+/// before reading a byte: the file is opened with `O_NONBLOCK`, so a FIFO
+/// with no writer cannot hang the open (fifo(7)), then judged by `fstat`
+/// on the open descriptor, so what is read is what was judged. A device
+/// (`/dev/zero` never ends), a directory or a socket is refused, and so is
+/// a file larger than `limit`; the read itself stops at `limit` too (a
+/// file that grows meanwhile, or a `/proc` file whose size reads 0).
+///
+/// # Errors
+///
+/// Why it cannot be opened or read, or what it is instead of a regular
+/// file of at most `limit` bytes.
+pub fn read_regular_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a file")
+    };
+    if let Some(what) = what {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is {what}, not a regular file"),
+        ));
+    }
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it is larger than {}", human_bytes(limit)),
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    file.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(out)
+}
+
+/// 1048576 → "1 MiB".
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// "32768\t60999\n" → 32768-60999.
@@ -333,8 +487,38 @@ mod tests {
                 .contains(&Ipv4Addr::LOCALHOST)
         );
         assert!(host.local_port_range().is_some());
-        assert!(host.readable(Path::new("/proc/self/status")).is_ok());
-        assert!(host.readable(Path::new("/nonexistent/kxdp")).is_err());
+        let status = host.read_file(Path::new("/proc/self/status")).unwrap();
+        assert!(status.starts_with(b"Name:"), "{status:?}");
+        assert!(host.read_file(Path::new("/nonexistent/kxdp")).is_err());
+    }
+
+    /// A resolver that never answers in time.
+    fn stuck(_name: &str) -> io::Result<Vec<Ipv4Addr>> {
+        std::thread::sleep(Duration::from_millis(600));
+        Ok(vec![Ipv4Addr::new(198, 18, 0, 1)])
+    }
+
+    #[test]
+    fn a_lookup_that_hangs_times_out_and_is_not_started_twice() {
+        let timeout = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let err = resolve_bounded("stuck.test", timeout, stuck).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(400));
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(err.to_string(), "no answer within 0.1 s");
+        // Still stuck: refused at once, no second thread.
+        let started = std::time::Instant::now();
+        let err = resolve_bounded("stuck.test", timeout, stuck).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert!(
+            err.to_string()
+                .contains("previous lookup has not returned yet"),
+            "{err}"
+        );
+        // Once it returned, the name is looked up again.
+        std::thread::sleep(Duration::from_millis(700));
+        let answer = resolve_bounded("stuck.test", Duration::from_secs(2), stuck).unwrap();
+        assert_eq!(answer, [Ipv4Addr::new(198, 18, 0, 1)]);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! addresses, the kernel's local port range, DNS, files) and the facts it
 //! needs read once. Every problem is collected, located in the file.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use super::addresses::{Unusable, address_problem, pick_address};
+use super::daemon_checks;
 use super::{Plan, PlannedBackend, PlannedInterface, PlannedService, SnatSource};
 use crate::config::{BackendAddress, CheckKind, Config, ConfigError, ConfigIssue, Severity};
 use crate::health::{self, CheckSpec, TlsSettings};
@@ -51,13 +53,20 @@ impl PlanReport {
     }
 }
 
-struct Report<'a> {
-    config: &'a Config,
-    report: PlanReport,
+pub(super) struct Report<'a> {
+    pub(super) config: &'a Config,
+    pub(super) report: PlanReport,
 }
 
 impl Report<'_> {
-    fn push(&mut self, severity: Severity, line: usize, context: &str, key: &str, message: String) {
+    pub(super) fn push(
+        &mut self,
+        severity: Severity,
+        line: usize,
+        context: &str,
+        key: &str,
+        message: String,
+    ) {
         let issue = ConfigIssue {
             severity,
             path: self.config.path.clone(),
@@ -80,8 +89,14 @@ fn first_interface(config: &Config) -> &str {
 }
 
 /// Checks `config` against `host` and, when nothing is wrong, builds the
-/// plan (without its warnings: they are in the report).
-pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanReport) {
+/// plan (without its warnings: they are in the report). With `previous`
+/// (a reload), a hostname backend keeps the address it has there while
+/// DNS still gives it.
+pub(super) fn assess(
+    config: &Config,
+    host: &dyn Host,
+    previous: Option<&Plan>,
+) -> (Option<Plan>, PlanReport) {
     let mut r = Report {
         config,
         report: PlanReport::default(),
@@ -121,7 +136,11 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
             ),
         }
     }
-    let is_local = |addr: Ipv4Addr| host_interfaces.iter().any(|i| i.ipv4.contains(&addr));
+    let local: Vec<Ipv4Addr> = host_interfaces
+        .iter()
+        .flat_map(|i| i.ipv4.iter().copied())
+        .collect();
+    let is_local = |addr: Ipv4Addr| local.contains(&addr);
     let mut ha = None;
     let snat = match &config.ha {
         // In a pair the VIPs and the SNAT address float: the master holds
@@ -142,7 +161,22 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
             snat
         }
     };
-    check_local_port_range(&mut r, config, host);
+    daemon_checks::check_local_port_range(&mut r, config, host);
+    if host.file_writable_by_others(&config.path) {
+        r.push(
+            Severity::Error,
+            0,
+            "",
+            "",
+            format!(
+                "can be written by others than root: whoever can edit it decides where the load \
+                 balancer sends traffic and which files the daemon reads as root; make it root's \
+                 and writable by root only (chown root:root {path} && chmod 0644 {path})",
+                path = config.path.display()
+            ),
+        );
+    }
+    daemon_checks::warn_open_listeners(&mut r, config);
     if host.writable_by_others(&daemon.run_dir) {
         r.push(
             Severity::Error,
@@ -162,56 +196,89 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
     for service in &config.services {
         let ctx = format!("service {:?}", service.name);
         let check = &service.health_check;
-        if check.kind == CheckKind::Https
-            && let Some(file) = &check.ca_file
-            && let Err(e) = host.readable(file)
-        {
-            r.push(
-                Severity::Error,
-                check.lines.of("ca_file"),
-                &format!("{ctx} health_check"),
-                "ca_file",
-                format!("cannot read {}: {e}", file.display()),
-            );
-        }
-        let spec = Arc::new(check_spec(service));
-        let mut backends = Vec::new();
-        for backend in &service.backends {
-            // A name resolves to its first IPv4 address; what it resolves to
-            // meets the rules of a written address, and never points the
-            // load balancer at itself.
-            let resolved = match &backend.address {
-                BackendAddress::Ip(ip) => Ok(*ip),
-                BackendAddress::Hostname(name) => match host.resolve(name) {
-                    Ok(addrs) if !addrs.is_empty() => Ok(addrs[0]),
-                    Ok(_) => Err(format!(
-                        "{name:?} has no IPv4 address: write the IPv4 address"
-                    )),
-                    Err(e) => Err(format!(
-                        "{name:?} does not resolve ({e}): fix the name or DNS, or write the IPv4 address"
-                    )),
-                },
-            };
-            let addr = resolved.and_then(|addr| {
-                let why = if !crate::config::usable_unicast(addr) {
-                    "cannot be a backend address".to_owned()
-                } else if let Some(s) = config.services.iter().find(|s| s.vip == addr) {
-                    format!(
-                        "is the VIP of service {:?}: the load balancer would forward to itself",
-                        s.name
-                    )
-                } else if host_interfaces.iter().any(|i| i.ipv4.contains(&addr)) {
-                    "is an address of this host: the load balancer would forward to itself".into()
-                } else {
-                    return Ok(addr);
-                };
-                Err(match &backend.address {
-                    BackendAddress::Ip(_) => format!("{addr} {why}"),
-                    BackendAddress::Hostname(name) => {
-                        format!("{name:?} resolves to {addr}, which {why}")
+        // Read and judged now, so `check-config` says what `run` would
+        // meet, and so a reload with a rotated CA is a changed check.
+        let ca_file = match &check.ca_file {
+            Some(file) if check.kind == CheckKind::Https && check.tls_verify => {
+                let ca = host
+                    .read_file(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
+                    .and_then(|pem| {
+                        health::CaFile::parse(file, &pem).map_err(|e| {
+                            format!("{e}: name a PEM file of the CA that signed the backends' certificates")
+                        })
+                    });
+                match ca {
+                    Ok(ca) => Some(ca),
+                    Err(message) => {
+                        r.push(
+                            Severity::Error,
+                            check.lines.of("ca_file"),
+                            &format!("{ctx} health_check"),
+                            "ca_file",
+                            message,
+                        );
+                        None
                     }
-                })
-            });
+                }
+            }
+            _ => None,
+        };
+        let spec = Arc::new(check_spec(service, ca_file));
+        let mut backends = Vec::new();
+        let mut unresolved = Vec::new();
+        for backend in &service.backends {
+            // What a name resolves to meets the rules of a written
+            // address, and never points the load balancer at itself; a
+            // reload keeps the address in force while DNS still gives it.
+            let addr = match &backend.address {
+                BackendAddress::Ip(ip) => match address_problem(config, &local, *ip) {
+                    None => Ok(*ip),
+                    Some(why) => Err(format!("{ip} {why}")),
+                },
+                BackendAddress::Hostname(name) => {
+                    let current = previous
+                        .and_then(|p| p.backend(&service.name, &backend.name))
+                        .filter(|b| b.address == backend.address)
+                        .map(|b| b.addr);
+                    let picked = pick_address(config, &local, name, &host.resolve(name), current);
+                    match (picked, current) {
+                        (Ok(addr), _) => Ok(addr),
+                        // A reload while DNS fails (or answers only what a
+                        // backend may not be) keeps the address in force,
+                        // as the periodic lookups do.
+                        (Err(why), Some(current)) => {
+                            r.push(
+                                Severity::Warning,
+                                backend.lines.of("address"),
+                                &format!("{ctx} backend {:?}", backend.name),
+                                "address",
+                                format!("{}; keeping its address {current}", why.message()),
+                            );
+                            Ok(current)
+                        }
+                        // No answer at all: start without it (HAProxy's
+                        // `init-addr none`) rather than not at all; the
+                        // periodic lookups add it when DNS answers.
+                        (Err(Unusable::NoAnswer(why)), None) => {
+                            r.push(
+                                Severity::Warning,
+                                backend.lines.of("address"),
+                                &format!("{ctx} backend {:?}", backend.name),
+                                "address",
+                                format!(
+                                    "{why}: it gets no traffic and no health check until it does \
+                                     (looked up every 30 s and at each reload); fix the name or \
+                                     DNS, or write the IPv4 address"
+                                ),
+                            );
+                            unresolved.push(backend.name.clone());
+                            continue;
+                        }
+                        (Err(Unusable::Forbidden(why)), None) => Err(why),
+                    }
+                }
+            };
             let addr = match addr {
                 Ok(addr) => Some(addr),
                 Err(message) => {
@@ -226,14 +293,7 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
                 }
             };
             if let Some(addr) = addr {
-                backends.push(PlannedBackend {
-                    name: backend.name.clone(),
-                    address: backend.address.clone(),
-                    addr,
-                    port: backend.port,
-                    weight: backend.weight,
-                    check_addr: SocketAddr::from((addr, service.check_port(backend))),
-                });
+                backends.push(PlannedBackend::new(service, backend, addr));
             }
         }
         if service.backends.is_empty() {
@@ -257,6 +317,7 @@ pub(super) fn assess(config: &Config, host: &dyn Host) -> (Option<Plan>, PlanRep
             config: service.clone(),
             check: spec,
             backends,
+            unresolved,
         });
     }
     r.report.issues.sort_by_key(|issue| issue.line);
@@ -370,43 +431,9 @@ fn warn_non_local_vips(r: &mut Report<'_>, config: &Config, is_local: &dyn Fn(Ip
     }
 }
 
-/// `snat_ports` must stay clear of the host's own ephemeral ports.
-fn check_local_port_range(r: &mut Report<'_>, config: &Config, host: &dyn Host) {
-    let daemon = &config.daemon;
-    let Some(local) = host.local_port_range() else {
-        return;
-    };
-    if !local.overlaps(&daemon.snat_ports) {
-        return;
-    }
-    let snat = daemon.snat_ports;
-    // The larger free side, from 10000 (as the default) where it fits.
-    let below = u32::from(local.first).saturating_sub(1024);
-    let above = u32::from(u16::MAX - local.last);
-    let suggestion = if below > 0 && below >= above {
-        let start = if local.first > 11000 { 10000 } else { 1024 };
-        format!("\"{start}-{}\"", local.first - 1)
-    } else if above > 0 {
-        format!("\"{}-65535\"", local.last + 1)
-    } else {
-        "a range outside it".to_owned()
-    };
-    r.push(
-        Severity::Error,
-        daemon.lines.of("snat_ports"),
-        "daemon",
-        "snat_ports",
-        format!(
-            "{}-{} overlaps net.ipv4.ip_local_port_range {}-{}: the host's own connections (the \
-             health checks among them) would collide with translated flows; change snat_ports \
-             (e.g. {suggestion}) or the sysctl",
-            snat.first, snat.last, local.first, local.last
-        ),
-    );
-}
-
-/// A service's health check as the checkers run it.
-fn check_spec(service: &crate::config::Service) -> CheckSpec {
+/// A service's health check as the checkers run it, with the CAs read
+/// from its `ca_file`.
+fn check_spec(service: &crate::config::Service, ca_file: Option<health::CaFile>) -> CheckSpec {
     let hc = &service.health_check;
     CheckSpec {
         kind: match hc.kind {
@@ -418,7 +445,7 @@ fn check_spec(service: &crate::config::Service) -> CheckSpec {
         expect_status: hc.expect_status,
         tls: TlsSettings {
             verify: hc.tls_verify,
-            ca_file: hc.ca_file.clone(),
+            ca_file,
             server_name: hc.server_name.clone(),
         },
         interval: hc.interval,

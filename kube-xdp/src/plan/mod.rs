@@ -6,12 +6,14 @@
 //! ([`Plan::build`] is the one judge). Desired state from other sources
 //! (the Kubernetes controller, later) meets the file's here.
 
+mod addresses;
 mod checks;
+mod daemon_checks;
 mod desired;
 mod ha;
 mod summary;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use checks::PlanReport;
 pub use desired::{BackendKey, Checker, DesiredBackend, DesiredService};
@@ -73,6 +75,24 @@ pub struct PlannedService {
     pub config: Service,
     pub check: Arc<CheckSpec>,
     pub backends: Vec<PlannedBackend>,
+    /// Hostname backends (by name) whose name has not resolved since the
+    /// daemon started: not in the datapath, not checked, looked up again
+    /// with the others.
+    pub unresolved: Vec<String>,
+}
+
+impl PlannedBackend {
+    /// The backend `b` of `service` at `addr`.
+    pub(crate) fn new(service: &Service, b: &crate::config::Backend, addr: Ipv4Addr) -> Self {
+        PlannedBackend {
+            name: b.name.clone(),
+            address: b.address.clone(),
+            addr,
+            port: b.port,
+            weight: b.weight,
+            check_addr: SocketAddr::from((addr, service.check_port(b))),
+        }
+    }
 }
 
 impl PlannedService {
@@ -106,9 +126,24 @@ impl Plan {
     /// [`ConfigError::Invalid`] with every problem found (an interface
     /// that does not exist, a SNAT address that is not local, `snat_ports`
     /// overlapping the local port range, a hostname that does not resolve,
-    /// an unreadable CA file), each with its line and key.
+    /// a CA file that is not a regular PEM file of a usable CA), each with
+    /// its line and key.
     pub fn build(config: &Config, host: &dyn Host) -> Result<Plan, ConfigError> {
-        let (plan, report) = checks::assess(config, host);
+        Plan::build_after(config, host, None)
+    }
+
+    /// [`Plan::build`] for a reload: a hostname backend keeps its address
+    /// in `previous` while DNS still gives it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plan::build`].
+    pub fn build_after(
+        config: &Config,
+        host: &dyn Host,
+        previous: Option<&Plan>,
+    ) -> Result<Plan, ConfigError> {
+        let (plan, report) = checks::assess(config, host, previous);
         let warnings = report.into_result()?;
         let mut plan = plan.expect("a plan is built whenever there is no error");
         plan.warnings = warnings;
@@ -123,6 +158,29 @@ impl Plan {
     /// When the file cannot be read, is invalid, or does not fit the host.
     pub fn load(path: &std::path::Path, host: &dyn Host) -> Result<Plan, ConfigError> {
         Plan::build(&Config::load(path)?, host)
+    }
+
+    /// [`Plan::load`] for a reload (see [`Plan::build_after`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Plan::load`].
+    pub fn load_after(
+        path: &std::path::Path,
+        host: &dyn Host,
+        previous: Option<&Plan>,
+    ) -> Result<Plan, ConfigError> {
+        Plan::build_after(&Config::load(path)?, host, previous)
+    }
+
+    /// The planned backend `backend` of service `service`.
+    pub fn backend(&self, service: &str, backend: &str) -> Option<&PlannedBackend> {
+        self.services
+            .iter()
+            .find(|s| s.config.name == service)?
+            .backends
+            .iter()
+            .find(|b| b.name == backend)
     }
 
     /// The datapath's settings map value.
@@ -157,10 +215,55 @@ impl Plan {
         summary::summary(self)
     }
 
-    /// The same plan with hostname backends looked up again; a name that
-    /// no longer resolves keeps its last address. Returns the new plan and,
-    /// for each name that failed, why.
+    /// The hostnames the plan's backends name, each once.
+    pub fn hostnames(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for s in &self.services {
+            let waiting = s.unresolved.iter().filter_map(|n| {
+                s.config
+                    .backends
+                    .iter()
+                    .find(|b| &b.name == n)
+                    .map(|b| &b.address)
+            });
+            for address in s.backends.iter().map(|b| &b.address).chain(waiting) {
+                if let BackendAddress::Hostname(name) = address
+                    && !names.contains(name)
+                {
+                    names.push(name.clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// The same plan with hostname backends looked up again (see
+    /// [`Plan::with_answers`]).
     pub fn reresolve(&self, host: &dyn Host) -> (Plan, Vec<String>) {
+        let answers: Vec<(String, std::io::Result<Vec<Ipv4Addr>>)> = self
+            .hostnames()
+            .into_iter()
+            .map(|name| {
+                let answer = host.resolve(&name);
+                (name, answer)
+            })
+            .collect();
+        self.with_answers(&answers, &host.local_addresses())
+    }
+
+    /// The same plan with each hostname backend's address taken from DNS's
+    /// `answers` (by name), checked against `local` (the host's
+    /// addresses): it keeps its address while the answers still hold it,
+    /// and moves to an answer only if that answer meets the rules of a
+    /// written address. A name that no longer resolves (or has no answer
+    /// here: its lookup timed out), or only to addresses it may not use,
+    /// keeps its last address. Returns the new plan and, for each backend
+    /// that kept its address for want of a usable answer, why.
+    pub fn with_answers(
+        &self,
+        answers: &[(String, std::io::Result<Vec<Ipv4Addr>>)],
+        local: &[Ipv4Addr],
+    ) -> (Plan, Vec<String>) {
         let mut next = self.clone();
         let mut failed = Vec::new();
         for s in &mut next.services {
@@ -169,16 +272,46 @@ impl Plan {
                 let BackendAddress::Hostname(name) = &b.address else {
                     continue;
                 };
-                match host.resolve(name) {
-                    Ok(addrs) if !addrs.is_empty() => {
-                        b.addr = addrs[0];
-                        b.check_addr.set_ip(addrs[0].into());
+                let Some((_, answer)) = answers.iter().find(|(n, _)| n == name) else {
+                    continue;
+                };
+                match addresses::pick_address(&self.config, local, name, answer, Some(b.addr)) {
+                    Ok(addr) => {
+                        b.addr = addr;
+                        b.check_addr.set_ip(addr.into());
                     }
-                    Ok(_) => {
-                        failed.push(format!("{service}/{}: {name} has no IPv4 address", b.name))
-                    }
-                    Err(e) => failed.push(format!("{service}/{}: resolving {name}: {e}", b.name)),
+                    Err(why) => failed.push(format!("{service}/{}: {}", b.name, why.message())),
                 }
+            }
+            // Those that never resolved join once they do, in file order.
+            let config = s.config.clone();
+            let mut joined = false;
+            s.unresolved.retain(|backend| {
+                let Some(b) = config.backends.iter().find(|b| &b.name == backend) else {
+                    return false;
+                };
+                let BackendAddress::Hostname(name) = &b.address else {
+                    return false;
+                };
+                let Some((_, answer)) = answers.iter().find(|(n, _)| n == name) else {
+                    return true;
+                };
+                match addresses::pick_address(&self.config, local, name, answer, None) {
+                    Ok(addr) => {
+                        s.backends.push(PlannedBackend::new(&config, b, addr));
+                        joined = true;
+                        false
+                    }
+                    Err(why) => {
+                        failed.push(format!("{service}/{backend}: {}", why.message()));
+                        true
+                    }
+                }
+            });
+            if joined {
+                let order =
+                    |b: &PlannedBackend| config.backends.iter().position(|c| c.name == b.name);
+                s.backends.sort_by_key(order);
             }
         }
         (next, failed)

@@ -197,7 +197,7 @@ pub(super) fn summary(plan: &Plan) -> String {
         if s.port.is_range() {
             let _ = writeln!(out, "     backends keep the client's destination port");
         }
-        if planned.backends.is_empty() {
+        if planned.backends.is_empty() && planned.unresolved.is_empty() {
             let _ = writeln!(
                 out,
                 "  -> (no backends: connections are refused with a RST)"
@@ -209,6 +209,20 @@ pub(super) fn summary(plan: &Plan) -> String {
                 out,
                 "  -> {:<addr_w$}  {:<name_w$}  {}{drain}",
                 backend_addr(b),
+                b.name,
+                b.weight
+            );
+        }
+        for b in s
+            .backends
+            .iter()
+            .filter(|b| planned.unresolved.contains(&b.name))
+        {
+            let port = b.port.map_or_else(|| "*".to_owned(), |p| p.to_string());
+            let _ = writeln!(
+                out,
+                "  -> {:<addr_w$}  {:<name_w$}  {}",
+                format!("{}:{port} (not resolved yet)", b.address),
                 b.name,
                 b.weight
             );

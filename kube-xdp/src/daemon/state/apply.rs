@@ -123,8 +123,15 @@ impl State {
                         old.removed_at = Some(now);
                         let old = old.clone();
                         writes.push((old.id, backend_spec(service_id, &old)));
-                        svc.backends
-                            .insert(format!("{} (old {})", db.name, old.addr), old);
+                        // A name whose address flaps back may still have a
+                        // draining entry at this address: never overwrite
+                        // it (its id would be lost and handed to a new
+                        // backend while its flows still point at it).
+                        let mut key = format!("{} (old {})", db.name, old.addr);
+                        if svc.backends.contains_key(&key) {
+                            key = format!("{} (old {} #{})", db.name, old.addr, old.id);
+                        }
+                        svc.backends.insert(key, old);
                     }
                     let (id, up, hop) = self.adopt_backend(&svc, db, d.init_state)?;
                     let b = BackendRt {

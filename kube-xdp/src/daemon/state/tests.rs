@@ -436,3 +436,45 @@ fn an_apply_running_out_of_ids_half_way_is_undone() {
     assert_eq!(fake.image(), maps.image());
     assert_eq!(format!("{state:?}"), format!("{before:?}"));
 }
+
+#[test]
+fn an_address_flapping_back_and_forth_never_hands_a_draining_backend_on() {
+    let (mut state, mut fake, now) = applied();
+    let first = state.services["api"].backends["a"].id;
+    let at = |last: u8| {
+        let mut desired = two_services();
+        desired[0].backends[0] = backend("a", last);
+        desired
+    };
+    // A → B → A → B, as a resolver alternating two A records did before
+    // hostname backends kept an address still among the answers. The
+    // flows opened to the first .11 point at its id: until they have
+    // drained, that id must stay .11's, and nothing may be lost track of.
+    for (i, last) in [99, 11, 99].into_iter().enumerate() {
+        state
+            .apply(&mut fake, &at(last), now + Duration::from_secs(i as u64))
+            .unwrap();
+        let spec = fake.backends[&first];
+        assert_eq!(
+            (spec.addr, spec.state),
+            (Ipv4Addr::new(198, 18, 0, 11), BackendState::Drain),
+            "after the move to .{last}, the first .11's flows would go to another backend"
+        );
+        let known: Vec<u32> = state
+            .services
+            .values()
+            .flat_map(|s| s.backends.values().map(|b| b.id))
+            .collect();
+        let orphans: Vec<&u32> = fake
+            .backends
+            .keys()
+            .filter(|id| !known.contains(id))
+            .collect();
+        assert!(orphans.is_empty(), "ids {orphans:?} would never expire");
+    }
+    // Once drained, only the live backends are left.
+    state
+        .expire_drained(&mut fake, now + Duration::from_secs(7200))
+        .unwrap();
+    assert_eq!(fake.backends.len(), 5, "{:?}", fake.backends.keys());
+}

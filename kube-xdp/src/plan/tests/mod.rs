@@ -71,21 +71,29 @@ impl Host for FakeHost {
         self.port_range
     }
 
+    /// Every address listed for `name`, in order (a name listed twice
+    /// has two A records).
     fn resolve(&self, name: &str) -> io::Result<Vec<Ipv4Addr>> {
-        self.names
+        let all: Vec<Ipv4Addr> = self
+            .names
             .iter()
             .filter(|(n, _)| *n == name)
             .map(|(_, a)| *a)
-            .map(|a| vec![a])
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"))
+            .collect();
+        if all.is_empty() {
+            Err(io::Error::new(io::ErrorKind::NotFound, "no such host"))
+        } else {
+            Ok(all)
+        }
     }
 
-    fn readable(&self, path: &Path) -> io::Result<()> {
+    /// The fake's files hold a CA; any other path is read from this
+    /// machine (the tests of `ca_file` use real files).
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         if self.files.iter().any(|f| Path::new(f) == path) {
-            Ok(())
+            Ok(test_ca_pem().into_bytes())
         } else {
-            Err(io::Error::from(io::ErrorKind::NotFound))
+            crate::host::RealHost.read_file(path)
         }
     }
 
@@ -109,8 +117,20 @@ impl Host for FakeHost {
     }
 }
 
+/// A self-signed CA certificate, the same for the whole test run.
+pub(crate) fn test_ca_pem() -> String {
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        rcgen::generate_simple_self_signed(vec!["kubernetes".to_owned()])
+            .unwrap()
+            .cert
+            .pem()
+    })
+    .clone()
+}
+
 fn env(text: &str, host: &FakeHost) -> PlanReport {
-    assess(&parse(text).unwrap(), host).1
+    assess(&parse(text).unwrap(), host, None).1
 }
 
 fn plan(text: &str, host: &FakeHost) -> Plan {
@@ -202,22 +222,45 @@ fn default_snat_ports_clear_the_linux_default_local_range() {
 }
 
 #[test]
-fn unresolvable_hostname_backend_is_an_error() {
+fn a_name_that_does_not_resolve_at_start_waits_for_dns_with_a_warning() {
     let text = service(
         "",
         &backend("name = \"cp3\"\naddress = \"cp3.example.internal\""),
     );
-    let report = env(&text, &FakeHost::lb());
-    let errors: Vec<_> = report.errors().collect();
-    assert_eq!(errors.len(), 1, "{report:?}");
+    let mut host = FakeHost::lb();
+    let report = env(&text, &host);
+    assert!(report.is_ok(), "{report:?}");
+    let warnings: Vec<_> = report.warnings().collect();
+    assert_eq!(warnings.len(), 1, "{report:?}");
     assert_env(
-        errors[0],
+        warnings[0],
         &text,
         "address",
         "address",
-        "\"cp3.example.internal\" does not resolve",
+        "\"cp3.example.internal\" does not resolve (no such host): it gets no traffic and no \
+         health check until it does",
     );
-    assert_eq!(errors[0].context, "service \"api\" backend \"cp3\"");
+    assert_eq!(warnings[0].context, "service \"api\" backend \"cp3\"");
+    // The daemon starts without it, and keeps asking DNS.
+    let p = plan(&text, &host);
+    assert!(p.backend("api", "cp3").is_none());
+    assert!(p.checkers().is_empty());
+    assert_eq!(p.hostnames(), ["cp3.example.internal"]);
+    assert!(
+        p.summary()
+            .contains("cp3.example.internal:6443 (not resolved yet)"),
+        "{}",
+        p.summary()
+    );
+    // Once it resolves, it joins (DOWN until its checks pass).
+    host.names
+        .push(("cp3.example.internal", Ipv4Addr::new(10, 4, 0, 13)));
+    let (next, failed) = p.reresolve(&host);
+    assert!(failed.is_empty(), "{failed:?}");
+    let b = next.backend("api", "cp3").expect("cp3 joined");
+    assert_eq!(b.addr, Ipv4Addr::new(10, 4, 0, 13));
+    assert_eq!(next.checkers().len(), 1);
+    assert!(next.services[0].unresolved.is_empty());
 }
 
 #[test]
@@ -432,10 +475,15 @@ fn environment_errors_and_warnings_come_out_in_file_order() {
     let report = env(&text, &FakeHost::lb());
     let lines: Vec<_> = report.issues.iter().map(|i| i.line.unwrap()).collect();
     assert_eq!(lines, [2, 3, 7, 11], "{report:?}");
-    assert_eq!(report.errors().count(), 3);
-    assert_eq!(report.warnings().count(), 1);
+    // The name that does not resolve is a warning: the daemon would
+    // start without that backend.
+    assert_eq!(report.errors().count(), 2);
+    assert_eq!(report.warnings().count(), 2);
 }
 
+mod ca_file;
+mod dns;
+mod exposure;
 mod pair;
 mod summary;
 
