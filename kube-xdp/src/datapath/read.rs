@@ -68,6 +68,16 @@ impl Datapath {
         Ok(Self::sum_traffic(&v))
     }
 
+    /// Calls `f` with each forward entry of the flow table (live or not),
+    /// one at a time: nothing of the table is held in memory.
+    pub fn for_each_flow(&self, mut f: impl FnMut(&FlowKey, &Flow)) -> Result<()> {
+        for entry in self.flows.iter() {
+            let (key, flow) = entry.map_err(map_err(map_name::FLOWS))?;
+            f(&key, &flow);
+        }
+        Ok(())
+    }
+
     /// Every forward entry of the flow table (live or not).
     pub fn flows(&self) -> Result<Vec<(FlowKey, Flow)>> {
         self.flows

@@ -57,6 +57,46 @@ impl Table {
     }
 }
 
+/// What a scrape needs of the flow table, counted in one walk of the
+/// forward map with a lookup of each unexpired entry's reverse entry:
+/// nothing of the table is copied (at the largest `flow_table_size` a
+/// copy would take a gigabyte).
+pub(super) struct Counts {
+    /// Forward entries, live or expired.
+    pub entries: u64,
+    /// Live flows by backend id.
+    pub live_by_backend: HashMap<u16, u64>,
+}
+
+impl Counts {
+    pub fn read(dp: &Datapath) -> Result<Self, DatapathError> {
+        let settings = dp.settings()?;
+        let now = monotonic_ns();
+        let mut counts = Counts {
+            entries: 0,
+            live_by_backend: HashMap::new(),
+        };
+        let mut failed = None;
+        dp.for_each_flow(|key, flow| {
+            counts.entries += 1;
+            if failed.is_some() || flow::expired(&settings, flow, now) {
+                return;
+            }
+            match dp.reverse(&flow::reverse_key(key, flow)) {
+                Ok(reverse) if flow::live(&settings, key, flow, reverse.as_ref(), now) => {
+                    *counts.live_by_backend.entry(flow.backend_id).or_default() += 1;
+                }
+                Ok(_) => {}
+                Err(e) => failed = Some(e),
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(counts),
+        }
+    }
+}
+
 /// The live flows of `dp` and the `CLOCK_MONOTONIC` time of the walk
 /// (what the pair's flow sync sends its peer).
 ///

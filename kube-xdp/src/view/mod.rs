@@ -121,21 +121,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the maps: counters, services and backends, and the flow table
-    /// once (its forward and reverse maps, one walk each).
+    /// once (a walk of the forward map, counting as it goes).
     ///
     /// # Errors
     ///
     /// When a map cannot be read.
     pub fn read(dp: &Datapath, names: Option<&Names>) -> Result<Self, DatapathError> {
         let started = Instant::now();
-        let table = flows::Table::read(dp)?;
-        let mut per_backend: HashMap<u16, u64> = HashMap::new();
-        let mut live_flows = 0;
-        for (_, flow) in table.live() {
-            *per_backend.entry(flow.backend_id).or_default() += 1;
-            live_flows += 1;
-        }
-        let services = services(dp, names, &per_backend)?;
+        let counts = flows::Counts::read(dp)?;
+        let live_flows = counts.live_by_backend.values().sum();
+        let services = services(dp, names, &counts.live_by_backend)?;
         let taken = Instant::now();
         let counters = dp.global_stats()?.counters;
         let capacity = dp.meta()?.flow_table_size;
@@ -143,7 +138,7 @@ impl Snapshot {
             taken,
             counters,
             services,
-            flow_entries: table.forward.len() as u64,
+            flow_entries: counts.entries,
             live_flows,
             capacity,
             read_duration: started.elapsed(),
