@@ -38,7 +38,9 @@ pub mod map_name {
     pub const FRAGMENTS: &str = "KXDP_FRAGMENTS";
     /// The one [`crate::maps::Settings`] record.
     pub const SETTINGS: &str = "KXDP_SETTINGS";
-    /// Ifindex → the interface's MAC (for frames redirected to it).
+    /// Ifindex → the interface's MAC: the only destination MAC whose frames
+    /// the program handles on that interface, and the source of frames
+    /// redirected to it.
     pub const INTERFACES: &str = "KXDP_INTERFACES";
     /// Devmap of the interfaces frames may be redirected to.
     pub const TX_PORTS: &str = "KXDP_TX_PORTS";

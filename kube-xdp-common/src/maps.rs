@@ -35,7 +35,7 @@ pub const MAX_INTERFACES: u32 = 64;
 pub const MAX_SNAT_ADDRESSES: usize = 4;
 /// Layout version of every map here; bumped on any change, so a new binary
 /// never misreads an old binary's pins.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
@@ -298,7 +298,8 @@ impl Settings {
     }
 }
 
-/// The value of `INTERFACES`.
+/// The value of `INTERFACES`, keyed by ifindex: each interface the program
+/// is attached to or redirects to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Interface {

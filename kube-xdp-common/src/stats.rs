@@ -83,10 +83,16 @@ counters! {
     /// Not a packet's reason: a flow change the datapath could not report
     /// for the pair's flow sync (the ring buffer was full).
     SyncLost = 23 => "sync_lost",
+    /// A frame that would be service traffic but is not addressed to the
+    /// receiving interface's MAC (another host's, or a broadcast or
+    /// multicast address): left to the kernel, which drops what is not for
+    /// this host (`PACKET_OTHERHOST`). The backup of a pair sees the frames
+    /// a switch floods towards the master here.
+    PassNotForUs = 24 => "pass_not_for_us",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 24;
+pub const COUNTER_SLOTS: u32 = 25;
 
 impl Counter {
     /// Whether the slot counts packets (by verdict or reason); the others

@@ -15,6 +15,7 @@ use crate::{
     SETTINGS, conntrack, csum,
     field::{read16, write_addr, write16},
     forward::send,
+    l2::{self, NOT_FOR_US},
     nat,
     parse::{Ip, ptr_at},
     service,
@@ -103,6 +104,9 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
         let Some(backend) = service::backend(u32::from(f.backend_id)) else {
             return pass;
         };
+        if !l2::addressed_to_us(ctx) {
+            return NOT_FOR_US;
+        }
         // The quoted packet becomes backend → SNAT, as the backend sent it.
         let inner = (f.backend_addr, f.snat_addr, f.backend_port, f.snat_port);
         translate(ctx, ip, &q, inner, (f.snat_addr, f.backend_addr))
@@ -118,6 +122,9 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
         let Some(t) = conntrack::lookup_backend(settings, &rkey, &client, now) else {
             return pass;
         };
+        if !l2::addressed_to_us(ctx) {
+            return NOT_FOR_US;
+        }
         // The quoted packet becomes client → VIP, as the client sent it.
         let inner = (
             client.src_addr,

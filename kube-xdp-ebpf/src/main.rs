@@ -4,8 +4,9 @@
 //! directions); `service` (lookup, backend pick) and `snat` (the port) for
 //! new flows; `nat` (rewrite and checksums); `forward` (send, remember a
 //! first fragment, count in `stats`). `frag` (later fragments), `icmp`
-//! (errors about a flow) and `reset` (refusals) are the side paths; `sync`
-//! reports flow changes for the pair;
+//! (errors about a flow) and `reset` (refusals) are the side paths; `l2`
+//! says whether a frame is ours to act on; `sync` reports flow changes for
+//! the pair;
 //! `verdict`, `field`, `csum` and `tcpopt` are what the steps share.
 #![no_std]
 #![no_main]
@@ -21,6 +22,7 @@ mod forward;
 mod frag;
 mod icmp;
 mod ingress;
+mod l2;
 mod nat;
 mod parse;
 mod reset;

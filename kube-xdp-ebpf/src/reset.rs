@@ -59,7 +59,8 @@ fn reply_rst(ctx: &XdpContext, ip: &Ip, l4: &L4) -> Option<u32> {
     let mut out = unsafe { *frame };
     out.copy_within(0..6, 12); // scratch: dst MAC
     out.copy_within(6..12, 0); // src MAC → dst
-    out.copy_within(12..18, 6); // old dst MAC → src
+    // old dst MAC → src: our own (`l2` checked), never a group address.
+    out.copy_within(12..18, 6);
     let mut h = [0u8; IP_LEN + TCP_LEN];
     h[0] = 0x45;
     h[3] = (IP_LEN + TCP_LEN) as u8;

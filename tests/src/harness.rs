@@ -34,6 +34,14 @@ pub const SNAT_PORT_MAX: u16 = 29_999;
 
 pub const SECOND: u64 = 1_000_000_000;
 
+/// The interface `BPF_PROG_TEST_RUN` runs an XDP program on when no
+/// context is given: the loopback device of the caller's namespace
+/// (`bpf_prog_test_run_xdp` in `net/bpf/test_run.c`), whose ifindex is
+/// `LOOPBACK_IFINDEX`, 1, in every namespace. The harness records it in
+/// `INTERFACES` with [`packet::LB_MAC`], as the daemon records the
+/// interfaces it attaches to, so the fixtures' frames are addressed to us.
+pub const INGRESS_IFINDEX: u32 = 1;
+
 /// The settings the fixtures run with (DESIGN's default timeouts).
 pub fn default_settings() -> Settings {
     let mut snat_addrs = [0; MAX_SNAT_ADDRESSES];
@@ -90,6 +98,8 @@ impl Harness {
         let reverse = second_handle(&bpf, map_name::REVERSE);
         let mut dp = Datapath::from_ebpf(&mut bpf).expect("open the maps");
         dp.set_settings(&default_settings()).unwrap();
+        dp.set_interface(INGRESS_IFINDEX, packet::LB_MAC)
+            .expect("record the test run's ingress interface");
         Harness {
             dp,
             bpf,
