@@ -54,6 +54,9 @@ pub mod map_name {
     /// each program has its own, read by the daemon that loaded it.
     pub const SYNC_EVENTS: &str = "KXDP_SYNC_EVENTS";
 
+    /// Per-CPU RST token bucket. Not pinned: a new program starts full.
+    pub const RST_BUDGET: &str = "KXDP_RST_BUDGET";
+
     /// Every map the daemon pins (and re-uses on restart).
     pub const PINNED: &[&str] = &[
         STATS,

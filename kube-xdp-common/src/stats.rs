@@ -89,10 +89,14 @@ counters! {
     /// this host (`PACKET_OTHERHOST`). The backup of a pair sees the frames
     /// a switch floods towards the master here.
     PassNotForUs = 24 => "pass_not_for_us",
+    /// A packet that would have been answered with a RST (no flow, no
+    /// backend, …) over the RST rate limit (`maps::RST_RATE_PER_CPU`):
+    /// dropped, so a flood from spoofed sources gets no answers.
+    RstLimited = 25 => "rst_limited",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 25;
+pub const COUNTER_SLOTS: u32 = 26;
 
 impl Counter {
     /// Whether the slot counts packets (by verdict or reason); the others

@@ -43,7 +43,8 @@ use kube_xdp_common::{
     maps::{
         Backend, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey, Interface,
         MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS, MAX_SERVICES, MaglevTable,
-        Meta, Pool, ReverseFlow, SYNC_RING_BYTES, Service, ServiceKey, Settings, Traffic,
+        Meta, Pool, ReverseFlow, RstBudget, SYNC_RING_BYTES, Service, ServiceKey, Settings,
+        Traffic,
     },
     stats::COUNTER_SLOTS,
 };
@@ -84,6 +85,8 @@ static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_S
 static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "KXDP_META")]
 static META: Array<Meta> = Array::with_max_entries(1, 0);
+#[map(name = "KXDP_RST_BUDGET")]
+static RST_BUDGET: PerCpuArray<RstBudget> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "KXDP_SYNC_EVENTS")]
 static SYNC_EVENTS: RingBuf = RingBuf::with_byte_size(SYNC_RING_BYTES, 0);
 

@@ -6,13 +6,13 @@
 
 use aya::{
     Ebpf, Pod,
-    maps::{HashMap, Map, MapData, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use kube_xdp::datapath::{BackendSpec, BackendState, Datapath, ServiceSpec, be_addr};
 use kube_xdp_common::{
     map_name,
-    maps::{Flow, FlowKey, MAX_SNAT_ADDRESSES, PROTO_TCP, ReverseFlow, Settings},
+    maps::{Flow, FlowKey, MAX_SNAT_ADDRESSES, PROTO_TCP, ReverseFlow, RstBudget, Settings},
     program_name,
 };
 use std::{net::Ipv4Addr, os::fd::AsFd};
@@ -231,6 +231,21 @@ impl Harness {
             .take_map(map_name::SYNC_EVENTS)
             .expect("the object has the sync ring buffer");
         RingBuf::try_from(map).expect("a ring buffer")
+    }
+
+    /// Fills every CPU's RST bucket again (as a newly loaded program has
+    /// it), for tests that send more refusals than the rate limit lets
+    /// through over their whole run but few per case.
+    pub fn refill_rsts(&mut self) {
+        let map = self
+            .bpf
+            .map_mut(map_name::RST_BUDGET)
+            .expect("the object has the RST bucket");
+        let mut buckets: PerCpuArray<_, RstBudget> =
+            PerCpuArray::try_from(map).expect("a per-CPU array");
+        let cpus = aya::util::nr_cpus().expect("the number of CPUs");
+        let full = PerCpuValues::try_from(vec![RstBudget::default(); cpus]).unwrap();
+        buckets.set(0, full, 0).expect("refill the RST buckets");
     }
 
     /// Empties the flow table (both directions).
