@@ -93,10 +93,16 @@ counters! {
     /// backend, …) over the RST rate limit (`maps::RST_RATE_PER_CPU`):
     /// dropped, so a flood from spoofed sources gets no answers.
     RstLimited = 25 => "rst_limited",
+    /// An ICMP "fragmentation needed" about a flow's packets to its client,
+    /// sent from the client's own address — which a host never sends about
+    /// packets addressed to itself, only a router on the path (with another
+    /// address) does: dropped, rather than lowering the backend's path MTU
+    /// towards the SNAT address that every client shares.
+    IcmpSpoofed = 26 => "icmp_spoofed",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 26;
+pub const COUNTER_SLOTS: u32 = 27;
 
 impl Counter {
     /// Whether the slot counts packets (by verdict or reason); the others
