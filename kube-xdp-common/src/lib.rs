@@ -38,7 +38,9 @@ pub mod map_name {
     pub const FRAGMENTS: &str = "KXDP_FRAGMENTS";
     /// The one [`crate::maps::Settings`] record.
     pub const SETTINGS: &str = "KXDP_SETTINGS";
-    /// Ifindex → the interface's MAC (for frames redirected to it).
+    /// Ifindex → the interface's MAC: the only destination MAC whose frames
+    /// the program handles on that interface, and the source of frames
+    /// redirected to it.
     pub const INTERFACES: &str = "KXDP_INTERFACES";
     /// Devmap of the interfaces frames may be redirected to.
     pub const TX_PORTS: &str = "KXDP_TX_PORTS";
@@ -51,6 +53,9 @@ pub mod map_name {
     /// Ring buffer of flow changes for the pair's flow sync. Not pinned:
     /// each program has its own, read by the daemon that loaded it.
     pub const SYNC_EVENTS: &str = "KXDP_SYNC_EVENTS";
+
+    /// Per-CPU RST token bucket. Not pinned: a new program starts full.
+    pub const RST_BUDGET: &str = "KXDP_RST_BUDGET";
 
     /// Every map the daemon pins (and re-uses on restart).
     pub const PINNED: &[&str] = &[

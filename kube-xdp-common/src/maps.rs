@@ -33,9 +33,18 @@ pub const FRAGMENT_TIMEOUT_NS: u64 = 5_000_000_000;
 pub const MAX_INTERFACES: u32 = 64;
 /// SNAT addresses.
 pub const MAX_SNAT_ADDRESSES: usize = 4;
+/// RSTs the datapath sends per second and CPU at most (`reset.rs`): a
+/// flood of segments that would each be refused — from spoofed sources, or
+/// aimed at someone else through them — gets at most this many answers, the
+/// rest are dropped (`rst_limited`). Clients of a live service see RSTs
+/// only in small numbers: a SYN with no backend, a segment of a flow gone.
+pub const RST_RATE_PER_CPU: u64 = 1_000;
+/// RSTs a CPU may send at once after a quiet second (the bucket's depth).
+pub const RST_BURST: u64 = 1_000;
+
 /// Layout version of every map here; bumped on any change, so a new binary
 /// never misreads an old binary's pins.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
@@ -309,12 +318,26 @@ impl Settings {
     }
 }
 
-/// The value of `INTERFACES`.
+/// The value of `INTERFACES`, keyed by ifindex: each interface the program
+/// is attached to or redirects to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Interface {
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+}
+
+/// The value of `RST_BUDGET` (one per CPU): a token bucket counted in
+/// nanoseconds, one RST costing `1 s / RST_RATE_PER_CPU`. Not pinned: a new
+/// program starts with a full bucket. All zero is a valid start (it fills
+/// at once).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RstBudget {
+    /// Nanoseconds of credit, at most `RST_BURST` RSTs' worth.
+    pub credit_ns: u64,
+    /// When the credit was last brought up to date (coarse monotonic clock).
+    pub refilled_ns: u64,
 }
 
 /// Per-CPU traffic of a service or a backend.
@@ -351,5 +374,6 @@ const _: () = {
     assert!(size_of::<SyncEvent>() == 64);
     assert!(size_of::<Interface>() == 8);
     assert!(size_of::<Traffic>() == 24);
+    assert!(size_of::<RstBudget>() == 16);
     assert!(size_of::<Meta>() == 8);
 };

@@ -83,10 +83,26 @@ counters! {
     /// Not a packet's reason: a flow change the datapath could not report
     /// for the pair's flow sync (the ring buffer was full).
     SyncLost = 23 => "sync_lost",
+    /// A frame that would be service traffic but is not addressed to the
+    /// receiving interface's MAC (another host's, or a broadcast or
+    /// multicast address): left to the kernel, which drops what is not for
+    /// this host (`PACKET_OTHERHOST`). The backup of a pair sees the frames
+    /// a switch floods towards the master here.
+    PassNotForUs = 24 => "pass_not_for_us",
+    /// A packet that would have been answered with a RST (no flow, no
+    /// backend, …) over the RST rate limit (`maps::RST_RATE_PER_CPU`):
+    /// dropped, so a flood from spoofed sources gets no answers.
+    RstLimited = 25 => "rst_limited",
+    /// An ICMP "fragmentation needed" about a flow's packets to its client,
+    /// sent from the client's own address — which a host never sends about
+    /// packets addressed to itself, only a router on the path (with another
+    /// address) does: dropped, rather than lowering the backend's path MTU
+    /// towards the SNAT address that every client shares.
+    IcmpSpoofed = 26 => "icmp_spoofed",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 24;
+pub const COUNTER_SLOTS: u32 = 27;
 
 impl Counter {
     /// Whether the slot counts packets (by verdict or reason); the others

@@ -17,5 +17,6 @@ unsafe impl aya::Pod for Fragment {}
 unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for Interface {}
 unsafe impl aya::Pod for Traffic {}
+unsafe impl aya::Pod for RstBudget {}
 unsafe impl aya::Pod for Meta {}
 unsafe impl aya::Pod for SyncEvent {}

@@ -102,6 +102,8 @@ pub fn send(ctx: &XdpContext, dst_mac: [u8; 6], ifindex: u32) -> Result<u32, Cou
     let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(Counter::Malformed)?;
     let ingress = ctx.ingress_ifindex() as u32;
     if ifindex == 0 || ifindex == ingress {
+        // The frame was addressed to the ingress interface's own MAC
+        // (`l2`): it leaves from that MAC, never from a group address.
         // SAFETY: `ptr_at` checked the bounds; XDP frames are writable.
         unsafe {
             (*eth).src_addr = (*eth).dst_addr;

@@ -2,7 +2,11 @@
 //! them —, time exceeded, parameter problem) about a translated flow are
 //! translated like the flow, both ways, so path MTU discovery and fast
 //! failure work through the load balancer. Everything else ICMP (echo to
-//! the VIP among it) is the kernel's.
+//! the VIP among it) is the kernel's. A "fragmentation needed" from a
+//! flow's client about the packets sent to that very client is a lie (a
+//! host reports that only about packets it forwards, RFC 1191 §4) and
+//! would lower the backend's path MTU towards the SNAT address, which all
+//! clients share: it is dropped.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use kube_xdp_common::{
@@ -15,6 +19,7 @@ use crate::{
     SETTINGS, conntrack, csum,
     field::{read16, write_addr, write16},
     forward::send,
+    l2::{self, NOT_FOR_US},
     nat,
     parse::{Ip, ptr_at},
     service,
@@ -22,6 +27,8 @@ use crate::{
 };
 
 const ICMP_DEST_UNREACH: u8 = 3;
+/// Destination unreachable's code "fragmentation needed and DF set".
+const ICMP_FRAG_NEEDED: u8 = 4;
 const ICMP_TIME_EXCEEDED: u8 = 11;
 const ICMP_PARAMETERPROB: u8 = 12;
 /// ICMP header: type, code, checksum, 4 bytes that depend on the type.
@@ -30,6 +37,9 @@ const ICMP_LEN: usize = 8;
 /// The packet quoted in an ICMP error: its IPv4 header (without options)
 /// and the first 8 bytes of its transport header.
 struct Quoted {
+    /// The error's ICMP type and code.
+    kind: u8,
+    code: u8,
     /// Offset of the quoted IPv4 header.
     ip: usize,
     src: u32,
@@ -43,7 +53,7 @@ struct Quoted {
 fn quoted(ctx: &XdpContext, ip: &Ip) -> Option<Quoted> {
     let header: *const [u8; ICMP_LEN] = ptr_at(ctx, ip.l4)?;
     // SAFETY: `ptr_at` checked the bounds.
-    let kind = unsafe { (*header)[0] };
+    let (kind, code) = unsafe { ((*header)[0], (*header)[1]) };
     if !matches!(
         kind,
         ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB
@@ -63,6 +73,8 @@ fn quoted(ctx: &XdpContext, ip: &Ip) -> Option<Quoted> {
     // SAFETY: as above.
     let ports = unsafe { *ports };
     Some(Quoted {
+        kind,
+        code,
         ip: at,
         src: u32::from_ne_bytes(inner.src_addr),
         dst: u32::from_ne_bytes(inner.dst_addr),
@@ -103,6 +115,12 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
         let Some(backend) = service::backend(u32::from(f.backend_id)) else {
             return pass;
         };
+        if !l2::addressed_to_us(ctx) {
+            return NOT_FOR_US;
+        }
+        if q.kind == ICMP_DEST_UNREACH && q.code == ICMP_FRAG_NEEDED && ip.src == client.src_addr {
+            return (xdp_action::XDP_DROP, Counter::IcmpSpoofed);
+        }
         // The quoted packet becomes backend → SNAT, as the backend sent it.
         let inner = (f.backend_addr, f.snat_addr, f.backend_port, f.snat_port);
         translate(ctx, ip, &q, inner, (f.snat_addr, f.backend_addr))
@@ -118,6 +136,9 @@ pub fn handle(ctx: &XdpContext, ip: &Ip) -> Verdict {
         let Some(t) = conntrack::lookup_backend(settings, &rkey, &client, now) else {
             return pass;
         };
+        if !l2::addressed_to_us(ctx) {
+            return NOT_FOR_US;
+        }
         // The quoted packet becomes client → VIP, as the client sent it.
         let inner = (
             client.src_addr,

@@ -3,7 +3,9 @@
 //! flow (`conntrack`), else the service lookup and the backend pick for a
 //! new one (`service`, `snat`) → NAT rewrite and checksums (`nat`) →
 //! forward and count (`forward`). Client → service packets first, backend
-//! → client replies (to a SNAT address) last.
+//! → client replies (to a SNAT address) last. Wherever a packet turns out
+//! to be service traffic, before anything changes, `l2` checks that its
+//! frame was sent to us; if not, the kernel has it.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use kube_xdp_common::{
@@ -19,7 +21,9 @@ use crate::{
     SETTINGS,
     conntrack::{self, Direction, Tracked},
     forward::{self, Owner, Route},
-    frag, icmp, nat,
+    frag, icmp,
+    l2::{self, NOT_FOR_US},
+    nat,
     parse::{self, Frame, IPPROTO_ICMP, Ip, L4},
     reset::refuse,
     service, snat, sync, tcpopt,
@@ -38,6 +42,7 @@ pub fn process(ctx: &XdpContext) -> Verdict {
     };
     if ip.is_later_fragment() {
         return match frag::later(&ip) {
+            Ok(_) if !l2::addressed_to_us(ctx) => NOT_FOR_US,
             Ok((route, owner)) => {
                 forward::forward(ctx, &ip, None, &route, &owner, Counter::FragmentTranslated)
             }
@@ -107,6 +112,9 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
     if let Some(tracked) = conntrack::lookup_client(settings, &key, syn, now)
         && let Some(service_flags) = service::flags(tracked.flow.service_id)
     {
+        if !l2::addressed_to_us(ctx) {
+            return NOT_FOR_US;
+        }
         if expiring {
             return (xdp_action::XDP_DROP, Counter::TtlExceeded);
         }
@@ -115,6 +123,9 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
     let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) else {
         return (xdp_action::XDP_PASS, Counter::PassNoService);
     };
+    if !l2::addressed_to_us(ctx) {
+        return NOT_FOR_US;
+    }
     if expiring {
         return (xdp_action::XDP_DROP, Counter::TtlExceeded);
     }
@@ -260,6 +271,9 @@ fn from_backend(ctx: &XdpContext, ip: &Ip, l4: &L4, key: &FlowKey, settings: &Se
         // The flow is gone: the kernel answers (a RST to the backend).
         return (xdp_action::XDP_PASS, Counter::NoFlow);
     };
+    if !l2::addressed_to_us(ctx) {
+        return NOT_FOR_US;
+    }
     // A reply we would forward but whose TTL runs out here changes no
     // state.
     if ip.ttl <= 1 {

@@ -4,8 +4,9 @@
 //! directions); `service` (lookup, backend pick) and `snat` (the port) for
 //! new flows; `nat` (rewrite and checksums); `forward` (send, remember a
 //! first fragment, count in `stats`). `frag` (later fragments), `icmp`
-//! (errors about a flow) and `reset` (refusals) are the side paths; `sync`
-//! reports flow changes for the pair;
+//! (errors about a flow) and `reset` (refusals) are the side paths; `l2`
+//! says whether a frame is ours to act on; `sync` reports flow changes for
+//! the pair;
 //! `verdict`, `field`, `csum` and `tcpopt` are what the steps share.
 #![no_std]
 #![no_main]
@@ -21,6 +22,7 @@ mod forward;
 mod frag;
 mod icmp;
 mod ingress;
+mod l2;
 mod nat;
 mod parse;
 mod reset;
@@ -41,7 +43,8 @@ use kube_xdp_common::{
     maps::{
         Backend, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey, Interface,
         MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS, MAX_SERVICES, MaglevTable,
-        Meta, Pool, ReverseFlow, SYNC_RING_BYTES, Service, ServiceKey, Settings, Traffic,
+        Meta, Pool, ReverseFlow, RstBudget, SYNC_RING_BYTES, Service, ServiceKey, Settings,
+        Traffic,
     },
     stats::COUNTER_SLOTS,
 };
@@ -82,6 +85,8 @@ static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_S
 static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "KXDP_META")]
 static META: Array<Meta> = Array::with_max_entries(1, 0);
+#[map(name = "KXDP_RST_BUDGET")]
+static RST_BUDGET: PerCpuArray<RstBudget> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "KXDP_SYNC_EVENTS")]
 static SYNC_EVENTS: RingBuf = RingBuf::with_byte_size(SYNC_RING_BYTES, 0);
 

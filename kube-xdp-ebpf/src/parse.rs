@@ -207,3 +207,11 @@ pub fn eth_src(ctx: &XdpContext) -> [u8; 6] {
         None => [0; 6],
     }
 }
+
+/// The frame's Ethernet destination; `None` if the frame is too short.
+#[inline(always)]
+pub fn eth_dst(ctx: &XdpContext) -> Option<[u8; 6]> {
+    let eth: *const EthHdr = ptr_at(ctx, 0)?;
+    // SAFETY: `ptr_at` checked the bounds.
+    Some(unsafe { (*eth).dst_addr })
+}

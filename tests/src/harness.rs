@@ -6,13 +6,13 @@
 
 use aya::{
     Ebpf, Pod,
-    maps::{HashMap, Map, MapData, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use kube_xdp::datapath::{BackendSpec, BackendState, Datapath, ServiceSpec, be_addr};
 use kube_xdp_common::{
     map_name,
-    maps::{Flow, FlowKey, MAX_SNAT_ADDRESSES, PROTO_TCP, ReverseFlow, Settings},
+    maps::{Flow, FlowKey, MAX_SNAT_ADDRESSES, PROTO_TCP, ReverseFlow, RstBudget, Settings},
     program_name,
 };
 use std::{net::Ipv4Addr, os::fd::AsFd};
@@ -33,6 +33,14 @@ pub const SNAT_PORT_MIN: u16 = 20_000;
 pub const SNAT_PORT_MAX: u16 = 29_999;
 
 pub const SECOND: u64 = 1_000_000_000;
+
+/// The interface `BPF_PROG_TEST_RUN` runs an XDP program on when no
+/// context is given: the loopback device of the caller's namespace
+/// (`bpf_prog_test_run_xdp` in `net/bpf/test_run.c`), whose ifindex is
+/// `LOOPBACK_IFINDEX`, 1, in every namespace. The harness records it in
+/// `INTERFACES` with [`packet::LB_MAC`], as the daemon records the
+/// interfaces it attaches to, so the fixtures' frames are addressed to us.
+pub const INGRESS_IFINDEX: u32 = 1;
 
 /// The settings the fixtures run with (DESIGN's default timeouts).
 pub fn default_settings() -> Settings {
@@ -91,6 +99,8 @@ impl Harness {
         let reverse = second_handle(&bpf, map_name::REVERSE);
         let mut dp = Datapath::from_ebpf(&mut bpf).expect("open the maps");
         dp.set_settings(&default_settings()).unwrap();
+        dp.set_interface(INGRESS_IFINDEX, packet::LB_MAC)
+            .expect("record the test run's ingress interface");
         Harness {
             dp,
             bpf,
@@ -222,6 +232,21 @@ impl Harness {
             .take_map(map_name::SYNC_EVENTS)
             .expect("the object has the sync ring buffer");
         RingBuf::try_from(map).expect("a ring buffer")
+    }
+
+    /// Fills every CPU's RST bucket again (as a newly loaded program has
+    /// it), for tests that send more refusals than the rate limit lets
+    /// through over their whole run but few per case.
+    pub fn refill_rsts(&mut self) {
+        let map = self
+            .bpf
+            .map_mut(map_name::RST_BUDGET)
+            .expect("the object has the RST bucket");
+        let mut buckets: PerCpuArray<_, RstBudget> =
+            PerCpuArray::try_from(map).expect("a per-CPU array");
+        let cpus = aya::util::nr_cpus().expect("the number of CPUs");
+        let full = PerCpuValues::try_from(vec![RstBudget::default(); cpus]).unwrap();
+        buckets.set(0, full, 0).expect("refill the RST buckets");
     }
 
     /// Empties the flow table (both directions).

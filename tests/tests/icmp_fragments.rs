@@ -5,8 +5,8 @@ use kube_xdp_common::{maps::PROTO_UDP, stats::Counter};
 use kube_xdp_tests::{
     harness::{Harness, XDP_DROP, XDP_PASS, XDP_TX},
     packet::{
-        CLIENT_IP, CLIENT_MAC, IcmpSeen, LB_IP, LB_MAC, Pkt, SYN, Seen, VIP, backend_mac, fragment,
-        icmp_error, reassemble,
+        ACK, CLIENT_IP, CLIENT_MAC, IcmpSeen, LB_IP, LB_MAC, Pkt, SYN, Seen, VIP, backend_mac,
+        fragment, icmp_error, reassemble,
     },
 };
 
@@ -90,6 +90,65 @@ fn icmp_error_from_the_client_side_reaches_the_backend_translated() {
         backend, LB_IP, 17, quoted_udp
     ));
     assert_eq!(h.dp.global_stats().unwrap().get(Counter::IcmpToBackend), 1);
+}
+
+#[test]
+fn frag_needed_from_the_client_itself_is_dropped_from_a_router_translated() {
+    let mut h = Harness::new();
+    h.tcp_service(0, 6443..=6443, Some(6443));
+    let (_, forwarded) = h.run(&Pkt::tcp(40500, VIP, 6443, SYN).build());
+    let fwd = Seen::parse(&forwarded);
+    let (backend, snat_port) = (fwd.dst, fwd.ports().0);
+    let mut reply = Pkt::tcp(6443, LB_IP, snat_port, SYN | ACK)
+        .from(backend, backend_mac(backend))
+        .payload(&[0x5a; 1200]);
+    reply.dst_mac = LB_MAC;
+    let (verdict, to_client) = h.run(&reply.build());
+    assert_eq!(verdict, XDP_TX);
+    // "Fragmentation needed" about VIP → client, claimed by the client
+    // itself: it would lower the backend's path MTU towards the SNAT
+    // address, for every client.
+    let from = |src: [u8; 4]| {
+        icmp_error(
+            (CLIENT_MAC, LB_MAC),
+            src,
+            VIP,
+            FRAG_NEEDED.0,
+            FRAG_NEEDED.1,
+            [0, 0, 0x02, 0x40],
+            &quote(&to_client, 20 + 20),
+        )
+    };
+    let (verdict, out) = h.run(&from(CLIENT_IP));
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(out, from(CLIENT_IP), "left as it was");
+    let stats = h.dp.global_stats().unwrap();
+    assert_eq!(stats.get(Counter::IcmpSpoofed), 1);
+    assert_eq!(stats.get(Counter::IcmpToBackend), 0);
+    // The same from a router on the path goes on to the backend.
+    let router = [198, 18, 0, 254];
+    let (verdict, out) = h.run(&from(router));
+    assert_eq!(verdict, XDP_TX);
+    let seen = IcmpSeen::parse(&out);
+    assert_eq!((seen.src, seen.dst), (LB_IP, backend));
+    assert_eq!((seen.kind, seen.code), FRAG_NEEDED);
+    assert_eq!((seen.quoted_src, seen.quoted_dst), (backend, LB_IP));
+    assert_eq!((seen.quoted_sport, seen.quoted_dport), (6443, snat_port));
+    // Other errors from the client itself still go through (a port
+    // unreachable is what a host says about packets to itself).
+    let unreachable = icmp_error(
+        (CLIENT_MAC, LB_MAC),
+        CLIENT_IP,
+        VIP,
+        3,
+        3,
+        [0; 4],
+        &quote(&to_client, 20 + 20),
+    );
+    assert_eq!(h.run(&unreachable).0, XDP_TX);
+    let stats = h.dp.global_stats().unwrap();
+    assert_eq!(stats.get(Counter::IcmpSpoofed), 1);
+    assert_eq!(stats.get(Counter::IcmpToBackend), 2);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use kube_xdp_common::{hash::flow_hash, stats::Counter};
 
 use crate::{
     harness::{XDP_DROP, XDP_PASS, XDP_TX},
-    packet::{ACK, FIN, RST, SYN, backend_mac},
+    packet::{ACK, FIN, LB_MAC, RST, SYN, backend_mac},
 };
 
 use super::expect::{decision, forward_frame, rst_answer};
@@ -17,6 +17,19 @@ use super::{
     Decision, Effect, FlowState, L4, MAGLEV_SIZE, Model, ModelFlow, Out, Parsed, Rewrite,
     ServiceConf, TsEdit, Tuple,
 };
+
+/// Service traffic in a frame not sent to the load balancer's own MAC (the
+/// harness's interface has `LB_MAC`) is the kernel's: another host's, or a
+/// group address's.
+fn not_for_us(f: &[u8]) -> Option<Decision> {
+    (f[0..6] != LB_MAC).then(|| {
+        decision(
+            XDP_PASS,
+            Counter::PassNotForUs,
+            "service traffic, not sent to our MAC",
+        )
+    })
+}
 
 impl Model {
     /// The decision for one frame (the state is not changed).
@@ -45,6 +58,9 @@ impl Model {
                 format!("reply of {client}, whose forward entry is gone or disagrees"),
             );
         };
+        if let Some(d) = not_for_us(f) {
+            return d;
+        }
         if p.ttl <= 1 {
             return decision(XDP_DROP, Counter::TtlExceeded, "reply with TTL <= 1");
         }
@@ -86,6 +102,9 @@ impl Model {
         client: Tuple,
         svc: &ServiceConf,
     ) -> Decision {
+        if let Some(d) = not_for_us(f) {
+            return d;
+        }
         if p.ttl <= 1 {
             return decision(XDP_DROP, Counter::TtlExceeded, "to a service with TTL <= 1");
         }

@@ -126,9 +126,11 @@ impl Lab {
         self.dirty[service as usize] = true;
     }
 
-    /// No flows, every backend up.
+    /// No flows, every backend up, RSTs not rate-limited yet (the model
+    /// knows no clock; a case sends far fewer than the burst).
     pub(super) fn reset(&mut self) {
         self.h.clear_flows();
+        self.h.refill_rsts();
         for service in 0..3u32 {
             if self.dirty[service as usize] {
                 let changes: Vec<(u32, bool)> = (0..3)

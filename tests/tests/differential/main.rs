@@ -28,7 +28,7 @@ const DEFAULT_CASES: u32 = 10_000;
 
 /// Another MAC a client's frames may come from.
 const ALT_CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x77];
-/// Another MAC frames may be sent to.
+/// Another host's MAC frames may be sent to: not ours to handle.
 const ALT_LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 const CLIENTS: [[u8; 4]; 4] = [
     [198, 18, 0, 1],
