@@ -2,13 +2,15 @@
 //! Benchmarks report; they never fail on a threshold.
 //!
 //! Every part runs from the release `bench` binary: `bench datapath` (the
-//! XDP program's cost per packet through `BPF_PROG_TEST_RUN`), `bench
+//! XDP program's cost per packet through `BPF_PROG_TEST_RUN`, with and
+//! without flow sync's reports), `bench
 //! control` and `bench scale` (Maglev builds and map writes; the flow
 //! table filling up), `bench daemon` (reload and failover times through
 //! the real daemon in network namespaces) and `bench e2e` (direct,
 //! kube-xdp, HAProxy, nftables NAT and IPVS end to end in network
 //! namespaces, driven by wrk and iperf3 against nginx) and `bench pair`
-//! (failover of a kube-xdp pair beside a keepalived + HAProxy pair). The
+//! (failover of a kube-xdp pair beside a keepalived + HAProxy pair, and
+//! the pair's flow sync: connections kept, throughput). The
 //! Debian packages the last two parts drive are installed here when
 //! missing.
 
@@ -167,7 +169,7 @@ pub fn bench(root: &Path) -> anyhow::Result<()> {
             .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
             .stderr(Stdio::inherit()),
     )?;
-    eprintln!("bench: failover of a pair (about 4 minutes)");
+    eprintln!("bench: failover of a pair and flow sync (about 7 minutes)");
     let pair = output(
         Command::new(&bin)
             .arg("pair")

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`'s measurements. `bench datapath` prints the
-//! datapath's cost per packet through `BPF_PROG_TEST_RUN` as Markdown;
+//! datapath's cost per packet through `BPF_PROG_TEST_RUN` as Markdown,
+//! and what flow sync adds to it (see `bench_sync_cost`);
 //! `bench e2e` compares kube-xdp with HAProxy, nftables NAT and no load
 //! balancer end to end in network namespaces (see `bench_e2e`); `bench
 //! pair` the failover of a kube-xdp pair beside keepalived + HAProxy (see
@@ -13,6 +14,7 @@
 mod bench_control;
 mod bench_e2e;
 mod bench_pair;
+mod bench_sync_cost;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use kube_xdp_common::{maps::PROTO_UDP, program_name};
@@ -69,6 +71,38 @@ fn measure(program: &Xdp, inputs: &[Vec<u8>], calls: usize, verdict: u32) -> (f6
     }
     let wall = start.elapsed().as_nanos();
     (kernel as f64 / calls as f64, wall as f64 / calls as f64)
+}
+
+/// One new-flow figure: `CALLS` SYNs, each a fresh 5-tuple, in batches of
+/// [`NEW_FLOW_BATCH`]; before each batch the flow state is cleared and
+/// `between` runs (neither timed). Returns (kernel ns/call, wall ns/call).
+fn new_flows(h: &mut Harness, mut between: impl FnMut(&mut Harness)) -> (f64, f64) {
+    let (mut kernel, mut wall) = (0.0, 0.0);
+    let batches = CALLS / NEW_FLOW_BATCH;
+    for b in 0..batches {
+        h.clear_flows();
+        between(h);
+        let (k, w) = measure(
+            program(h, program_name::LB),
+            &syn_batch(b),
+            NEW_FLOW_BATCH,
+            XDP_TX,
+        );
+        kernel += k;
+        wall += w;
+    }
+    (kernel / batches as f64, wall / batches as f64)
+}
+
+/// Batch `b` of [`NEW_FLOW_BATCH`] SYNs from distinct 5-tuples.
+fn syn_batch(b: usize) -> Vec<Vec<u8>> {
+    (0..NEW_FLOW_BATCH)
+        .map(|i| {
+            let mut p = Pkt::tcp(10_000 + (i % 50_000) as u16, VIP, 6443, SYN);
+            p.src = [198, 19, (b % 256) as u8, (i % 200) as u8];
+            p.build()
+        })
+        .collect()
 }
 
 fn program<'a>(h: &'a mut Harness, name: &str) -> &'a Xdp {
@@ -145,30 +179,7 @@ fn datapath() {
 
     // New flows: a fresh 5-tuple each call; the flow state is cleared
     // between batches (not timed).
-    let mut new_flow = Vec::new();
-    for _ in 0..REPS {
-        let (mut kernel, mut wall) = (0.0, 0.0);
-        let batches = CALLS / NEW_FLOW_BATCH;
-        for b in 0..batches {
-            h.clear_flows();
-            let inputs: Vec<Vec<u8>> = (0..NEW_FLOW_BATCH)
-                .map(|i| {
-                    let mut p = Pkt::tcp(10_000 + (i % 50_000) as u16, VIP, 6443, SYN);
-                    p.src = [198, 19, (b % 256) as u8, (i % 200) as u8];
-                    p.build()
-                })
-                .collect();
-            let (k, w) = measure(
-                program(&mut h, program_name::LB),
-                &inputs,
-                NEW_FLOW_BATCH,
-                XDP_TX,
-            );
-            kernel += k;
-            wall += w;
-        }
-        new_flow.push((kernel / batches as f64, wall / batches as f64));
-    }
+    let new_flow: Vec<_> = (0..REPS).map(|_| new_flows(&mut h, |_| {})).collect();
     push("new flow (Maglev pick, SNAT port, flow insert)", new_flow);
 
     let info = program(&mut h, program_name::LB).info().unwrap();
@@ -196,6 +207,8 @@ fn datapath() {
         info.size_translated().unwrap_or(0),
         info.size_jitted()
     );
+    println!();
+    bench_sync_cost::sync_cost(&mut h, &data);
 }
 
 fn main() {

@@ -17,8 +17,10 @@ use std::time::Duration;
 /// What runs on both boxes.
 #[derive(Clone, Copy)]
 pub enum Kind {
-    /// kube-xdp with `advert_interval` as given.
+    /// kube-xdp with `advert_interval` as given, without flow sync.
     KubeXdp(&'static str),
+    /// The same with flow sync (`[ha] sync_key_file`).
+    KubeXdpSync(&'static str),
     /// keepalived (with `advert_int` as given) + HAProxy.
     Keepalived(&'static str),
 }
@@ -27,13 +29,19 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::KubeXdp(_) => "kube-xdp pair",
+            Kind::KubeXdpSync(_) => "kube-xdp pair with flow sync",
             Kind::Keepalived(_) => "keepalived + HAProxy pair",
         }
     }
 
+    /// Whether kube-xdp runs on the boxes.
+    pub fn kube_xdp(self) -> bool {
+        !matches!(self, Kind::Keepalived(_))
+    }
+
     pub fn interval(self) -> String {
         match self {
-            Kind::KubeXdp(i) => format!("`advert_interval = \"{i}\"`"),
+            Kind::KubeXdp(i) | Kind::KubeXdpSync(i) => format!("`advert_interval = \"{i}\"`"),
             Kind::Keepalived(i) => format!("`advert_int {i}`"),
         }
     }
@@ -45,21 +53,26 @@ pub enum Event {
     Kill,
     LinkDown,
     Stop,
+    /// `Kill`, then `LinkDown`: the box is gone (the flow-sync tables).
+    KillAndLinkDown,
 }
 
 impl Event {
     pub const ALL: [Event; 3] = [Event::Kill, Event::LinkDown, Event::Stop];
 
     pub fn name(self, kind: Kind) -> &'static str {
-        match (self, kind) {
-            (Event::Kill, Kind::KubeXdp(_)) => "SIGKILL of kube-xdp",
-            (Event::Kill, Kind::Keepalived(_)) => {
-                "SIGKILL of keepalived (both processes) and HAProxy"
+        let kube_xdp = kind.kube_xdp();
+        match self {
+            Event::Kill if kube_xdp => "SIGKILL of kube-xdp",
+            Event::Kill => "SIGKILL of keepalived (both processes) and HAProxy",
+            Event::LinkDown => "`ip link set eth0 down`",
+            Event::Stop if kube_xdp => "SIGTERM to kube-xdp (`systemctl stop`)",
+            Event::Stop => "SIGTERM to keepalived and HAProxy (`systemctl stop`)",
+            Event::KillAndLinkDown if kube_xdp => {
+                "SIGKILL of kube-xdp, then `ip link set eth0 down`"
             }
-            (Event::LinkDown, _) => "`ip link set eth0 down`",
-            (Event::Stop, Kind::KubeXdp(_)) => "SIGTERM to kube-xdp (`systemctl stop`)",
-            (Event::Stop, Kind::Keepalived(_)) => {
-                "SIGTERM to keepalived and HAProxy (`systemctl stop`)"
+            Event::KillAndLinkDown => {
+                "SIGKILL of keepalived (both processes) and HAProxy, then `ip link set eth0 down`"
             }
         }
     }
@@ -86,6 +99,16 @@ impl Pair {
     /// Configures both boxes and starts them, b first, then a; returns once
     /// a is master and serves.
     pub fn start(kind: Kind, p: PairCluster, backends: usize) -> anyhow::Result<Self> {
+        Self::start_with(kind, p, backends, &Service::apiserver(backends).toml())
+    }
+
+    /// [`Pair::start`] with `services` (TOML) for a kube-xdp pair.
+    pub fn start_with(
+        kind: Kind,
+        p: PairCluster,
+        backends: usize,
+        services: &str,
+    ) -> anyhow::Result<Self> {
         let mut pair = Pair {
             kind,
             p,
@@ -104,14 +127,18 @@ impl Pair {
                 .bridge
                 .exec("bridge", &["link", "set", "dev", port, "flood", "off"])?;
         }
-        if let Kind::KubeXdp(interval) = kind {
-            let services = Service::apiserver(backends).toml();
+        if let Kind::KubeXdp(interval) | Kind::KubeXdpSync(interval) = kind {
+            let sync = if let Kind::KubeXdpSync(_) = kind {
+                format!("\nsync_key_file = \"{}\"", sync_key(&pair.p)?)
+            } else {
+                String::new()
+            };
             for (which, priority) in [(&pair.p.a, 150), (&pair.p.b, 100)] {
                 which.write_config(
                     &format!(
-                        "virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"{interval}\""
+                        "virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"{interval}\"{sync}"
                     ),
-                    &services,
+                    services,
                 );
             }
         } else {
@@ -135,7 +162,7 @@ impl Pair {
         let ns = self.p.ns(which);
         let dir = which.config.parent().unwrap();
         Ok(match self.kind {
-            Kind::KubeXdp(_) => Running::KubeXdp(self.p.start(which)?),
+            Kind::KubeXdp(_) | Kind::KubeXdpSync(_) => Running::KubeXdp(self.p.start(which)?),
             Kind::Keepalived(interval) => {
                 let hap = dir.join("haproxy.cfg");
                 std::fs::write(
@@ -196,12 +223,8 @@ impl Pair {
     /// connections through the VIP are answered.
     pub fn wait_a_master(&self) -> anyhow::Result<()> {
         let ready = wait_for(Duration::from_secs(20), || {
-            let kube_xdp_ok = match self.kind {
-                Kind::KubeXdp(_) => {
-                    self.p.state(&self.p.a) == "MASTER" && self.p.state(&self.p.b) == "BACKUP"
-                }
-                Kind::Keepalived(_) => true,
-            };
+            let kube_xdp_ok = !self.kind.kube_xdp()
+                || (self.p.state(&self.p.a) == "MASTER" && self.p.state(&self.p.b) == "BACKUP");
             kube_xdp_ok
                 && self.p.holds(&self.p.a, VIP)
                 && !self.p.holds(&self.p.b, VIP)
@@ -230,11 +253,15 @@ impl Pair {
     /// Hits box a with `event`. Returns once the signals are sent or the
     /// link is down (a graceful stop is not waited for).
     pub fn hit(&mut self, event: Event) -> anyhow::Result<()> {
+        if event == Event::KillAndLinkDown {
+            self.hit(Event::Kill)?;
+            return self.hit(Event::LinkDown);
+        }
         match event {
             Event::LinkDown => {
                 self.p.c.lb.ip(&["link", "set", "eth0", "down"])?;
             }
-            Event::Kill | Event::Stop => {
+            Event::Kill | Event::Stop | Event::KillAndLinkDown => {
                 let signal = if event == Event::Kill {
                     libc::SIGKILL
                 } else {
@@ -276,7 +303,7 @@ impl Pair {
             Event::LinkDown => {
                 self.p.c.lb.ip(&["link", "set", "eth0", "up"])?;
             }
-            Event::Kill | Event::Stop => {
+            Event::Kill | Event::Stop | Event::KillAndLinkDown => {
                 // Reap (bounded) what the event ended.
                 let old = std::mem::replace(&mut self.a, Running::Nothing);
                 match old {
@@ -304,11 +331,26 @@ impl Pair {
                     }
                     Running::Nothing => {}
                 }
+                // As a box that returns: its processes start (kube-xdp
+                // giving up the addresses the dead one left), then its
+                // link comes up.
                 self.a = self.run(true, backends)?;
+                if event == Event::KillAndLinkDown {
+                    self.p.c.lb.ip(&["link", "set", "eth0", "up"])?;
+                }
             }
         }
         self.wait_a_master()
     }
+}
+
+/// Writes the pair's flow-sync key (mode 0600) and returns its path.
+fn sync_key(p: &PairCluster) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = p.c.dir.path().join("sync.key");
+    std::fs::write(&path, "a-bench-pair-sync-key-0123456789abcdef\n")?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(path.to_str().context("a UTF-8 path")?.to_owned())
 }
 
 /// keepalived as the kubeadm HA guide configures it (`state MASTER` on the

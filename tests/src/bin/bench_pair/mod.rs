@@ -13,14 +13,22 @@
 //! still echo once box b holds the VIP. Box a is then restored and master
 //! again before the next round.
 //!
+//! Then flow sync (`survive.rs`): long-lived connections through a
+//! failover that removes the master (SIGKILL and link down) for a kube-xdp
+//! pair with flow sync, one without and keepalived + HAProxy; and
+//! (`sync_rate.rs`) how many new flows a second the sync carries to the
+//! backup at a few rates of short connections, and its bandwidth.
+//!
 //! Run alone: `KUBE_XDP_BIN=target/release/kube-xdp target/release/bench
-//! pair`. Markdown on stdout, progress on stderr. It reports; it never
+//! pair` (`bench pair sync`: only the flow-sync tables). Markdown on stdout, progress on stderr. It reports; it never
 //! fails on a threshold.
 //!
 //! `boxes.rs` runs the two kinds of pair, `probe.rs` the client side.
 
 mod boxes;
 mod probe;
+mod survive;
+mod sync_rate;
 
 use boxes::{Event, Kind, Pair};
 use kube_xdp_tests::{e2e_util::tcp_servers, pair::PairCluster};
@@ -123,8 +131,19 @@ fn row(kind: Kind, event: Event, rounds: &[Round]) -> String {
     )
 }
 
+/// `bench pair`: every table; `bench pair sync`: only flow sync's two.
 pub fn main() {
     let started = Instant::now();
+    if std::env::args().nth(2).as_deref() == Some("sync") {
+        let survival = survive::run();
+        let sync_runs = sync_rate::run().unwrap_or_else(|e| panic!("sync throughput: {e:#}"));
+        survive::print(&survival);
+        sync_rate::print(&sync_runs);
+        let took = started.elapsed().as_secs_f64();
+        eprintln!("bench pair sync: took {took:.0} s");
+        println!("The flow-sync part took {took:.0} s.\n");
+        return;
+    }
     let mut rows = String::new();
     let (mut attempts, mut failed) = (0, 0);
     for kind in KINDS {
@@ -156,6 +175,8 @@ pub fn main() {
         drop(pair);
         drop(servers);
     }
+    let survival = survive::run();
+    let sync_runs = sync_rate::run().unwrap_or_else(|e| panic!("sync throughput: {e:#}"));
     let took = started.elapsed().as_secs_f64();
     eprintln!("bench pair: took {took:.0} s");
     println!("### Failover of a pair: kube-xdp beside keepalived + HAProxy\n");
@@ -191,8 +212,11 @@ pub fn main() {
     println!("|---|---|---|---:|---:|---|---|---|");
     print!("{rows}");
     println!(
-        "\nNeither pair carries established connections over: HAProxy's are terminated on the box that dies, and a kube-xdp \
-         backup does not know the flows of the old master until flow sync lands, so it answers their next segment with a RST \
-         (clients reconnect at once). The pair part took {took:.0} s.\n"
+        "\nNeither pair here carries established connections over: HAProxy's are terminated on the box that dies, and these \
+         kube-xdp boxes run without flow sync (no `sync_key_file`), so the backup does not know the old master's flows and \
+         answers their next segment with a RST (clients reconnect at once). The next table has the pair with flow sync.\n"
     );
+    survive::print(&survival);
+    sync_rate::print(&sync_runs);
+    println!("The pair part took {took:.0} s.\n");
 }
