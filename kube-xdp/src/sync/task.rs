@@ -361,9 +361,9 @@ impl Task {
     /// Flows seen since the last refresh, sent again.
     async fn refresh(&mut self) {
         let since = self.last_refresh_ns;
-        let (now, flows) = match crate::view::live_flows(&self.dp) {
+        let (now, flows) = match read_live_flows(&self.pin_path).await {
             Ok(read) => read,
-            Err(e) => return warn!("reading the flow table to refresh the peer: {e}"),
+            Err(e) => return warn!("reading the flow table to refresh the peer: {e:#}"),
         };
         self.last_refresh_ns = now;
         let directory = Arc::clone(&self.directory.borrow());
@@ -500,10 +500,7 @@ impl Task {
     /// Sends our live flows to `to` in answer to the Hello `nonce`, from a
     /// task of its own (a large table takes a while).
     fn dump(&mut self, to: Ipv4Addr, nonce: u64) {
-        let dp = match Datapath::open_pinned(&self.pin_path) {
-            Ok(dp) => dp,
-            Err(e) => return warn!("opening the flow table for the peer's dump: {e}"),
-        };
+        let pin_path = self.pin_path.clone();
         let directory = Arc::clone(&self.directory.borrow());
         let socket = Arc::clone(&self.socket);
         let seq = Arc::clone(&self.seq);
@@ -514,9 +511,9 @@ impl Task {
             self.clock_offset_ns,
         );
         tokio::spawn(async move {
-            let (now, flows) = match crate::view::live_flows(&dp) {
+            let (now, flows) = match read_live_flows(&pin_path).await {
                 Ok(read) => read,
-                Err(e) => return warn!("reading the flow table for the peer's dump: {e}"),
+                Err(e) => return warn!("reading the flow table for the peer's dump: {e:#}"),
             };
             let records: Vec<SyncRecord> = flows
                 .iter()
@@ -625,6 +622,23 @@ impl Task {
         }
         self.published = Some(self.status.clone());
     }
+}
+
+/// The live flows pinned at `pin_path`, read on a blocking thread: a walk
+/// of a large table takes a while, and the runtime's workers also run the
+/// pair's VRRP, whose advertisements must not wait for it.
+async fn read_live_flows(
+    pin_path: &std::path::Path,
+) -> anyhow::Result<(
+    u64,
+    Vec<(kube_xdp_common::maps::FlowKey, kube_xdp_common::maps::Flow)>,
+)> {
+    let pin_path = pin_path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let dp = Datapath::open_pinned(&pin_path)?;
+        Ok(crate::view::live_flows(&dp)?)
+    })
+    .await?
 }
 
 /// The events waiting in the ring buffer.
