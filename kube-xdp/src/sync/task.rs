@@ -182,6 +182,8 @@ pub async fn spawn(setup: SyncSetup, notes: mpsc::Sender<SyncNote>) -> anyhow::R
         guard: ReplayGuard::new(),
         hellos: HelloLimiter::default(),
         hello_sent: None,
+        want_hello: false,
+        dump_nonce: None,
         batcher: Batcher::default(),
         counters: SyncCounters::default(),
         status,
@@ -236,6 +238,11 @@ struct Task {
     hellos: HelloLimiter,
     /// When our last Hello went out.
     hello_sent: Option<Instant>,
+    /// Ask the peer (again): its epoch is unknown or may have moved.
+    want_hello: bool,
+    /// The nonce of the dump last received (`table_flows` counts its
+    /// flows).
+    dump_nonce: Option<u64>,
     batcher: Batcher,
     counters: SyncCounters,
     status: SyncStatus,
@@ -378,7 +385,7 @@ impl Task {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
-        let want_table = self.guard.epoch().is_none();
+        let want_table = self.guard.epoch().is_none() || self.want_hello;
         if want_table
             && self
                 .hello_sent
@@ -438,8 +445,12 @@ impl Task {
         if let Err(why) = admitted {
             self.counters.reject(&why);
             if matches!(why, Replay::UnknownPeer | Replay::OldEpoch { .. }) {
-                // Learn the peer's (new) epoch the only safe way: ask.
-                self.forget_peer_epoch();
+                // The peer's epoch may have moved (or gone back with its
+                // clock): learn it the only safe way, by asking. The guard
+                // keeps what it knows meanwhile, so a recording played
+                // again disturbs nothing but costs the peer a dump (one a
+                // second at most).
+                self.want_hello = true;
             }
             return;
         }
@@ -447,7 +458,14 @@ impl Task {
         self.follow_clock(d.clock_ns).await;
         let installed = self.install(&d.records);
         if d.kind.is_dump() {
+            if self.dump_nonce != Some(d.nonce) {
+                // A new answer: count its flows afresh.
+                self.dump_nonce = Some(d.nonce);
+                self.status.table_flows = 0;
+            }
             self.status.table_flows += installed;
+            // Our Hello is answered: the guard took the peer's epoch.
+            self.want_hello = false;
             if d.kind == Kind::DumpEnd {
                 self.status.table_received = true;
                 let why = format!(
@@ -458,14 +476,6 @@ impl Task {
                 self.ready(true, why).await;
                 self.publish();
             }
-        }
-    }
-
-    /// The peer's epoch is to be learnt again: the next tick sends a Hello.
-    fn forget_peer_epoch(&mut self) {
-        if self.guard.epoch().is_some() {
-            let mut fresh = ReplayGuard::new();
-            std::mem::swap(&mut self.guard, &mut fresh);
         }
     }
 
@@ -492,7 +502,7 @@ impl Task {
         self.follow_clock(d.clock_ns).await;
         // The peer (re)started: learn its epoch too, by asking.
         if self.guard.epoch() != Some(d.epoch) {
-            self.forget_peer_epoch();
+            self.want_hello = true;
         }
         self.dump(from, d.nonce);
     }
