@@ -219,15 +219,19 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
 }
 
 /// Closes the flow as if it had seen a RST: its backend is down and the
-/// client is answered with one (`on_backend_down = "reset"`).
+/// client is answered with one (`on_backend_down = "reset"`). Returns
+/// whether that changed its state or flags (the first time only).
 #[inline(always)]
-pub fn reset(tracked: &Tracked, now: u64) {
+pub fn reset(tracked: &Tracked, now: u64) -> bool {
+    let old = &tracked.flow;
+    let changed = old.state != FLOW_CLOSING || old.flags & FLOW_RST == 0;
     // SAFETY: a pointer from the lookup, valid for this run.
     unsafe {
         (*tracked.entry).state = FLOW_CLOSING;
         (*tracked.entry).flags |= FLOW_RST;
         (*tracked.entry).last_seen_ns = now;
     }
+    changed
 }
 
 /// Opens the flow `flow` of `key`: its forward entry, after

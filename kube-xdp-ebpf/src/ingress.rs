@@ -158,8 +158,9 @@ fn established(
         return refuse(ctx, ip, l4, Counter::NoFlow);
     };
     if backend.state != BACKEND_UP && service_flags & SERVICE_RESET_ON_DOWN != 0 {
-        conntrack::reset(tracked, now);
-        sync::report(key, &tracked.current());
+        if conntrack::reset(tracked, now) {
+            sync::report(key, &tracked.current());
+        }
         return refuse(ctx, ip, l4, Counter::BackendDownReset);
     }
     if conntrack::update(tracked, Direction::ToBackend, l4.flags, now) {

@@ -130,11 +130,14 @@ fn claim(settings: &Settings, rkey: &FlowKey, client: &FlowKey, new_ts: bool, no
     let owner = unsafe { (*entry).client };
     // SAFETY: values are copied out at once.
     let old = unsafe { FLOWS.get(owner) }.copied();
-    // Claimed a moment ago and its owner's forward entry (none, or an
-    // older flow of the same 5-tuple) not yet the claiming flow's: another
-    // CPU is between the claim and the forward entry.
-    let settling =
-        now.saturating_sub(seen) < CLAIM_SETTLE_NS && old.is_none_or(|flow| flow.created_ns < seen);
+    // Claimed a moment ago and its owner's forward entry not (yet) the
+    // claiming flow's (none, or another flow of the same 5-tuple): another
+    // CPU may be between the claim and the forward entry — or between its
+    // compare-and-swap and its write of `client`, so that `owner` is still
+    // the previous one. Left alone until it settles, whatever that forward
+    // entry's age.
+    let settling = now.saturating_sub(seen) < CLAIM_SETTLE_NS
+        && !old.is_some_and(|flow| forward_agrees(&flow, rkey));
     if settling || !stale(settings, rkey, old.as_ref(), new_ts, now) {
         return false;
     }

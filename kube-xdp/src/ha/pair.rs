@@ -106,8 +106,10 @@ impl PairHandle {
         if self.last_ready == Some(ready) {
             return;
         }
-        self.last_ready = Some(ready);
-        let _ = self.commands.try_send(Command::Ready(ready, why));
+        // Remembered only once sent: a full queue must not lose it.
+        if self.commands.try_send(Command::Ready(ready, why)).is_ok() {
+            self.last_ready = Some(ready);
+        }
     }
 
     /// Resigns (priority 0) and gives the addresses up, then ends the
