@@ -209,7 +209,10 @@ fn a_restarted_box_receives_the_whole_table_and_closed_flows_close_on_the_backup
     let backup = log.find("Entering BACKUP STATE");
     assert!(
         installed.is_some() && installed < backup,
-        "the table came in before the box was ready:\n{log}"
+        "the table came in before the box was ready:\n{log}\nA:\n{}\nsync A {}\nsync B {}",
+        da.log(),
+        sync(&p, &p.a),
+        sync(&p, &p.b)
     );
 
     // The client closes ten: the backup sees them closing within a second.

@@ -31,7 +31,10 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use kube_xdp_common::maps::SyncEvent;
+use kube_xdp_common::{
+    flow,
+    maps::{FLOW_UDP, Flow, FlowKey, SyncEvent},
+};
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::unix::AsyncFd,
@@ -56,8 +59,14 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// How long a starting box waits for its peer's table before it lets the
 /// pair go on without it (the peer is down, or not configured alike).
 pub const TABLE_WAIT: Duration = Duration::from_secs(2);
-/// How often a Hello goes out while the peer's epoch is unknown.
+/// How often the task looks at its Hellos and readiness.
 const HELLO_EVERY: Duration = Duration::from_millis(250);
+/// A Hello unanswered this long is sent again, with the same nonce (so a
+/// dump that was slow to begin is still taken).
+const HELLO_RETRY: Duration = Duration::from_secs(1);
+/// A dump that sent something within this is still arriving: no new Hello,
+/// and the box waits for its end before it says it is ready.
+const DUMP_QUIET: Duration = Duration::from_secs(1);
 /// A dump pauses a millisecond after this many datagrams, so that the
 /// peer's socket buffer keeps up.
 const DUMP_BURST: usize = 16;
@@ -176,13 +185,15 @@ pub async fn spawn(setup: SyncSetup, notes: mpsc::Sender<SyncNote>) -> anyhow::R
         directory: setup.directory,
         heard_peer: setup.heard_peer,
         learned_peer: None,
-        answered: std::collections::VecDeque::new(),
+        last_hello: None,
         epoch,
         seq: Arc::new(AtomicU64::new(0)),
         guard: ReplayGuard::new(),
         hellos: HelloLimiter::default(),
         hello_sent: None,
         want_hello: false,
+        dump_seen_at: None,
+        hello_nonce: None,
         dump_nonce: None,
         batcher: Batcher::default(),
         counters: SyncCounters::default(),
@@ -228,8 +239,9 @@ struct Task {
     heard_peer: watch::Receiver<Option<Ipv4Addr>>,
     /// Where the peer's last authentic, fresh datagram came from.
     learned_peer: Option<Ipv4Addr>,
-    /// The Hellos answered lately, (epoch, seq): one played again is not.
-    answered: std::collections::VecDeque<(u64, u64)>,
+    /// The newest Hello answered, (epoch, seq): one not newer is a
+    /// recording.
+    last_hello: Option<(u64, u64)>,
     /// Ours: the start time, ns since the Unix epoch.
     epoch: u64,
     /// Datagrams sent in our epoch (shared with dumps).
@@ -240,6 +252,10 @@ struct Task {
     hello_sent: Option<Instant>,
     /// Ask the peer (again): its epoch is unknown or may have moved.
     want_hello: bool,
+    /// When a datagram of a dump answering us last came in.
+    dump_seen_at: Option<Instant>,
+    /// The nonce of our outstanding Hello (kept for its retries).
+    hello_nonce: Option<u64>,
     /// The nonce of the dump last received (`table_flows` counts its
     /// flows).
     dump_nonce: Option<u64>,
@@ -292,7 +308,7 @@ impl Task {
                 _ = tick.tick() => self.on_tick().await,
                 // A peer heard at last: ask for its table at once.
                 Ok(()) = self.heard_peer.changed() => self.on_tick().await,
-                _ = refresh.tick() => self.refresh().await,
+                _ = refresh.tick() => self.refresh(),
             }
         }
     }
@@ -365,34 +381,32 @@ impl Task {
         }
     }
 
-    /// Flows seen since the last refresh, sent again.
-    async fn refresh(&mut self) {
-        let since = self.last_refresh_ns;
-        let (now, flows) = match read_live_flows(&self.pin_path).await {
-            Ok(read) => read,
-            Err(e) => return warn!("reading the flow table to refresh the peer: {e:#}"),
+    /// Flows seen since the last refresh, sent again, from a task of its
+    /// own (the walk of a large table takes a while; this loop must keep
+    /// draining the ring buffer and the socket meanwhile).
+    fn refresh(&mut self) {
+        let Some(peer) = self.peer() else {
+            return;
         };
-        self.last_refresh_ns = now;
-        let directory = Arc::clone(&self.directory.borrow());
-        let at = Instant::now();
-        for (key, flow) in flows.iter().filter(|(_, f)| f.last_seen_ns >= since) {
-            let record = SyncRecord::from_flow(key, flow, directory.position(flow.ifindex), now);
-            if let Some(full) = self.batcher.push(record, at) {
-                self.send_records(&full).await;
-            }
-        }
+        let since = self.last_refresh_ns;
+        self.last_refresh_ns = monotonic_ns();
+        self.send_table(peer, Some(since), None);
     }
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
         let want_table = self.guard.epoch().is_none() || self.want_hello;
+        let dump_arriving = self
+            .dump_seen_at
+            .is_some_and(|at| now.duration_since(at) < DUMP_QUIET);
         if want_table
+            && !dump_arriving
             && self
                 .hello_sent
-                .is_none_or(|sent| now.duration_since(sent) >= HELLO_EVERY)
+                .is_none_or(|sent| now.duration_since(sent) >= HELLO_RETRY)
             && let Some(peer) = self.peer()
         {
-            let nonce = random_u64();
+            let nonce = *self.hello_nonce.get_or_insert_with(random_u64);
             self.guard.expect_dump(nonce);
             self.hello_sent = Some(now);
             self.send(Kind::Hello, nonce, &[], peer).await;
@@ -403,6 +417,7 @@ impl Task {
         let wait = TABLE_WAIT.as_millis();
         let (ready, why) = match self.peer_heard_at {
             _ if self.status.table_received => (true, "the peer's flow table is in".to_owned()),
+            _ if dump_arriving => (false, "the peer's flow table is arriving".to_owned()),
             Some(heard) if now.duration_since(heard) >= TABLE_WAIT => (
                 true,
                 format!(
@@ -438,6 +453,10 @@ impl Task {
         let SocketAddr::V4(from) = from else {
             return;
         };
+        if d.epoch == self.epoch {
+            // Our own datagram, sent back to us: never the peer's.
+            return self.counters.reject(&Replay::Replayed { seq: d.seq });
+        }
         let admitted = self.guard.admit(&d);
         if d.kind == Kind::Hello {
             return self.on_hello(&d, *from.ip(), admitted.err()).await;
@@ -466,8 +485,13 @@ impl Task {
             self.status.table_flows += installed;
             // Our Hello is answered: the guard took the peer's epoch.
             self.want_hello = false;
+            self.dump_seen_at = Some(Instant::now());
             if d.kind == Kind::DumpEnd {
                 self.status.table_received = true;
+                self.hello_nonce = None;
+                // The answered nonce must not let a recording of this dump
+                // back in later: the guard expects one nobody has.
+                self.guard.expect_dump(random_u64());
                 let why = format!(
                     "flow table from the peer {} installed: {} flows",
                     from.ip(),
@@ -488,28 +512,41 @@ impl Task {
         {
             return self.counters.reject(why);
         }
-        if self.answered.contains(&(d.epoch, d.seq)) {
+        // A Hello played again (this one, or any before the newest we
+        // answered) is refused.
+        if self.last_hello.is_some_and(|last| (d.epoch, d.seq) <= last) {
             return self.counters.reject(&Replay::Replayed { seq: d.seq });
         }
-        if !self.hellos.allow(Instant::now()) {
+        // Where a peer is known, the table goes to it only.
+        let known = self
+            .unicast_peers
+            .first()
+            .copied()
+            .or(*self.heard_peer.borrow());
+        if known.is_some_and(|peer| peer != from) && !self.unicast_peers.contains(&from) {
+            info!(%from, "a flow-sync Hello from an address that is not the peer's: not answered");
             return;
         }
-        if self.answered.len() >= 64 {
-            self.answered.pop_front();
+        // One dump a second for Hellos of one run of the peer's; a peer
+        // that restarted (a new epoch) is answered at once.
+        let restarted = self.last_hello.is_none_or(|(epoch, _)| epoch != d.epoch);
+        if !self.hellos.allow(Instant::now()) && !restarted {
+            return;
         }
-        self.answered.push_back((d.epoch, d.seq));
+        self.last_hello = Some((d.epoch, d.seq));
         self.learned_peer = Some(from);
         self.follow_clock(d.clock_ns).await;
         // The peer (re)started: learn its epoch too, by asking.
         if self.guard.epoch() != Some(d.epoch) {
             self.want_hello = true;
         }
-        self.dump(from, d.nonce);
+        self.send_table(from, None, Some(d.nonce));
     }
 
-    /// Sends our live flows to `to` in answer to the Hello `nonce`, from a
-    /// task of its own (a large table takes a while).
-    fn dump(&mut self, to: Ipv4Addr, nonce: u64) {
+    /// Sends our live flows to `to` from a task of its own: those seen
+    /// since `since` as Flows datagrams (a refresh), or all of them as a
+    /// dump answering the Hello `nonce`.
+    fn send_table(&mut self, to: Ipv4Addr, since: Option<u64>, nonce: Option<u64>) {
         let pin_path = self.pin_path.clone();
         let directory = Arc::clone(&self.directory.borrow());
         let socket = Arc::clone(&self.socket);
@@ -521,33 +558,50 @@ impl Task {
             self.clock_offset_ns,
         );
         tokio::spawn(async move {
-            let (now, flows) = match read_live_flows(&pin_path).await {
+            let what = if nonce.is_some() { "dump" } else { "refresh" };
+            let (_, flows) = match read_live_flows(&pin_path).await {
                 Ok(read) => read,
-                Err(e) => return warn!("reading the flow table for the peer's dump: {e:#}"),
+                Err(e) => return warn!("reading the flow table for the peer's {what}: {e:#}"),
             };
-            let records: Vec<SyncRecord> = flows
-                .iter()
-                .map(|(k, f)| SyncRecord::from_flow(k, f, directory.position(f.ifindex), now))
+            let flows: Vec<_> = flows
+                .into_iter()
+                .filter(|(_, f)| since.is_none_or(|since| f.last_seen_ns >= since))
                 .collect();
-            let mut chunks: Vec<&[SyncRecord]> = records.chunks(MAX_RECORDS).collect();
+            if nonce.is_none() && flows.is_empty() {
+                return;
+            }
+            let mut chunks: Vec<&[(FlowKey, Flow)]> = flows.chunks(MAX_RECORDS).collect();
             if chunks.is_empty() {
                 chunks.push(&[]);
             }
             let last = chunks.len() - 1;
             for (i, chunk) in chunks.into_iter().enumerate() {
-                let kind = if i == last { Kind::DumpEnd } else { Kind::Dump };
+                let kind = match nonce {
+                    None => Kind::Flows,
+                    Some(_) if i == last => Kind::DumpEnd,
+                    Some(_) => Kind::Dump,
+                };
+                // Ages as of the send, not of the walk.
+                let now = monotonic_ns();
+                let records: Vec<SyncRecord> = chunk
+                    .iter()
+                    .map(|(k, f)| SyncRecord::from_flow(k, f, directory.position(f.ifindex), now))
+                    .collect();
                 let seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
-                let clock = monotonic_ns().wrapping_add(offset);
-                let bytes = wire::encode(kind, epoch, seq, nonce, clock, chunk, &key);
+                let clock = now.wrapping_add(offset);
+                let bytes =
+                    wire::encode(kind, epoch, seq, nonce.unwrap_or(0), clock, &records, &key);
                 debug_assert!(bytes.len() <= MAX_DATAGRAM_LEN);
                 if let Err(e) = socket.send_to(&bytes, SocketAddrV4::new(to, port)).await {
-                    return warn!(peer = %to, "sending the flow table: {e}");
+                    return warn!(peer = %to, "sending the flow table ({what}): {e}");
                 }
                 if (i + 1) % DUMP_BURST == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
-            info!(peer = %to, flows = records.len(), "sent the flow table to the peer");
+            if nonce.is_some() {
+                info!(peer = %to, flows = flows.len(), "sent the flow table to the peer");
+            }
         });
     }
 
@@ -568,46 +622,88 @@ impl Task {
     /// Installs the peer's flows; returns how many went in.
     fn install(&mut self, records: &[SyncRecord]) -> u64 {
         let directory = Arc::clone(&self.directory.borrow());
+        let settings = match self.dp.settings() {
+            Ok(settings) => settings,
+            Err(e) => {
+                warn!("reading the datapath settings to install the peer's flows: {e}");
+                return 0;
+            }
+        };
         let now = monotonic_ns();
         let mut installed = 0;
         for record in records {
-            let (service_id, backend_id, ifindex) = match directory.resolve(record) {
-                Ok(ids) => ids,
-                Err(why) => {
-                    *self
-                        .status
-                        .skipped_records
-                        .entry(why.label().to_owned())
-                        .or_default() += 1;
-                    continue;
-                }
+            let outcome = directory
+                .resolve(record)
+                .map_err(|why| why.label())
+                .and_then(|(service_id, backend_id, ifindex)| {
+                    let (key, flow) = record.to_flow(now, backend_id, service_id, ifindex);
+                    self.merge(&settings, &key, flow, now)
+                        .map(|flow| (key, flow))
+                });
+            let skipped = match outcome {
+                Ok((key, flow)) => match self.dp.install_flow(&key, &flow) {
+                    Ok(()) => {
+                        installed += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!("installing a flow from the peer: {e}");
+                        "map_error"
+                    }
+                },
+                Err(why) => why,
             };
-            let (key, flow) = record.to_flow(now, backend_id, service_id, ifindex);
-            if let Ok(Some(local)) = self.dp.flow(&key)
-                && local.created_ns > flow.created_ns.saturating_add(NEWER_SLACK_NS)
-                && (local.snat_port, local.backend_addr) != (flow.snat_port, flow.backend_addr)
-            {
-                *self
-                    .status
-                    .skipped_records
-                    .entry("newer_here".to_owned())
-                    .or_default() += 1;
-                continue;
-            }
-            match self.dp.install_flow(&key, &flow) {
-                Ok(()) => installed += 1,
-                Err(e) => {
-                    warn!("installing a flow from the peer: {e}");
-                    *self
-                        .status
-                        .skipped_records
-                        .entry("map_error".to_owned())
-                        .or_default() += 1;
-                }
-            }
+            *self
+                .status
+                .skipped_records
+                .entry(skipped.to_owned())
+                .or_default() += 1;
         }
         self.counters.installed_records += installed;
         installed
+    }
+
+    /// The peer's `flow` of `key` as it is to be installed here, given
+    /// what this box holds: the same flow (same ports, opened within
+    /// [`NEWER_SLACK_NS`] of each other) merges (its state only moves
+    /// forward, flags add up, the latest time wins — a record that comes
+    /// back late, or from the peer's refresh of what we sent it, never
+    /// undoes a FIN); a newer local flow of the same 5-tuple, or a live
+    /// local flow holding the same SNAT port, is kept, and the record
+    /// skipped (why, as a label).
+    fn merge(
+        &self,
+        settings: &kube_xdp_common::maps::Settings,
+        key: &FlowKey,
+        mut flow: Flow,
+        now: u64,
+    ) -> Result<Flow, &'static str> {
+        let rkey = flow::reverse_key(key, &flow);
+        if let Ok(Some(local)) = self.dp.flow(key) {
+            let newer_there = flow.created_ns > local.created_ns.saturating_add(NEWER_SLACK_NS);
+            if flow::forward_agrees(&local, &rkey) && !newer_there {
+                if local.state != FLOW_UDP {
+                    flow.state = flow.state.max(local.state);
+                }
+                flow.flags |= local.flags;
+                flow.last_seen_ns = flow.last_seen_ns.max(local.last_seen_ns);
+                flow.created_ns = flow.created_ns.min(local.created_ns);
+                return Ok(flow);
+            }
+            if local.created_ns > flow.created_ns.saturating_add(NEWER_SLACK_NS) {
+                return Err("newer_here");
+            }
+        }
+        if let Ok(Some(owner)) = self.dp.reverse(&rkey)
+            && owner.client != *key
+            && let Ok(Some(theirs)) = self.dp.flow(&owner.client)
+        {
+            let reverse = self.dp.reverse(&rkey).ok().flatten();
+            if flow::live(settings, &owner.client, &theirs, reverse.as_ref(), now) {
+                return Err("port_taken_here");
+            }
+        }
+        Ok(flow)
     }
 
     /// Writes `sync.json` and the metrics when something changed.
@@ -639,10 +735,7 @@ impl Task {
 /// pair's VRRP, whose advertisements must not wait for it.
 async fn read_live_flows(
     pin_path: &std::path::Path,
-) -> anyhow::Result<(
-    u64,
-    Vec<(kube_xdp_common::maps::FlowKey, kube_xdp_common::maps::Flow)>,
-)> {
+) -> anyhow::Result<(u64, Vec<(FlowKey, Flow)>)> {
     let pin_path = pin_path.to_owned();
     tokio::task::spawn_blocking(move || {
         let dp = Datapath::open_pinned(&pin_path)?;
