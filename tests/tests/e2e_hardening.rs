@@ -407,33 +407,12 @@ fn run_mounts_the_bpf_filesystem_for_root_only() {
     c.write_config(&Service::apiserver(1).toml()).unwrap();
     // A host where nothing mounted the bpffs yet: a mount namespace of its
     // own without one (the daemon's mount there vanishes with it).
-    let log = c.dir.path().join("mount.log");
-    let script = format!(
-        "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 1; done; exec nsenter --net={} -- {} run --config {}",
-        c.lb.path().display(),
-        kube_xdp_tests::daemon::binary().display(),
-        c.config.display()
+    let daemon = MountNsDaemon::start(
+        &c,
+        "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 1; done; true",
     );
-    let child = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Kill(child);
-    let pid = child.0.id();
-    let running = wait_for(Duration::from_secs(20), || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("kube-xdp running"))
-    });
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(running.is_some(), "{log_text}");
+    let pid = daemon.pid();
+    let log_text = daemon.log();
     assert!(
         log_text.contains("mounted the BPF filesystem"),
         "{log_text}"
@@ -636,19 +615,18 @@ fn the_unit_verifies_and_is_sandboxed() {
     );
 }
 
-/// A daemon with a mount namespace of its own whose `/etc/hosts` is the
-/// file `hosts` (bind-mounted: writes to it show through), killed on drop.
-struct HostsDaemon {
+/// A daemon in a mount namespace of its own, where the shell command
+/// `prelude` runs first (mounts that only it sees); killed on drop.
+struct MountNsDaemon {
     child: std::process::Child,
     log: std::path::PathBuf,
 }
 
-impl HostsDaemon {
-    fn start(c: &Cluster, hosts: &std::path::Path) -> Self {
-        let log = c.dir.path().join("dns.log");
+impl MountNsDaemon {
+    fn start(c: &Cluster, prelude: &str) -> Self {
+        let log = c.dir.path().join("mountns.log");
         let script = format!(
-            "mount --bind {} /etc/hosts && exec nsenter --net={} -- {} run --config {}",
-            hosts.display(),
+            "{prelude} && exec nsenter --net={} -- {} run --config {}",
             c.lb.path().display(),
             kube_xdp_tests::daemon::binary().display(),
             c.config.display()
@@ -659,7 +637,7 @@ impl HostsDaemon {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let d = HostsDaemon { child, log };
+        let d = MountNsDaemon { child, log };
         let running = wait_for(Duration::from_secs(20), || {
             d.log().contains("kube-xdp running")
         });
@@ -667,12 +645,22 @@ impl HostsDaemon {
         d
     }
 
+    /// Its `/etc/hosts` is the file `hosts` (bind-mounted: writes to it
+    /// show through).
+    fn with_hosts(c: &Cluster, hosts: &std::path::Path) -> Self {
+        Self::start(c, &format!("mount --bind {} /etc/hosts", hosts.display()))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
-impl Drop for HostsDaemon {
+impl Drop for MountNsDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -691,7 +679,7 @@ fn a_backend_whose_name_does_not_resolve_yet_does_not_stop_the_start() {
     let hosts = c.dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     // cp1 is not in DNS yet: the daemon starts with cp0, and says why.
-    let daemon = HostsDaemon::start(&c, &hosts);
+    let daemon = MountNsDaemon::with_hosts(&c, &hosts);
     wait_all_up(&c, 1);
     assert!(
         daemon.log().contains("\"cp1.kxdp.test\" does not resolve")
@@ -750,7 +738,7 @@ fn a_resolver_that_hangs_holds_back_neither_health_checks_nor_reloads() {
     let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
     // SAFETY: `path` is a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
-    let daemon = HostsDaemon::start(&c, &hosts);
+    let daemon = MountNsDaemon::with_hosts(&c, &hosts);
     let log_text = || daemon.log();
     wait_all_up(&c, 2);
 

@@ -132,11 +132,7 @@ pub(super) fn encode_snapshot(
             .filter(|(c, _)| c.verdict().is_none() && c.is_packet())
             .map(|(c, v)| -> (Labels1, u64) { ([("reason", c.name().to_owned())], *v) }),
     )?;
-    let lost = s
-        .counters
-        .iter()
-        .find(|(c, _)| !c.is_packet())
-        .map_or(0, |(_, v)| *v);
+    let lost = s.counter(kube_xdp_common::stats::Counter::SyncLost);
     counters(
         enc,
         "kube_xdp_sync_events_lost",

@@ -24,7 +24,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -173,11 +173,19 @@ pub async fn spawn(setup: SyncSetup, notes: mpsc::Sender<SyncNote>) -> anyhow::R
         clock_offset_ns: setup.clock_offset_ns,
         ..SyncStatus::default()
     };
-    let mut task = Task {
-        key: setup.plan.key.clone(),
-        port: setup.plan.port,
-        unicast_peers: setup.unicast_peers,
+    let counters = Arc::new(Mutex::new(SyncCounters::default()));
+    let out = Outbox {
         socket: Arc::new(socket),
+        key: setup.plan.key.clone(),
+        epoch,
+        port: setup.plan.port,
+        seq: Arc::new(AtomicU64::new(0)),
+        clock_offset_ns: Arc::new(AtomicU64::new(setup.clock_offset_ns)),
+        counters: Arc::clone(&counters),
+    };
+    let mut task = Task {
+        out,
+        unicast_peers: setup.unicast_peers,
         dp,
         pin_path: setup.pin_path,
         run_dir: setup.run_dir,
@@ -186,8 +194,6 @@ pub async fn spawn(setup: SyncSetup, notes: mpsc::Sender<SyncNote>) -> anyhow::R
         heard_peer: setup.heard_peer,
         learned_peer: None,
         last_hello: None,
-        epoch,
-        seq: Arc::new(AtomicU64::new(0)),
         guard: ReplayGuard::new(),
         hellos: HelloLimiter::default(),
         hello_sent: None,
@@ -196,19 +202,18 @@ pub async fn spawn(setup: SyncSetup, notes: mpsc::Sender<SyncNote>) -> anyhow::R
         hello_nonce: None,
         dump_nonce: None,
         batcher: Batcher::default(),
-        counters: SyncCounters::default(),
+        counters,
         status,
         published: None,
         started: Instant::now(),
         peer_heard_at: None,
         ready_sent: None,
         last_refresh_ns: monotonic_ns(),
-        clock_offset_ns: setup.clock_offset_ns,
         notes,
         metrics: setup.metrics,
     };
     info!(
-        port = task.port,
+        port = task.out.port,
         "flow sync listening; asking the peer for its table"
     );
     let task = tokio::spawn(async move { task.run().await });
@@ -226,11 +231,64 @@ fn bind(local: Ipv4Addr, port: u16) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-struct Task {
-    key: SyncKey,
-    port: u16,
-    unicast_peers: Vec<Ipv4Addr>,
+/// What sends our datagrams — the loop's, and the dumps' and refreshes'
+/// from their own tasks: one numbering of our epoch, one clock, one count.
+#[derive(Clone)]
+struct Outbox {
     socket: Arc<UdpSocket>,
+    key: SyncKey,
+    /// Ours: the start time, ns since the Unix epoch.
+    epoch: u64,
+    port: u16,
+    /// Datagrams sent in our epoch.
+    seq: Arc<AtomicU64>,
+    /// How far our timestamp clock runs ahead of `CLOCK_MONOTONIC`.
+    clock_offset_ns: Arc<AtomicU64>,
+    counters: Arc<Mutex<SyncCounters>>,
+}
+
+impl Outbox {
+    /// Our timestamp clock now.
+    fn clock_ns(&self) -> u64 {
+        monotonic_ns().wrapping_add(self.clock_offset_ns.load(Ordering::Relaxed))
+    }
+
+    /// Sends `records` as a `kind` datagram to `to`'s sync port.
+    async fn send(
+        &self,
+        kind: Kind,
+        nonce: u64,
+        records: &[SyncRecord],
+        to: Ipv4Addr,
+    ) -> std::io::Result<()> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = wire::encode(
+            kind,
+            self.epoch,
+            seq,
+            nonce,
+            self.clock_ns(),
+            records,
+            &self.key,
+        );
+        debug_assert!(bytes.len() <= MAX_DATAGRAM_LEN);
+        self.socket
+            .send_to(&bytes, SocketAddrV4::new(to, self.port))
+            .await?;
+        lock(&self.counters).sent(records.len());
+        Ok(())
+    }
+}
+
+/// The counters, whoever held them last (they are plain numbers).
+fn lock(counters: &Mutex<SyncCounters>) -> std::sync::MutexGuard<'_, SyncCounters> {
+    counters.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Task {
+    /// What sends our datagrams (shared with the dump and refresh tasks).
+    out: Outbox,
+    unicast_peers: Vec<Ipv4Addr>,
     dp: Datapath,
     pin_path: PathBuf,
     run_dir: PathBuf,
@@ -242,10 +300,6 @@ struct Task {
     /// The newest Hello answered, (epoch, seq): one not newer is a
     /// recording.
     last_hello: Option<(u64, u64)>,
-    /// Ours: the start time, ns since the Unix epoch.
-    epoch: u64,
-    /// Datagrams sent in our epoch (shared with dumps).
-    seq: Arc<AtomicU64>,
     guard: ReplayGuard,
     hellos: HelloLimiter,
     /// When our last Hello went out.
@@ -260,7 +314,8 @@ struct Task {
     /// flows).
     dump_nonce: Option<u64>,
     batcher: Batcher,
-    counters: SyncCounters,
+    /// Shared with the dump and refresh tasks, which count what they send.
+    counters: Arc<Mutex<SyncCounters>>,
     status: SyncStatus,
     /// What `sync.json` last said.
     published: Option<SyncStatus>,
@@ -271,7 +326,6 @@ struct Task {
     ready_sent: Option<bool>,
     /// `CLOCK_MONOTONIC` of the last refresh walk.
     last_refresh_ns: u64,
-    clock_offset_ns: u64,
     notes: mpsc::Sender<SyncNote>,
     metrics: Arc<Metrics>,
 }
@@ -298,7 +352,7 @@ impl Task {
                     }
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => self.flush().await,
-                got = self.socket.recv_from(&mut buf) => match got {
+                got = self.out.socket.recv_from(&mut buf) => match got {
                     Ok((len, from)) => self.on_datagram(&buf[..len], from).await,
                     Err(e) => {
                         warn!("receiving flow sync: {e}");
@@ -324,29 +378,9 @@ impl Task {
             .or(self.learned_peer)
     }
 
-    /// Our timestamp clock now.
-    fn clock_ns(&self) -> u64 {
-        monotonic_ns().wrapping_add(self.clock_offset_ns)
-    }
-
     async fn send(&mut self, kind: Kind, nonce: u64, records: &[SyncRecord], to: Ipv4Addr) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let bytes = wire::encode(
-            kind,
-            self.epoch,
-            seq,
-            nonce,
-            self.clock_ns(),
-            records,
-            &self.key,
-        );
-        match self
-            .socket
-            .send_to(&bytes, SocketAddrV4::new(to, self.port))
-            .await
-        {
-            Ok(_) => self.counters.sent(records.len()),
-            Err(e) => warn!(peer = %to, "sending flow sync: {e}"),
+        if let Err(e) = self.out.send(kind, nonce, records, to).await {
+            warn!(peer = %to, "sending flow sync: {e}");
         }
     }
 
@@ -445,24 +479,24 @@ impl Task {
     }
 
     async fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
-        self.counters.received_datagrams += 1;
-        let d = match wire::decode(bytes, &self.key) {
+        lock(&self.counters).received_datagrams += 1;
+        let d = match wire::decode(bytes, &self.out.key) {
             Ok(d) => d,
-            Err(e) => return self.counters.reject(&e),
+            Err(e) => return lock(&self.counters).reject(&e),
         };
         let SocketAddr::V4(from) = from else {
             return;
         };
-        if d.epoch == self.epoch {
+        if d.epoch == self.out.epoch {
             // Our own datagram, sent back to us: never the peer's.
-            return self.counters.reject(&Replay::Replayed { seq: d.seq });
+            return lock(&self.counters).reject(&Replay::Replayed { seq: d.seq });
         }
         let admitted = self.guard.admit(&d);
         if d.kind == Kind::Hello {
             return self.on_hello(&d, *from.ip(), admitted.err()).await;
         }
         if let Err(why) = admitted {
-            self.counters.reject(&why);
+            lock(&self.counters).reject(&why);
             if matches!(why, Replay::UnknownPeer | Replay::OldEpoch { .. }) {
                 // The peer's epoch may have moved (or gone back with its
                 // clock): learn it the only safe way, by asking. The guard
@@ -510,12 +544,12 @@ impl Task {
         if let Some(why) = &refused
             && !matches!(why, Replay::UnknownPeer)
         {
-            return self.counters.reject(why);
+            return lock(&self.counters).reject(why);
         }
         // A Hello played again (this one, or any before the newest we
         // answered) is refused.
         if self.last_hello.is_some_and(|last| (d.epoch, d.seq) <= last) {
-            return self.counters.reject(&Replay::Replayed { seq: d.seq });
+            return lock(&self.counters).reject(&Replay::Replayed { seq: d.seq });
         }
         // Where a peer is known, the table goes to it only.
         let known = self
@@ -549,14 +583,7 @@ impl Task {
     fn send_table(&mut self, to: Ipv4Addr, since: Option<u64>, nonce: Option<u64>) {
         let pin_path = self.pin_path.clone();
         let directory = Arc::clone(&self.directory.borrow());
-        let socket = Arc::clone(&self.socket);
-        let seq = Arc::clone(&self.seq);
-        let (key, epoch, port, offset) = (
-            self.key.clone(),
-            self.epoch,
-            self.port,
-            self.clock_offset_ns,
-        );
+        let out = self.out.clone();
         tokio::spawn(async move {
             let what = if nonce.is_some() { "dump" } else { "refresh" };
             let (_, flows) = match read_live_flows(&pin_path).await {
@@ -587,12 +614,7 @@ impl Task {
                     .iter()
                     .map(|(k, f)| SyncRecord::from_flow(k, f, directory.position(f.ifindex), now))
                     .collect();
-                let seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
-                let clock = now.wrapping_add(offset);
-                let bytes =
-                    wire::encode(kind, epoch, seq, nonce.unwrap_or(0), clock, &records, &key);
-                debug_assert!(bytes.len() <= MAX_DATAGRAM_LEN);
-                if let Err(e) = socket.send_to(&bytes, SocketAddrV4::new(to, port)).await {
+                if let Err(e) = out.send(kind, nonce.unwrap_or(0), &records, to).await {
                     return warn!(peer = %to, "sending the flow table ({what}): {e}");
                 }
                 if (i + 1) % DUMP_BURST == 0 {
@@ -607,16 +629,13 @@ impl Task {
 
     /// Moves our timestamp clock up to the peer's `clock_ns` (never back).
     async fn follow_clock(&mut self, peer_clock_ns: u64) {
-        let ours = self.clock_ns();
-        if peer_clock_ns <= ours.saturating_add(1_000_000) {
+        if peer_clock_ns <= self.out.clock_ns().saturating_add(1_000_000) {
             return;
         }
-        self.clock_offset_ns = peer_clock_ns.saturating_sub(monotonic_ns());
-        self.status.clock_offset_ns = self.clock_offset_ns;
-        let _ = self
-            .notes
-            .send(SyncNote::ClockOffset(self.clock_offset_ns))
-            .await;
+        let offset = peer_clock_ns.saturating_sub(monotonic_ns());
+        self.out.clock_offset_ns.store(offset, Ordering::Relaxed);
+        self.status.clock_offset_ns = offset;
+        let _ = self.notes.send(SyncNote::ClockOffset(offset)).await;
     }
 
     /// Installs the peer's flows; returns how many went in.
@@ -659,7 +678,7 @@ impl Task {
                 .entry(skipped.to_owned())
                 .or_default() += 1;
         }
-        self.counters.installed_records += installed;
+        lock(&self.counters).installed_records += installed;
         installed
     }
 
@@ -697,18 +716,16 @@ impl Task {
         if let Ok(Some(owner)) = self.dp.reverse(&rkey)
             && owner.client != *key
             && let Ok(Some(theirs)) = self.dp.flow(&owner.client)
+            && flow::live(settings, &owner.client, &theirs, Some(&owner), now)
         {
-            let reverse = self.dp.reverse(&rkey).ok().flatten();
-            if flow::live(settings, &owner.client, &theirs, reverse.as_ref(), now) {
-                return Err("port_taken_here");
-            }
+            return Err("port_taken_here");
         }
         Ok(flow)
     }
 
     /// Writes `sync.json` and the metrics when something changed.
     fn publish(&mut self) {
-        let c = &self.counters;
+        let c = lock(&self.counters).clone();
         self.status.peer = self.peer();
         self.status.sent_datagrams = c.sent_datagrams;
         self.status.sent_records = c.sent_records;
