@@ -9,6 +9,7 @@ use prometheus_client::{
 };
 
 use super::Shared;
+use crate::sync::task::SyncStatus;
 use crate::view::Snapshot;
 use crate::view::{BackendState, Pins};
 
@@ -32,8 +33,50 @@ impl Collector for DatapathCollector {
             &mut encoder,
             snapshot.as_ref().ok(),
             &self.shared.config_hash(),
-        )
+        )?;
+        let sync = self.shared.sync.read().unwrap_or_else(|e| e.into_inner());
+        match sync.as_ref() {
+            Some(status) => encode_sync(&mut encoder, status),
+            None => Ok(()),
+        }
     }
+}
+
+/// The pair's flow sync (`kube-xdp ha`'s `sync`), as counters.
+fn encode_sync(enc: &mut DescriptorEncoder, s: &SyncStatus) -> fmt::Result {
+    let one = |key: &'static str, value: &str| -> Labels1 { [(key, value.to_owned())] };
+    counters(
+        enc,
+        "kube_xdp_sync_datagrams",
+        "Flow-sync datagrams, by direction (sent, received: refused ones included)",
+        [
+            (one("direction", "sent"), s.sent_datagrams),
+            (one("direction", "received"), s.received_datagrams),
+        ],
+    )?;
+    counters(
+        enc,
+        "kube_xdp_sync_records",
+        "Flow-sync records, by what happened (sent to the peer, installed from it)",
+        [
+            (one("what", "sent"), s.sent_records),
+            (one("what", "installed"), s.installed_records),
+        ],
+    )?;
+    counters(
+        enc,
+        "kube_xdp_sync_rejected_datagrams",
+        "Flow-sync datagrams refused, by reason (bad_tag, replayed, old_epoch, unknown_peer, too_short, bad_magic, ...)",
+        s.rejected.iter().map(|(r, n)| (one("reason", r), *n)),
+    )?;
+    counters(
+        enc,
+        "kube_xdp_sync_skipped_records",
+        "Authentic flow-sync records not installed, by reason (unknown_service, unknown_backend, newer_here, port_taken_here)",
+        s.skipped_records
+            .iter()
+            .map(|(r, n)| (one("reason", r), *n)),
+    )
 }
 
 /// One metric family of constant counters.

@@ -103,6 +103,8 @@ struct Shared {
     pin_path: PathBuf,
     names: RwLock<Arc<Names>>,
     config_hash: RwLock<String>,
+    /// The pair's flow sync as its task last published it.
+    sync: RwLock<Option<crate::sync::task::SyncStatus>>,
 }
 
 impl Shared {
@@ -158,6 +160,7 @@ impl Metrics {
             pin_path,
             names: RwLock::new(Arc::new(names)),
             config_hash: RwLock::new(config_hash),
+            sync: RwLock::new(None),
         });
         let mut registry = Registry::default();
         registry.register(

@@ -478,3 +478,38 @@ fn daemon_metrics_record_checks_reloads_and_build_info() {
     has_line(&text, "kube_xdp_config_info{hash=\"bbbb\"} 1");
     assert!(!text.contains("backend=\"cp0\""), "{text}");
 }
+
+#[test]
+fn the_flow_syncs_counters_are_exposed_as_its_task_published_them() {
+    let metrics = super::Metrics::new(
+        "/nonexistent/kube-xdp-pins".into(),
+        crate::view::Names::default(),
+        "0".into(),
+    );
+    let text = metrics.encode().unwrap();
+    assert!(
+        !text.contains("kube_xdp_sync_datagrams"),
+        "no pair, no sync"
+    );
+    let mut status = crate::sync::task::SyncStatus {
+        sent_datagrams: 7,
+        received_datagrams: 9,
+        sent_records: 120,
+        installed_records: 110,
+        ..Default::default()
+    };
+    status.rejected.insert("bad_tag".into(), 5);
+    status.skipped_records.insert("unknown_backend".into(), 2);
+    metrics.set_sync(&status);
+    let text = metrics.encode().unwrap();
+    for line in [
+        "kube_xdp_sync_datagrams_total{direction=\"sent\"} 7",
+        "kube_xdp_sync_datagrams_total{direction=\"received\"} 9",
+        "kube_xdp_sync_records_total{what=\"sent\"} 120",
+        "kube_xdp_sync_records_total{what=\"installed\"} 110",
+        "kube_xdp_sync_rejected_datagrams_total{reason=\"bad_tag\"} 5",
+        "kube_xdp_sync_skipped_records_total{reason=\"unknown_backend\"} 2",
+    ] {
+        has_line(&text, line);
+    }
+}
