@@ -7,6 +7,7 @@
 //! swaps bytes.
 #![no_std]
 
+pub mod cookie;
 pub mod flow;
 pub mod hash;
 pub mod maps;
@@ -56,9 +57,21 @@ pub mod map_name {
 
     /// Per-CPU RST token bucket. Not pinned: a new program starts full.
     pub const RST_BUDGET: &str = "KXDP_RST_BUDGET";
+    /// Per-CPU half-open token bucket. Not pinned: a new program starts
+    /// full.
+    pub const HALF_OPEN: &str = "KXDP_HALF_OPEN";
+    /// When a SYN cookie was last sent. Not pinned.
+    pub const COOKIE_CLOCK: &str = "KXDP_COOKIE_CLOCK";
+
+    /// The programs the load balancer hands packets to by tail call (slot
+    /// 0: the SYN-cookie program). Pinned, so that the program still
+    /// attached while a new daemon starts keeps its cookie paths; the new
+    /// daemon puts its own program in the slot.
+    pub const PROGRAMS: &str = "KXDP_PROGRAMS";
 
     /// Every map the daemon pins (and re-uses on restart).
     pub const PINNED: &[&str] = &[
+        PROGRAMS,
         STATS,
         SERVICES,
         VIPS,
@@ -86,4 +99,7 @@ pub mod program_name {
     pub const PASS: &str = "kube_xdp_pass";
     /// Swaps MACs and returns `XDP_TX`: the floor the benchmarks compare with.
     pub const FLOOR: &str = "kube_xdp_floor";
+    /// The SYN-cookie paths, entered by tail call from [`LB`] (slot 0 of
+    /// `KXDP_PROGRAMS`); never attached.
+    pub const COOKIE: &str = "kube_xdp_cookie";
 }

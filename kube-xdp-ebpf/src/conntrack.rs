@@ -16,15 +16,15 @@
 use kube_xdp_common::{
     flow::{expired, forward_agrees, reverse_agrees, reverse_key},
     maps::{
-        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_REPLIED, FLOW_RST,
-        FLOW_SYN_SENT, FLOW_UDP, FRAGMENT_TO_BACKEND, FRAGMENT_TO_CLIENT, Flow, FlowKey, PROTO_TCP,
-        Settings,
+        FLOW_CLOSING, FLOW_COOKIE_WAIT, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT,
+        FLOW_REPLIED, FLOW_RST, FLOW_SYN_SENT, FLOW_UDP, FRAGMENT_TO_BACKEND, FRAGMENT_TO_CLIENT,
+        Flow, FlowKey, PROTO_TCP, Settings,
     },
     stats::Counter,
 };
 
 use crate::{
-    FLOWS, REVERSE,
+    FLOWS, REVERSE, cookie,
     parse::{TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -213,9 +213,39 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
             (*tracked.entry).state = state;
         }
         (*tracked.entry).flags = flags;
-        (*tracked.entry).last_seen_ns = now;
+        // A half-open flow lives `tcp_syn` from the client's last packet:
+        // the backend retransmitting its SYN-ACK to a client that never
+        // answers (a spoofed source) does not keep it.
+        if direction == Direction::ToBackend || state != FLOW_SYN_SENT {
+            (*tracked.entry).last_seen_ns = now;
+        }
+    }
+    if old.state == FLOW_SYN_SENT && state != FLOW_SYN_SENT {
+        cookie::give_back(old);
     }
     state != old.state || flags != old.flags
+}
+
+/// What the backend's SYN-ACK of a cookie flow tells it (see
+/// `Flow::seq_delta`, `Flow::ts_peer_offset`, `Flow::win_scale_backend`).
+pub struct CookieAnswer {
+    pub seq_delta: u32,
+    pub ts_peer_offset: u32,
+    pub win_scale_backend: u8,
+}
+
+/// Records the backend's answer to a cookie flow's SYN: the flow leaves
+/// `FLOW_COOKIE_WAIT` and translates from now on.
+#[inline(always)]
+pub fn cookie_answered(tracked: &Tracked, answer: &CookieAnswer, now: u64) {
+    // SAFETY: a pointer from the lookup, valid for this run.
+    unsafe {
+        (*tracked.entry).seq_delta = answer.seq_delta;
+        (*tracked.entry).ts_peer_offset = answer.ts_peer_offset;
+        (*tracked.entry).win_scale_backend = answer.win_scale_backend;
+        (*tracked.entry).flags = tracked.flow.flags & !FLOW_COOKIE_WAIT;
+        (*tracked.entry).last_seen_ns = now;
+    }
 }
 
 /// Closes the flow as if it had seen a RST: its backend is down and the

@@ -42,3 +42,16 @@ pub fn udp_update(check: u16, old: u32, new: u32) -> u16 {
         c => c,
     }
 }
+
+/// The one's-complement sum (unfolded) of `bytes` as 16-bit words in the
+/// packet's order; an even length.
+#[inline(always)]
+pub fn sum_bytes(bytes: &[u8]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u32::from(u16::from_ne_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum
+}

@@ -11,8 +11,8 @@ use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs:
 use kube_xdp_common::{
     hash::flow_hash,
     maps::{
-        BACKEND_UP, FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN,
-        Service, Settings,
+        BACKEND_UP, Backend, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_TS_REWRITE, Flow, FlowKey,
+        PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN, Service, Settings,
     },
     stats::Counter,
 };
@@ -20,6 +20,7 @@ use kube_xdp_common::{
 use crate::{
     SETTINGS,
     conntrack::{self, Direction, Tracked},
+    cookie::{self, Admit},
     forward::{self, Owner, Route},
     frag, icmp,
     l2::{self, NOT_FOR_US},
@@ -30,8 +31,14 @@ use crate::{
     verdict::Verdict,
 };
 
+/// The packet's path. `COOKIES`: this is the cookie program (`kube_xdp_cookie`), which
+/// handles what the load balancer's program hands it by tail call: SYNs
+/// over the half-open limit, ACKs that may carry a cookie, and the packets
+/// of cookie flows. (The same path twice, so that each program has its own
+/// 512-byte stack and the established path of ordinary flows carries none
+/// of the cookie paths' code.)
 #[inline(always)]
-pub fn process(ctx: &XdpContext) -> Verdict {
+pub fn process<const COOKIES: bool>(ctx: &XdpContext) -> Verdict {
     let Some(frame) = parse::parse_ip(ctx) else {
         return (xdp_action::XDP_PASS, Counter::Malformed);
     };
@@ -50,7 +57,7 @@ pub fn process(ctx: &XdpContext) -> Verdict {
         };
     }
     match ip.protocol {
-        PROTO_TCP | PROTO_UDP => transport(ctx, &ip),
+        PROTO_TCP | PROTO_UDP => transport::<COOKIES>(ctx, &ip),
         IPPROTO_ICMP => icmp::handle(ctx, &ip),
         _ => (xdp_action::XDP_PASS, Counter::PassOtherProtocol),
     }
@@ -89,7 +96,7 @@ fn flow_key(ip: &Ip, l4: &L4) -> FlowKey {
 }
 
 #[inline(always)]
-fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
+fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
     let Some(l4) = parse::parse_l4(ctx, ip) else {
         return malformed(Some(ip.dst));
     };
@@ -100,7 +107,7 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
     // Replies come back to a SNAT address, which is never a VIP (the
     // configuration refuses that): one lookup sorts them out.
     if snat::is_snat_addr(settings, ip.dst) {
-        return from_backend(ctx, ip, &l4, &key, settings);
+        return from_backend::<COOKIES>(ctx, ip, &l4, &key, settings);
     }
     // A packet we would forward but whose TTL runs out here changes no
     // state.
@@ -118,7 +125,7 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
         if expiring {
             return (xdp_action::XDP_DROP, Counter::TtlExceeded);
         }
-        return established(ctx, ip, &l4, &key, service_flags, &tracked, now);
+        return established::<COOKIES>(ctx, ip, &l4, &key, service_flags, &tracked, now);
     }
     let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) else {
         return (xdp_action::XDP_PASS, Counter::PassNoService);
@@ -135,15 +142,29 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Verdict {
             // refused too.
             return (xdp_action::XDP_DROP, Counter::NoBackend);
         }
+        if cookie::candidate(&l4, now) {
+            if !COOKIES {
+                return cookie::hand_over(ctx);
+            }
+            return cookie::open_from_ack(ctx, ip, &l4, &key, &svc, settings, now);
+        }
         // Not a SYN and no flow: a RST makes the client reconnect at once.
         return refuse(ctx, ip, &l4, Counter::NoFlow);
+    }
+    if ip.protocol == PROTO_TCP && service::has_backends(&svc) {
+        match cookie::admit(settings, now) {
+            Admit::Flow => {}
+            Admit::Cookie if !COOKIES => return cookie::hand_over(ctx),
+            Admit::Cookie => return cookie::answer_syn(ctx, ip, &l4, settings, now),
+            Admit::Drop => return (xdp_action::XDP_DROP, Counter::HalfOpenLimited),
+        }
     }
     new_flow(ctx, ip, &l4, &key, &svc, settings, now)
 }
 
 /// A client's packet of a live flow: on to its backend.
 #[inline(always)]
-fn established(
+fn established<const COOKIES: bool>(
     ctx: &XdpContext,
     ip: &Ip,
     l4: &L4,
@@ -163,6 +184,19 @@ fn established(
         }
         return refuse(ctx, ip, l4, Counter::BackendDownReset);
     }
+    if f.flags & FLOW_COOKIE != 0 {
+        if !COOKIES {
+            return cookie::hand_over(ctx);
+        }
+        if f.flags & FLOW_COOKIE_WAIT != 0 {
+            // Its backend has not answered: the client was told a zero
+            // window, and sends this again.
+            return (xdp_action::XDP_DROP, Counter::CookieEarly);
+        }
+        if cookie::to_backend(ctx, ip, l4, f).is_none() {
+            return (xdp_action::XDP_DROP, Counter::Malformed);
+        }
+    }
     if conntrack::update(tracked, Direction::ToBackend, l4.flags, now) {
         sync::report(key, &tracked.current());
     }
@@ -181,9 +215,95 @@ fn established(
     forward::forward(ctx, ip, Some(l4), &route, &owner, Counter::ToBackend)
 }
 
-/// A client's packet that opens a flow (a SYN, or a UDP datagram): a
-/// backend from the pool's Maglev table, a SNAT port, the flow's entries,
-/// then on to the backend.
+/// What a flow opened by a cookie starts with (see `Flow::seq_delta`).
+pub struct CookieInit {
+    pub seq_delta: u32,
+    pub ts_peer_offset: u32,
+    pub win_scale_client_view: u8,
+}
+
+/// A flow just opened: its entry as written, and its backend.
+pub struct Opened {
+    pub flow: Flow,
+    pub backend: Backend,
+    pub backend_id: u32,
+}
+
+/// Opens a flow for the client's packet (`key`): a backend from the
+/// pool's Maglev table, a SNAT port, the flow's entries. `ts_at`: where the
+/// packet's TSval is (the client's timestamps are rewritten from it on);
+/// `cookie`: the flow is opened by the client's ACK of a cookie.
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "the packet's parts, each needed")]
+pub fn open_flow(
+    ctx: &XdpContext,
+    ip: &Ip,
+    l4: &L4,
+    key: &FlowKey,
+    svc: &Service,
+    settings: &Settings,
+    now: u64,
+    ts_at: Option<usize>,
+    cookie: Option<&CookieInit>,
+) -> Result<Opened, Counter> {
+    let hash = flow_hash(
+        key.src_addr,
+        key.dst_addr,
+        key.src_port,
+        key.dst_port,
+        key.protocol,
+    );
+    let (backend_id, backend) = service::pick(svc, hash)?;
+    let backend_port = if backend.port == 0 {
+        l4.dport
+    } else {
+        backend.port
+    };
+    let ts_offset = nat::ts_offset(ctx, ts_at, settings.ts_clock_offset_ns);
+    let (snat_addr, snat_port) = snat::allocate(
+        settings,
+        key,
+        hash,
+        backend.addr,
+        backend_port,
+        ts_at.is_some(),
+        now,
+    )
+    .ok_or(Counter::SnatExhausted)?;
+    let mut flags = if ts_at.is_some() { FLOW_TS_REWRITE } else { 0 };
+    if cookie.is_some() {
+        flags |= FLOW_COOKIE | FLOW_COOKIE_WAIT;
+    }
+    let f = Flow {
+        backend_addr: backend.addr,
+        snat_addr,
+        backend_port,
+        snat_port,
+        backend_id: backend_id as u16,
+        service_id: svc.id as u16,
+        client_mac: parse::eth_src(ctx),
+        state: conntrack::opening_state(ip.protocol),
+        flags,
+        ifindex: ctx.ingress_ifindex() as u32,
+        ts_offset,
+        created_ns: now,
+        last_seen_ns: now,
+        seq_delta: cookie.map_or(0, |c| c.seq_delta),
+        ts_peer_offset: cookie.map_or(0, |c| c.ts_peer_offset),
+        win_scale_backend: 0,
+        win_scale_client_view: cookie.map_or(0, |c| c.win_scale_client_view),
+        ..Flow::default()
+    };
+    conntrack::open(key, &f)?;
+    Ok(Opened {
+        flow: f,
+        backend,
+        backend_id,
+    })
+}
+
+/// A client's packet that opens a flow (a SYN, or a UDP datagram): the
+/// flow's entries, then on to the backend.
 #[inline(always)]
 fn new_flow(
     ctx: &XdpContext,
@@ -194,76 +314,44 @@ fn new_flow(
     settings: &Settings,
     now: u64,
 ) -> Verdict {
-    let hash = flow_hash(
-        key.src_addr,
-        key.dst_addr,
-        key.src_port,
-        key.dst_port,
-        key.protocol,
-    );
-    let (backend_id, backend) = match service::pick(svc, hash) {
-        Ok(picked) => picked,
-        Err(reason) => return refuse(ctx, ip, l4, reason),
-    };
-    let backend_port = if backend.port == 0 {
-        l4.dport
-    } else {
-        backend.port
-    };
     let ts_at = if ip.protocol == PROTO_TCP {
         tcpopt::find_timestamp(ctx, ip.l4, l4.tcp_len)
     } else {
         None
     };
-    let ts_offset = nat::ts_offset(ctx, ts_at, settings.ts_clock_offset_ns);
-    let Some((snat_addr, snat_port)) = snat::allocate(
-        settings,
-        key,
-        hash,
-        backend.addr,
-        backend_port,
-        ts_at.is_some(),
-        now,
-    ) else {
-        return refuse(ctx, ip, l4, Counter::SnatExhausted);
+    let opened = match open_flow(ctx, ip, l4, key, svc, settings, now, ts_at, None) {
+        Ok(opened) => opened,
+        Err(reason) => return refuse(ctx, ip, l4, reason),
     };
-    let f = Flow {
-        backend_addr: backend.addr,
-        snat_addr,
-        backend_port,
-        snat_port,
-        backend_id: backend_id as u16,
-        service_id: svc.id as u16,
-        client_mac: parse::eth_src(ctx),
-        state: conntrack::opening_state(ip.protocol),
-        flags: if ts_at.is_some() { FLOW_TS_REWRITE } else { 0 },
-        ifindex: ctx.ingress_ifindex() as u32,
-        ts_offset,
-        created_ns: now,
-        last_seen_ns: now,
-    };
-    if let Err(reason) = conntrack::open(key, &f) {
-        return refuse(ctx, ip, l4, reason);
-    }
-    sync::report(key, &f);
+    let f = &opened.flow;
+    sync::report(key, f);
     let route = Route {
-        nat: nat::translation(&f, key, Direction::ToBackend),
-        ts: ts_at.map(|at| nat::TsEdit { at, add: ts_offset }),
-        mac: backend.mac,
-        ifindex: backend.ifindex,
+        nat: nat::translation(f, key, Direction::ToBackend),
+        ts: ts_at.map(|at| nat::TsEdit {
+            at,
+            add: f.ts_offset,
+        }),
+        mac: opened.backend.mac,
+        ifindex: opened.backend.ifindex,
     };
     let owner = Owner {
         client: *key,
         direction: Direction::ToBackend,
         service_id: svc.id,
-        backend_id,
+        backend_id: opened.backend_id,
     };
     forward::forward(ctx, ip, Some(l4), &route, &owner, Counter::NewFlow)
 }
 
 /// A packet to a SNAT address: a backend's reply, back to its client.
 #[inline(always)]
-fn from_backend(ctx: &XdpContext, ip: &Ip, l4: &L4, key: &FlowKey, settings: &Settings) -> Verdict {
+fn from_backend<const COOKIES: bool>(
+    ctx: &XdpContext,
+    ip: &Ip,
+    l4: &L4,
+    key: &FlowKey,
+    settings: &Settings,
+) -> Verdict {
     let Some(client) = conntrack::client_of(key) else {
         return (xdp_action::XDP_PASS, Counter::PassNoService);
     };
@@ -280,10 +368,21 @@ fn from_backend(ctx: &XdpContext, ip: &Ip, l4: &L4, key: &FlowKey, settings: &Se
     if ip.ttl <= 1 {
         return (xdp_action::XDP_DROP, Counter::TtlExceeded);
     }
+    let f = &tracked.flow;
+    if f.flags & FLOW_COOKIE != 0 {
+        if !COOKIES {
+            return cookie::hand_over(ctx);
+        }
+        if let Some(verdict) = cookie::from_backend(ctx, ip, l4, &client, &tracked, now) {
+            return verdict;
+        }
+        if cookie::to_client(ctx, ip, l4, f).is_none() {
+            return (xdp_action::XDP_DROP, Counter::Malformed);
+        }
+    }
     if conntrack::update(&tracked, Direction::ToClient, l4.flags, now) {
         sync::report(&client, &tracked.current());
     }
-    let f = &tracked.flow;
     let route = Route {
         nat: nat::translation(f, &client, Direction::ToClient),
         ts: nat::timestamp(ctx, ip, l4, f, Direction::ToClient),

@@ -7,6 +7,8 @@
 //! (errors about a flow) and `reset` (refusals) are the side paths; `l2`
 //! says whether a frame is ours to act on; `sync` reports flow changes for
 //! the pair;
+//! `cookie` answers SYNs statelessly over the half-open limit and opens
+//! their flows from the client's ACK (`segment` writes those segments);
 //! `verdict`, `field`, `csum` and `tcpopt` are what the steps share.
 #![no_std]
 #![no_main]
@@ -16,6 +18,7 @@
 #![feature(core_intrinsics)]
 
 mod conntrack;
+mod cookie;
 mod csum;
 mod field;
 mod forward;
@@ -26,6 +29,7 @@ mod l2;
 mod nat;
 mod parse;
 mod reset;
+mod segment;
 mod service;
 mod snat;
 mod stats;
@@ -36,15 +40,15 @@ mod verdict;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::XdpContext,
 };
 use kube_xdp_common::{
     maps::{
-        Backend, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey, Interface,
-        MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS, MAX_SERVICES, MaglevTable,
-        Meta, Pool, ReverseFlow, RstBudget, SYNC_RING_BYTES, Service, ServiceKey, Settings,
-        Traffic,
+        Backend, CookieClock, DEFAULT_FLOW_TABLE_SIZE, Flow, FlowKey, Fragment, FragmentKey,
+        HalfOpenBudget, Interface, MAX_BACKENDS, MAX_FRAGMENTS, MAX_INTERFACES, MAX_SERVICE_PORTS,
+        MAX_SERVICES, MaglevTable, Meta, Pool, ReverseFlow, RstBudget, SYNC_RING_BYTES, Service,
+        ServiceKey, Settings, Traffic,
     },
     stats::COUNTER_SLOTS,
 };
@@ -87,13 +91,38 @@ static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_B
 static META: Array<Meta> = Array::with_max_entries(1, 0);
 #[map(name = "KXDP_RST_BUDGET")]
 static RST_BUDGET: PerCpuArray<RstBudget> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "KXDP_HALF_OPEN")]
+static HALF_OPEN: PerCpuArray<HalfOpenBudget> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "KXDP_COOKIE_CLOCK")]
+static COOKIE_CLOCK: Array<CookieClock> = Array::with_max_entries(1, 0);
+#[map(name = "KXDP_SCAN")]
+static SCAN: PerCpuArray<tcpopt::Scan> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "KXDP_PROGRAMS")]
+static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+/// The cookie program's slot in `PROGRAMS`.
+const PROGRAM_COOKIES: u32 = 0;
 #[map(name = "KXDP_SYNC_EVENTS")]
 static SYNC_EVENTS: RingBuf = RingBuf::with_byte_size(SYNC_RING_BYTES, 0);
 
 /// The load balancer's entry point.
+///
+/// `inline(always)` puts the body in the program's entry (the `xdp`
+/// macro wraps it in one), not in a BPF function of its own: the kernel
+/// allows a tail call (`cookie::hand_over`) only there.
 #[xdp]
+#[inline(always)]
 pub fn kube_xdp(ctx: XdpContext) -> u32 {
-    let (verdict, reason) = ingress::process(&ctx);
+    let (verdict, reason) = ingress::process::<false>(&ctx);
+    stats::count(verdict, reason);
+    verdict
+}
+
+/// The SYN-cookie paths (`cookie`), entered by tail call from `kube_xdp`
+/// (never attached): the same path, with the cookie paths in it.
+#[xdp]
+#[inline(always)]
+pub fn kube_xdp_cookie(ctx: XdpContext) -> u32 {
+    let (verdict, reason) = ingress::process::<true>(&ctx);
     stats::count(verdict, reason);
     verdict
 }

@@ -119,14 +119,14 @@ fn reply_rst(ctx: &XdpContext, ip: &Ip, l4: &L4) -> Option<u32> {
     h[28..32].copy_from_slice(&ack.to_be_bytes());
     h[32] = (TCP_LEN as u8 / 4) << 4;
     h[33] = flags;
-    let ip_check = !csum::fold(sum_words(&h[..IP_LEN]));
+    let ip_check = !csum::fold(csum::sum_bytes(&h[..IP_LEN]));
     h[10..12].copy_from_slice(&ip_check.to_ne_bytes());
     // The pseudo-header: both addresses, zero + protocol, TCP length.
     let pseudo = csum::sum32(ip.src)
         + csum::sum32(ip.dst)
         + u32::from(u16::from_ne_bytes([0, PROTO_TCP]))
         + u32::from(u16::from_ne_bytes((TCP_LEN as u16).to_be_bytes()));
-    let tcp_check = !csum::fold(pseudo + sum_words(&h[IP_LEN..]));
+    let tcp_check = !csum::fold(pseudo + csum::sum_bytes(&h[IP_LEN..]));
     h[36..38].copy_from_slice(&tcp_check.to_ne_bytes());
     out[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     out[ETH_LEN..].copy_from_slice(&h);
@@ -139,15 +139,4 @@ fn reply_rst(ctx: &XdpContext, ip: &Ip, l4: &L4) -> Option<u32> {
         return None;
     }
     Some(xdp_action::XDP_TX)
-}
-
-#[inline(always)]
-fn sum_words(bytes: &[u8]) -> u32 {
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        sum += u32::from(u16::from_ne_bytes([bytes[i], bytes[i + 1]]));
-        i += 2;
-    }
-    sum
 }

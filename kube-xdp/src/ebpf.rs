@@ -167,6 +167,11 @@ pub fn object() -> Result<&'static [u8], EbpfError> {
 
 fn loader(flow_table_size: u32) -> EbpfLoader<'static> {
     let mut loader = EbpfLoader::new();
+    // The verifier's whole log in load errors, for debugging a refused
+    // program.
+    if std::env::var_os("KXDP_VERIFIER_LOG").is_some() {
+        loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+    }
     loader
         .map_max_entries(map_name::FLOWS, flow_table_size)
         .map_max_entries(map_name::REVERSE, flow_table_size);
@@ -196,4 +201,39 @@ pub fn load_pinned(pin_dir: &Path, flow_table_size: u32) -> Result<Ebpf, EbpfErr
 /// When the object is missing or the kernel refuses a map or program.
 pub fn load_private(flow_table_size: u32) -> Result<Ebpf, EbpfError> {
     Ok(loader(flow_table_size).load(object()?)?)
+}
+
+/// Loads the load balancer's program and the SYN-cookie program it hands
+/// packets to by tail call, and puts the latter in `KXDP_PROGRAMS` (slot
+/// 0). The load balancer's program then only needs attaching.
+///
+/// # Errors
+///
+/// When the verifier refuses a program, or the program array refuses it.
+pub fn load_programs(bpf: &mut Ebpf) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use aya::{maps::ProgramArray, programs::Xdp};
+    use kube_xdp_common::program_name;
+    for name in [program_name::LB, program_name::COOKIE] {
+        let program: &mut Xdp = bpf
+            .program_mut(name)
+            .with_context(|| format!("the eBPF object has no program {name}"))?
+            .try_into()?;
+        program
+            .load()
+            .with_context(|| format!("loading the XDP program {name}"))?;
+    }
+    let cookie: &Xdp = bpf
+        .program(program_name::COOKIE)
+        .context("the eBPF object has no SYN-cookie program")?
+        .try_into()?;
+    let fd = cookie.fd()?.try_clone()?;
+    let map = bpf
+        .map_mut(map_name::PROGRAMS)
+        .context("the eBPF object has no program array")?;
+    let mut programs = ProgramArray::try_from(map)?;
+    programs
+        .set(0, &fd, 0)
+        .context("putting the SYN-cookie program in its slot")?;
+    Ok(())
 }

@@ -60,8 +60,15 @@ pub fn default_settings() -> Settings {
         sync: 0,
         _pad: 0,
         ts_clock_offset_ns: 0,
+        cookie_key: COOKIE_KEY,
+        cookie_mss: 1460,
+        cookie_wscale: 7,
+        ..Settings::default()
     }
 }
+
+/// The SYN-cookie key of the fixtures' settings.
+pub const COOKIE_KEY: [u64; 2] = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
 
 pub struct Harness {
     pub dp: Datapath,
@@ -88,12 +95,7 @@ impl Harness {
     pub fn with_flow_table(flows: u32) -> Self {
         require_root();
         let mut bpf = kube_xdp::ebpf::load_private(flows).expect("load the eBPF object");
-        let program: &mut Xdp = bpf
-            .program_mut(program_name::LB)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        program.load().expect("the verifier accepts the program");
+        kube_xdp::ebpf::load_programs(&mut bpf).expect("the verifier accepts the programs");
         // Before `Datapath` takes the maps out of the object.
         let flows = second_handle(&bpf, map_name::FLOWS);
         let reverse = second_handle(&bpf, map_name::REVERSE);

@@ -209,18 +209,13 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
     let adopted = check_meta(&pin_path, daemon_config.flow_table_size)?;
     ebpf::check_pinned_maps(&pin_path, Some(daemon_config.flow_table_size))?;
     let mut bpf = ebpf::load_pinned(&pin_path, daemon_config.flow_table_size)?;
-    let program: &mut Xdp = bpf
-        .program_mut(program_name::LB)
-        .context("the eBPF object has no load-balancer program")?
-        .try_into()?;
     // The verifier gives up (EAGAIN) when a signal is pending for the
     // loading thread: keep the daemon's signals for its other threads
     // meanwhile, so a `systemctl reload` during the start cannot fail it.
-    let loaded = {
+    {
         let _blocked = BlockedSignals::new();
-        program.load()
-    };
-    loaded.context("loading the XDP program")?;
+        ebpf::load_programs(&mut bpf)?;
+    }
     // The flow reports, for the pair's sync (the map stays with the
     // program; this handle reads it).
     let sync_ring = match plan.ha.as_ref().and_then(|ha| ha.sync.as_ref()) {
