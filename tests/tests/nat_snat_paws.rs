@@ -1,11 +1,19 @@
-//! Packet-by-packet fixtures, through `BPF_PROG_TEST_RUN`, of the cases
+//! Packet-by-packet fixtures, through `BPF_PROG_TEST_RUN`, of the two cases
 //! of issue #18 in which a re-used SNAT port could meet a backend socket of
 //! the port's previous flow:
 //!
 //! - (b) clients with microsecond timestamps (Linux `tcp_usec_ts`): their
 //!   TSvals run 2.4 % faster than the rewrite clock, so a long flow's last
-//!   TSval may be ahead of it. Closed: such a port rests until the clock
-//!   has caught up (the flow's length / 32).
+//!   TSval may be ahead of it. Closed where the old flow's entry is still
+//!   there (the common case): its port rests until the clock has caught
+//!   up (the flow's length / 32).
+//! - (a) a client's lost last ACK, the backend in LAST_ACK retransmitting
+//!   its FIN: bounded, the load balancer cannot see the loss. The port
+//!   rests a second after the flow's last packet, retransmitted FINs
+//!   included.
+//!
+//! And the one way around both rests, bounded too: the port of a flow whose
+//! client re-opened the same 5-tuple (README, SNAT capacity).
 //!
 //! Time is not slept through: a flow is moved into the past
 //! ([`into_the_past`]), its clocks and its timestamp offset together.
@@ -15,7 +23,7 @@ use kube_xdp_common::{
     stats::Counter,
 };
 use kube_xdp_tests::{
-    harness::{Harness, SECOND, backend_of, default_settings, tx},
+    harness::{Harness, SECOND, backend_of, default_settings, open, tx},
     packet::{ACK, CLIENT_IP, FIN, LB_IP, LB_MAC, Pkt, RST, SYN, Seen, VIP, backend_mac},
 };
 
@@ -206,4 +214,105 @@ fn port_of_a_long_flow_with_microsecond_timestamps_rests_until_the_rewrite_clock
     assert_eq!(next.tcp_flags(), SYN, "the port is free again");
     assert_eq!(next.ports().0, 20_000);
     paws_accepts(&next, 20_000, last);
+}
+
+/// Case (a), bounded. The client closed first; its last ACK went through
+/// the load balancer and was lost after it, so the backend stays in
+/// LAST_ACK and retransmits its FIN (RTO 200 ms and up, doubling). The
+/// load balancer cannot see the loss; the port rests a second after the
+/// flow's last packet either way, and each retransmitted FIN starts that
+/// second again. So a new flow's SYN meets the LAST_ACK socket only if the
+/// backend's next retransmission is more than a second away: the last ACK
+/// and the answers to three retransmissions lost (at Linux's 200 ms
+/// minimum RTO, doubling), or a path whose RTO exceeds its round trip by
+/// more than a second. Then the socket answers with an ACK of the old
+/// connection, the new flow's client answers with a RST of exactly the
+/// sequence number the socket expects, which closes it (RFC 5961 3.2),
+/// and the client sends its SYN again — Linux (since 2020) 2 jiffies
+/// later (`tcp_rcv_synsent_state_process`), others after their SYN
+/// timeout — from a port other than the reset flow's, which rests.
+#[test]
+fn backend_in_last_ack_meets_a_syn_only_after_a_second_without_its_fin() {
+    let mut h = one_backend(20_000..=20_000);
+    let syn = open(&h, 48800);
+    assert_eq!(syn.ports().0, 20_000);
+    tx(&h, &Pkt::tcp(48800, VIP, 6443, ACK).seq_ack(1001, 1));
+    tx(&h, &Pkt::tcp(48800, VIP, 6443, FIN | ACK).seq_ack(1001, 1));
+    let backend_fin = from_backend(&syn, FIN | ACK, 1, 1002, 100_000);
+    assert_eq!(tx(&h, &backend_fin).dst, CLIENT_IP);
+    // The last ACK: forwarded, then lost.
+    tx(&h, &Pkt::tcp(48800, VIP, 6443, ACK).seq_ack(1002, 2));
+
+    let refused = |h: &Harness| {
+        let syn = tx(h, &Pkt::tcp(48801, VIP, 6443, SYN));
+        assert_eq!(syn.tcp_flags(), RST | ACK, "the port rests");
+    };
+    into_the_past(&mut h, 48800, 900 * MS);
+    refused(&h);
+    // The retransmitted FIN reaches the client, whose TIME_WAIT would
+    // answer it; the port's second starts again.
+    assert_eq!(tx(&h, &backend_fin).dst, CLIENT_IP);
+    into_the_past(&mut h, 48800, 900 * MS);
+    refused(&h);
+
+    // A second without one: the port goes to the next flow. The bounded
+    // case is a backend still in LAST_ACK here.
+    into_the_past(&mut h, 48800, 200 * MS);
+    let taken = tx(&h, &Pkt::tcp(48801, VIP, 6443, SYN));
+    assert_eq!((taken.tcp_flags(), taken.ports().0), (SYN, 20_000));
+    // Its ACK of the old connection goes to the new flow's client...
+    let stale_ack = tx(&h, &from_backend(&syn, ACK, 2, 1002, 100_000));
+    assert_eq!(
+        (stale_ack.dst, stale_ack.ports()),
+        (CLIENT_IP, (6443, 48801))
+    );
+    // ...whose RST (of that ACK's number, no timestamp) closes the socket...
+    let rst = tx(
+        &h,
+        &Pkt::tcp(48801, VIP, 6443, RST).seq_ack(1002, 0).ts(None),
+    );
+    assert_eq!((rst.dst, rst.ports()), (backend_of(&syn), (20_000, 6443)));
+    assert_eq!(rst.tcp_flags(), RST);
+    // ...and whose SYN again gets another port.
+    set_ports(&mut h, 20_000..=20_001);
+    let retry = tx(&h, &Pkt::tcp(48801, VIP, 6443, SYN));
+    assert_eq!((retry.tcp_flags(), retry.ports().0), (SYN, 20_001));
+}
+
+/// The one way a closed flow's port goes to another flow before its rest
+/// is over: its client re-opened the same 5-tuple (which then got another
+/// port). Its side of the old connection is gone, and the old flow's times
+/// went with its forward entry, so the port is free at once. Cases (a) and
+/// (b) stay bounded there: a backend still in LAST_ACK (the last ACK lost,
+/// the FIN not yet retransmitted), or the last TSval of a client whose
+/// timestamps run ahead of the rewrite clock, meets the next flow's SYN.
+/// Both need a client that picks the same source port for the same
+/// VIP:port again within the old flow's rest. Linux walks its port range
+/// for connections to one destination, so only a client that cycles
+/// through it within seconds (thousands of connections a second to the
+/// VIP from one address) does; and it re-uses a port it holds in TIME_WAIT
+/// (case a: it closed first) only with `tcp_tw_reuse = 1`, not the default
+/// beyond loopback, and recent kernels only a second after entering
+/// TIME_WAIT (`tcp_tw_reuse_delay`), by when the backend has retransmitted
+/// its FIN unless the conditions of case (a) above hold anyway. Clients
+/// that do not outrun the rewrite clock (1 kHz timestamps, as here) keep
+/// PAWS satisfied.
+#[test]
+fn port_goes_at_once_to_the_next_flow_when_its_client_reopened_the_5_tuple() {
+    let mut h = one_backend(20_000..=20_001);
+    let syn = open(&h, 48900);
+    let old_port = syn.ports().0;
+    tx(&h, &Pkt::tcp(48900, VIP, 6443, ACK).seq_ack(1001, 1));
+    let last = backend_closes(&h, 48900, &syn, 100_000);
+    into_the_past(&mut h, 48900, 500 * MS);
+
+    // Half a second after the close, the client opens the same 5-tuple
+    // again: the old port rests, the new flow gets the other one.
+    let reopened = open(&h, 48900);
+    assert_eq!(reopened.tcp_flags(), SYN);
+    assert_ne!(reopened.ports().0, old_port);
+    // The old port goes to the next flow at once.
+    let next = tx(&h, &Pkt::tcp(48901, VIP, 6443, SYN).ts(Some((5, 0))));
+    assert_eq!((next.tcp_flags(), next.ports().0), (SYN, old_port));
+    paws_accepts(&next, old_port, last);
 }
