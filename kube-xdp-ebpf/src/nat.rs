@@ -59,12 +59,23 @@ pub fn translation(flow: &Flow, client: &FlowKey, direction: Direction) -> Trans
     }
 }
 
-/// The clock the rewritten TCP timestamps run on: about 1 MHz (ns / 1024),
-/// faster than any client's timestamp clock, so a new flow's first TSval
-/// is above anything an earlier flow on the same SNAT 4-tuple sent.
+/// [`ts_clock`] ticks every `1 << TS_CLOCK_SHIFT` ns.
+pub const TS_CLOCK_SHIFT: u32 = 10;
+
+/// The clock the rewritten TCP timestamps run on: 0.977 MHz (ns / 1024).
+/// A flow's TSvals start on it and then tick with its client's clock, so a
+/// new flow's first TSval is above anything an earlier flow on the same
+/// SNAT 4-tuple sent if that flow's client ticks slower (1 kHz, the common
+/// stacks' default), or once this clock has caught up with a faster one
+/// (Linux's microsecond timestamps, `tcp_usec_ts`: 1 MHz), which
+/// `snat::reusable` waits for. Not made faster instead: the comparison
+/// (PAWS, modulo 2^32) would wrap sooner, so fewer flows' ports could be
+/// re-used on timestamps at all, and a box would disagree with its pair
+/// peer, or with its own program before an upgrade, about the timestamps
+/// of the flows they hand over.
 #[inline(always)]
 fn ts_clock(now: u64) -> u32 {
-    (now >> 10) as u32
+    (now >> TS_CLOCK_SHIFT) as u32
 }
 
 /// The offset a new flow adds to its client's timestamps: the SYN's TSval

@@ -9,7 +9,7 @@ use kube_xdp_common::{
     maps::{FLOW_TS_REWRITE, FLOW_UDP, Flow, FlowKey, PROTO_TCP, ReverseFlow, Settings},
 };
 
-use crate::{FLOWS, REVERSE, conntrack};
+use crate::{FLOWS, REVERSE, conntrack, nat};
 
 /// `BPF_NOEXIST`.
 const BPF_NOEXIST: u64 = 1;
@@ -18,6 +18,16 @@ const REUSE_GRACE_NS: u64 = 1_000_000_000;
 /// How long after a flow opened its rewritten timestamps are still
 /// certainly older than a new flow's (see `reusable`).
 const TS_COMPARABLE_NS: u64 = 30 * 60 * 1_000_000_000;
+/// A flow's port rests at least its length / `TS_CATCH_UP` after its last
+/// packet when its timestamps were rewritten: the most by which its
+/// client's TSvals can have run ahead of `nat::ts_clock` if that client
+/// ticks at up to 1.007 MHz — Linux's microsecond timestamps (1 MHz, 2.4 %
+/// faster than the clock) with room for any oscillator's error.
+const TS_CATCH_UP: u64 = 32;
+// A 1 MHz clock gains at most 1/TS_CATCH_UP of the flow's length on it.
+const _: () = assert!(
+    1_000_000 * (1 << nat::TS_CLOCK_SHIFT) * TS_CATCH_UP < 1_000_000_000 * (TS_CATCH_UP + 1)
+);
 /// Candidate SNAT ports tried for one new flow before giving up.
 const PORT_PROBES: u32 = 32;
 
@@ -38,35 +48,43 @@ pub fn is_snat_addr(settings: &Settings, addr: u32) -> bool {
 /// Whether the SNAT port of `old` (a flow to the same backend) may go to a
 /// new flow. The backend may hold the old 4-tuple in TIME_WAIT and reject a
 /// SYN whose timestamp is not newer (PAWS): when both flows' timestamps are
-/// rewritten onto the same growing clock, a finished flow's port is free at
-/// once; otherwise it is held for `tcp_time_wait` past the flow's end.
+/// rewritten onto the same growing clock, a finished flow's port is free
+/// once that clock has passed the old flow's last TSval; otherwise it is
+/// held for `tcp_time_wait` past the flow's end.
 ///
-/// The rewritten timestamps run on `nat::ts_clock`, whose signed
-/// comparison (PAWS) wraps after 2^31 ticks, about 36.6 minutes: a flow
-/// opened longer ago than [`TS_COMPARABLE_NS`] may have sent the backend a
-/// timestamp that looks newer than the next flow's, so its port is held as
-/// if it had none.
+/// The old flow's TSvals started on `nat::ts_clock` and ticked with its
+/// client's clock, which may be faster (1 MHz): they can be ahead of the
+/// clock by up to the flow's length / [`TS_CATCH_UP`], so the port rests
+/// that long — at least [`REUSE_GRACE_NS`], and never longer than without
+/// timestamps. The rewritten timestamps' signed comparison (PAWS) wraps
+/// after 2^31 ticks, about 36.6 minutes: a flow opened longer ago than
+/// [`TS_COMPARABLE_NS`] may have sent the backend a timestamp that looks
+/// newer than the next flow's, so its port is held as if it had none.
 #[inline(always)]
 fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
     let idle = now.saturating_sub(old.last_seen_ns);
+    let timeout = settings.idle_timeout_ns(old.state, old.flags);
+    // UDP has no TIME_WAIT: an expired UDP flow's port is free at once.
+    if old.state == FLOW_UDP {
+        return idle > timeout;
+    }
+    let held = idle > timeout.saturating_add(settings.tcp_time_wait_ns);
     let both_ts = new_ts
         && old.flags & FLOW_TS_REWRITE != 0
         && now.saturating_sub(old.created_ns) < TS_COMPARABLE_NS;
-    if both_ts && conntrack::finished(old) {
-        // The last ACK of the close (and a retransmitted FIN) may still be
-        // on the way: give them a moment before the 4-tuple means another
-        // connection. The backend's TIME_WAIT accepts the new SYN then.
-        return idle > REUSE_GRACE_NS;
+    if !both_ts {
+        return held;
     }
-    // UDP has no TIME_WAIT: an expired UDP flow's port is free at once.
-    let hold = if both_ts || old.state == FLOW_UDP {
-        0
+    // The last ACK of the close (and a retransmitted FIN) may still be on
+    // the way: give them a moment before the 4-tuple means another
+    // connection. The backend's TIME_WAIT accepts the new SYN then.
+    let over = if conntrack::finished(old) {
+        idle > REUSE_GRACE_NS
     } else {
-        settings.tcp_time_wait_ns
+        idle > timeout
     };
-    idle > settings
-        .idle_timeout_ns(old.state, old.flags)
-        .saturating_add(hold)
+    let caught_up = idle > old.last_seen_ns.saturating_sub(old.created_ns) / TS_CATCH_UP;
+    held || (over && caught_up)
 }
 
 /// How long a claimed reverse entry is never judged stale: the claiming
@@ -99,6 +117,13 @@ fn stale(settings: &Settings, rkey: &FlowKey, old: Option<&Flow>, new_ts: bool, 
     // busy, and the SNAT ports would run out (measured: more than half of
     // the connections of `cargo xtask bench`'s short-connection run
     // refused).
+    //
+    // Nor the catch-up of `reusable`: the old flow's times went with its
+    // forward entry. So this is where issue #18's cases stay bounded (see
+    // README, SNAT capacity): a backend in LAST_ACK whose client's last ACK
+    // was lost, or the last TSval of a client faster than `nat::ts_clock`,
+    // meets the next flow's SYN on this port — only if the client picked
+    // the same source port again within the old flow's rest.
     let since = now.saturating_sub(old.created_ns);
     rkey.protocol != PROTO_TCP || new_ts || since > settings.tcp_time_wait_ns
 }
