@@ -19,6 +19,7 @@ pub mod packet;
 pub mod pair;
 pub mod servers;
 pub mod short_conns;
+pub mod synflood;
 pub mod tls_server;
 pub mod topology;
 

@@ -222,6 +222,40 @@ impl Cluster {
     pub fn start_daemon(&self) -> anyhow::Result<Daemon> {
         Daemon::start(&self.lb, &self.config)
     }
+
+    /// One more host on the segment: a namespace `PREFIX-SUFFIX` joined to
+    /// the bridge by a veth pair (`eth0` inside it, `port` on the bridge),
+    /// with `addr` (a.b.c.d/len in 198.18.0.0/24). The caller owns it:
+    /// dropping it deletes the namespace and both veth ends.
+    ///
+    /// # Errors
+    ///
+    /// When the namespace or link cannot be made.
+    pub fn add_host(&self, suffix: &str, port: &str, addr: &str) -> anyhow::Result<Netns> {
+        let ns = Netns::new(&format!("{}-{suffix}", self.prefix))?;
+        crate::netns::cmd(
+            "ip",
+            &[
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                ns.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                port,
+                "netns",
+                self.bridge.name(),
+            ],
+        )?;
+        ns.ip(&["addr", "add", addr, "dev", "eth0"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        self.bridge.ip(&["link", "set", port, "master", "br0"])?;
+        self.bridge.ip(&["link", "set", port, "up"])?;
+        Ok(ns)
+    }
 }
 
 /// The XDP_PASS program on `port` of the bridge namespace: XDP_TX on a
