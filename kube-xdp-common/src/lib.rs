@@ -7,6 +7,7 @@
 //! swaps bytes.
 #![no_std]
 
+pub mod cookie;
 pub mod flow;
 pub mod hash;
 pub mod maps;
@@ -56,6 +57,11 @@ pub mod map_name {
 
     /// Per-CPU RST token bucket. Not pinned: a new program starts full.
     pub const RST_BUDGET: &str = "KXDP_RST_BUDGET";
+    /// Per-CPU half-open token bucket. Not pinned: a new program starts
+    /// full.
+    pub const HALF_OPEN: &str = "KXDP_HALF_OPEN";
+    /// When a SYN cookie was last sent. Not pinned.
+    pub const COOKIE_CLOCK: &str = "KXDP_COOKIE_CLOCK";
 
     /// Every map the daemon pins (and re-uses on restart).
     pub const PINNED: &[&str] = &[

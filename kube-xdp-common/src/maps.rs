@@ -44,7 +44,7 @@ pub const RST_BURST: u64 = 1_000;
 
 /// Layout version of every map here; bumped on any change, so a new binary
 /// never misreads an old binary's pins.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
@@ -173,6 +173,16 @@ pub const FLOW_RST: u8 = 8;
 /// `Flow::flags`: the backend answered a UDP flow (until then it has the
 /// short `udp_unanswered` timeout; a TCP flow's state says as much).
 pub const FLOW_REPLIED: u8 = 16;
+/// `Flow::flags`: the flow was opened by a client's ACK of a SYN cookie
+/// (the datapath answered its SYN statelessly): the backend's sequence
+/// numbers, TSvals and windows are translated by `seq_delta`,
+/// `ts_peer_offset` and the window scales, the client's ACK numbers, SACK
+/// blocks and TSecrs back.
+pub const FLOW_COOKIE: u8 = 32;
+/// `Flow::flags`, with `FLOW_COOKIE`: the backend has not answered the SYN
+/// sent on the client's behalf yet; until it does, `seq_delta` holds the
+/// cookie and `ts_peer_offset` the TSval of the cookie SYN-ACK.
+pub const FLOW_COOKIE_WAIT: u8 = 64;
 
 /// The value of `FLOWS`.
 #[repr(C)]
@@ -193,8 +203,9 @@ pub struct Flow {
     pub client_mac: [u8; 6],
     /// `FLOW_SYN_SENT`, `FLOW_ESTABLISHED`, `FLOW_CLOSING` or `FLOW_UDP`.
     pub state: u8,
-    /// `FLOW_TS_REWRITE`, and what each side said: `FLOW_FIN_CLIENT`,
-    /// `FLOW_FIN_BACKEND`, `FLOW_RST`.
+    /// `FLOW_TS_REWRITE`, what each side said (`FLOW_FIN_CLIENT`,
+    /// `FLOW_FIN_BACKEND`, `FLOW_RST`), `FLOW_REPLIED`, `FLOW_COOKIE`,
+    /// `FLOW_COOKIE_WAIT`.
     pub flags: u8,
     pub ifindex: u32,
     /// Added to the client's TSval on the way to the backend, taken from
@@ -208,6 +219,20 @@ pub struct Flow {
     pub created_ns: u64,
     /// `bpf_ktime_get_coarse_ns()` of the last packet, either way.
     pub last_seen_ns: u64,
+    /// `FLOW_COOKIE` flows: added to the backend's sequence numbers on the
+    /// way to the client (the cookie minus the backend's ISN), taken from
+    /// the client's ACK numbers and SACK blocks on the way back.
+    pub seq_delta: u32,
+    /// `FLOW_COOKIE` flows with timestamps: added to the backend's TSval on
+    /// the way to the client (the cookie SYN-ACK's TSval minus the
+    /// backend's), taken from the client's TSecr on the way back.
+    pub ts_peer_offset: u32,
+    /// `FLOW_COOKIE` flows: the window scale the backend announced, and the
+    /// one the cookie SYN-ACK announced to the client (the backend's
+    /// windows are rescaled from the first to the second).
+    pub win_scale_backend: u8,
+    pub win_scale_client_view: u8,
+    pub _pad: [u8; 6],
 }
 
 /// The value of `REVERSE`: the client 5-tuple whose flow this is.
@@ -223,8 +248,8 @@ pub struct ReverseFlow {
     pub claimed_ns: u64,
 }
 
-/// Bytes of the `SYNC_EVENTS` ring buffer: 4 MiB, about 58,000 events
-/// (64 B each, 8 B of header): a quarter of a second of 50,000 new flows a
+/// Bytes of the `SYNC_EVENTS` ring buffer: 4 MiB, about 47,000 events
+/// (80 B each, 8 B of header): a quarter of a second of 50,000 new flows a
 /// second with their state changes, while the daemon drains it every few
 /// milliseconds.
 pub const SYNC_RING_BYTES: u32 = 1 << 22;
@@ -299,7 +324,34 @@ pub struct Settings {
     /// (spoofed or scanning datagrams): short, so they hold neither a
     /// SNAT port nor a flow entry for long.
     pub udp_unanswered_ns: u64,
+    /// `SYN_COOKIES_*`: when a SYN is answered with a SYN cookie instead
+    /// of opening a flow.
+    pub syn_cookies: u32,
+    /// The MSS the cookie SYN-ACK announces (the interfaces' MTU − 40).
+    pub cookie_mss: u16,
+    /// The window scale the cookie SYN-ACK announces to a client that
+    /// offered one.
+    pub cookie_wscale: u8,
+    pub _pad2: u8,
+    /// What one half-open flow costs a CPU's `HalfOpenBudget`:
+    /// `tcp_syn × CPUs / half_open_limit`; 0: no limit.
+    pub half_open_cost_ns: u64,
+    /// The SipHash key of the cookies (the pair's boxes share it).
+    pub cookie_key: [u64; 2],
+    /// Added to `CLOCK_MONOTONIC` for the cookies' clock: the realtime
+    /// clock, so that the pair's boxes agree on the cookie period.
+    pub cookie_clock_offset_ns: u64,
 }
+
+/// `Settings::syn_cookies`: never; a SYN over the half-open limit is
+/// dropped (`half_open_limited`).
+pub const SYN_COOKIES_NEVER: u32 = 0;
+/// `Settings::syn_cookies`: a SYN over the half-open limit is answered
+/// with a cookie.
+pub const SYN_COOKIES_AUTO: u32 = 1;
+/// `Settings::syn_cookies`: every SYN to a service is answered with a
+/// cookie.
+pub const SYN_COOKIES_ALWAYS: u32 = 2;
 
 impl Settings {
     /// The idle timeout of a flow in `state` (`FLOW_*`) with `flags`
@@ -340,6 +392,30 @@ pub struct RstBudget {
     pub refilled_ns: u64,
 }
 
+/// The value of `HALF_OPEN` (one per CPU): a token bucket of half-open
+/// flows, counted in nanoseconds like [`RstBudget`]. A SYN that opens a
+/// flow takes `Settings::half_open_cost_ns`; the handshake's end (or the
+/// flow's close before it) gives it back; time gives it back at one
+/// flow's worth per cost, as if every half-open flow expired after
+/// `tcp_syn`. Holds at most `tcp_syn` (the CPU's share of
+/// `half_open_limit` flows). Not pinned; all zero is a valid start.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HalfOpenBudget {
+    pub credit_ns: u64,
+    pub refilled_ns: u64,
+}
+
+/// The value of `COOKIE_CLOCK` (one entry, shared by the CPUs): when a SYN
+/// cookie was last sent (coarse monotonic clock, updated at most once a
+/// second), so a stray ACK with no flow is judged as a cookie only while
+/// cookies are in use.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CookieClock {
+    pub last_sent_ns: u64,
+}
+
 /// Per-CPU traffic of a service or a backend.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -366,12 +442,14 @@ const _: () = {
     assert!(size_of::<Pool>() == 16);
     assert!(size_of::<Backend>() == 24);
     assert!(size_of::<FlowKey>() == 16);
-    assert!(size_of::<Flow>() == 48);
+    assert!(size_of::<Flow>() == 64);
     assert!(size_of::<ReverseFlow>() == 24);
     assert!(size_of::<FragmentKey>() == 12);
     assert!(size_of::<Fragment>() == 32);
-    assert!(size_of::<Settings>() == 88);
-    assert!(size_of::<SyncEvent>() == 64);
+    assert!(size_of::<Settings>() == 128);
+    assert!(size_of::<SyncEvent>() == 80);
+    assert!(size_of::<HalfOpenBudget>() == 16);
+    assert!(size_of::<CookieClock>() == 8);
     assert!(size_of::<Interface>() == 8);
     assert!(size_of::<Traffic>() == 24);
     assert!(size_of::<RstBudget>() == 16);

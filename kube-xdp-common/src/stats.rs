@@ -99,10 +99,34 @@ counters! {
     /// address) does: dropped, rather than lowering the backend's path MTU
     /// towards the SNAT address that every client shares.
     IcmpSpoofed = 26 => "icmp_spoofed",
+    /// A SYN over the half-open limit with `syn_cookies = "never"`:
+    /// dropped, so half-open flows never crowd out established ones.
+    HalfOpenLimited = 27 => "half_open_limited",
+    /// A SYN answered with a SYN cookie (over the half-open limit, or
+    /// `syn_cookies = "always"`): no state kept.
+    CookieSent = 28 => "syn_cookie_sent",
+    /// A client's ACK of a valid SYN cookie: the flow opened, and the ACK
+    /// went to the backend as the client's SYN.
+    CookieValid = 29 => "syn_cookie_valid",
+    /// An ACK with no flow while cookies are in use, whose cookie is not
+    /// valid (forged, or older than two cookie periods): answered with a
+    /// RST like any segment of no flow.
+    CookieInvalid = 30 => "syn_cookie_invalid",
+    /// The backend's SYN-ACK of a cookie flow, turned into the ACK that
+    /// opens the client's window.
+    CookieBackendAnswered = 31 => "syn_cookie_backend_answered",
+    /// The backend's SYN-ACK of a cookie flow again (the client sent
+    /// nothing yet to complete the backend's handshake): answered with the
+    /// ACK the backend waits for.
+    CookieBackendAck = 32 => "syn_cookie_backend_ack",
+    /// A client's segment of a cookie flow before its backend answered
+    /// (the client was told a zero window): dropped; the client sends it
+    /// again.
+    CookieEarly = 33 => "syn_cookie_early",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 27;
+pub const COUNTER_SLOTS: u32 = 34;
 
 impl Counter {
     /// Whether the slot counts packets (by verdict or reason); the others

@@ -20,3 +20,5 @@ unsafe impl aya::Pod for Traffic {}
 unsafe impl aya::Pod for RstBudget {}
 unsafe impl aya::Pod for Meta {}
 unsafe impl aya::Pod for SyncEvent {}
+unsafe impl aya::Pod for HalfOpenBudget {}
+unsafe impl aya::Pod for CookieClock {}
