@@ -206,6 +206,7 @@ impl Plan {
             sync: u32::from(self.ha.as_ref().is_some_and(|ha| ha.sync.is_some())),
             _pad: 0,
             ts_clock_offset_ns: 0,
+            ..Settings::default()
         }
     }
 

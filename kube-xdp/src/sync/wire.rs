@@ -160,6 +160,7 @@ impl SyncRecord {
             ts_offset: self.ts_offset,
             created_ns: now.saturating_sub(self.created_age_ns),
             last_seen_ns: now.saturating_sub(self.idle_ns),
+            ..Flow::default()
         };
         (self.client, flow)
     }

@@ -295,6 +295,7 @@ fn ages_become_times_on_the_receivers_clock() {
         ts_offset: 8,
         created_ns: 1_000,
         last_seen_ns: 9_000,
+        ..Flow::default()
     };
     let client = FlowKey {
         _pad: [1, 2, 3],

@@ -9,8 +9,9 @@ use std::{collections::HashMap, time::Duration};
 use kube_xdp_common::{
     flow,
     maps::{
-        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_SENT, FLOW_UDP, Flow, FlowKey, ReverseFlow,
-        Settings,
+        FLOW_CLOSING, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_ESTABLISHED, FLOW_FIN_BACKEND,
+        FLOW_FIN_CLIENT, FLOW_REPLIED, FLOW_RST, FLOW_SYN_SENT, FLOW_TS_REWRITE, FLOW_UDP, Flow,
+        FlowKey, ReverseFlow, Settings,
     },
 };
 
@@ -120,6 +121,39 @@ pub fn state_name(state: u8) -> &'static str {
     }
 }
 
+/// Every `Flow::flags` bit with the name `kube-xdp flows` shows, in bit
+/// order.
+pub const FLAG_NAMES: [(u8, &str); 7] = [
+    (FLOW_TS_REWRITE, "ts_rewrite"),
+    (FLOW_FIN_CLIENT, "fin_client"),
+    (FLOW_FIN_BACKEND, "fin_backend"),
+    (FLOW_RST, "rst"),
+    (FLOW_REPLIED, "replied"),
+    // Opened by the client's ACK of a SYN cookie: its sequence numbers
+    // are translated.
+    (FLOW_COOKIE, "cookie"),
+    // A cookie flow whose backend has not answered yet.
+    (FLOW_COOKIE_WAIT, "cookie_wait"),
+];
+
+/// The names of the bits set in `flags` (unknown bits as `0x80`).
+pub fn flag_names(flags: u8) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut known = 0;
+    for (bit, name) in FLAG_NAMES {
+        known |= bit;
+        if flags & bit != 0 {
+            out.push(name.to_owned());
+        }
+    }
+    for bit in (0..8).map(|i| 1u8 << i) {
+        if flags & bit & !known != 0 {
+            out.push(format!("{bit:#04x}"));
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowView {
     pub protocol: &'static str,
@@ -128,6 +162,8 @@ pub struct FlowView {
     pub backend: String,
     pub snat: String,
     pub state: &'static str,
+    /// [`flag_names`] of the flow's flags.
+    pub flags: Vec<String>,
     pub age_secs: f64,
     pub idle_secs: f64,
     pub live: bool,
@@ -152,6 +188,7 @@ pub(super) fn flows(dp: &Datapath, all: bool) -> Result<Vec<FlowView>, DatapathE
             backend: ep(f.backend_addr, f.backend_port),
             snat: ep(f.snat_addr, f.snat_port),
             state: state_name(f.state),
+            flags: flag_names(f.flags),
             age_secs: secs(f.created_ns),
             idle_secs: secs(f.last_seen_ns),
             live: table.is_live(k, f),
@@ -160,4 +197,20 @@ pub(super) fn flows(dp: &Datapath, all: bool) -> Result<Vec<FlowView>, DatapathE
         .collect();
     out.sort_by(|a, b| a.age_secs.total_cmp(&b.age_secs).reverse());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_named_cookie_flows_included() {
+        assert!(flag_names(0).is_empty());
+        assert_eq!(flag_names(FLOW_COOKIE), ["cookie"]);
+        assert_eq!(
+            flag_names(FLOW_TS_REWRITE | FLOW_COOKIE | FLOW_COOKIE_WAIT),
+            ["ts_rewrite", "cookie", "cookie_wait"]
+        );
+        assert_eq!(flag_names(FLOW_FIN_CLIENT | 0x80), ["fin_client", "0x80"]);
+    }
 }

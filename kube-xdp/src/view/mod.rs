@@ -10,7 +10,7 @@ mod flows;
 mod names;
 
 pub use crate::datapath::{BackendState, DatapathError};
-pub use flows::{FlowView, live_flows, state_name};
+pub use flows::{FLAG_NAMES, FlowView, flag_names, live_flows, state_name};
 pub use names::{BackendName, NAMES_FILE, Names, ServiceName};
 
 use serde::Serialize;
