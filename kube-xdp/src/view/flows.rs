@@ -67,7 +67,20 @@ pub(super) struct Counts {
     pub entries: u64,
     /// Live flows by backend id.
     pub live_by_backend: HashMap<u16, u64>,
+    /// Live flows by state, in [`FLOW_STATES`] order.
+    pub live_by_state: [u64; FLOW_STATES.len()],
 }
+
+/// The flow states, each with its label in the metrics
+/// (`kube_xdp_flow_table_live_flows_by_state{state}`).
+pub const FLOW_STATES: [(u8, &str); 4] = [
+    (FLOW_SYN_SENT, "syn_sent"),
+    (FLOW_ESTABLISHED, "established"),
+    (FLOW_CLOSING, "closing"),
+    (FLOW_UDP, "udp"),
+];
+// `Snapshot::half_open_flows` reads the first.
+const _: () = assert!(FLOW_STATES[0].0 == FLOW_SYN_SENT);
 
 impl Counts {
     pub fn read(dp: &Datapath) -> Result<Self, DatapathError> {
@@ -76,6 +89,7 @@ impl Counts {
         let mut counts = Counts {
             entries: 0,
             live_by_backend: HashMap::new(),
+            live_by_state: [0; FLOW_STATES.len()],
         };
         let mut failed = None;
         dp.for_each_flow(|key, flow| {
@@ -86,6 +100,9 @@ impl Counts {
             match dp.reverse(&flow::reverse_key(key, flow)) {
                 Ok(reverse) if flow::live(&settings, key, flow, reverse.as_ref(), now) => {
                     *counts.live_by_backend.entry(flow.backend_id).or_default() += 1;
+                    if let Some(i) = FLOW_STATES.iter().position(|(s, _)| *s == flow.state) {
+                        counts.live_by_state[i] += 1;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => failed = Some(e),
