@@ -65,7 +65,7 @@ fn cookie_acks(h: &Harness, syns: &[Pkt]) -> Vec<Vec<u8>> {
                 ..
             } = &mut ack.transport
             {
-                *sport = source_port(&syn);
+                *sport = source_port(syn);
                 *s = 1001;
                 *a = seq.wrapping_add(1);
                 *ts = Some((100_010, our_tsval));
@@ -119,13 +119,15 @@ pub fn cookie_cost(h: &mut Harness) {
         opened.push(kernel / calls as f64);
         set_cookies(h, SYN_COOKIES_ALWAYS);
     }
-    let valid = h
-        .dp
-        .global_stats()
-        .expect("read the counters")
-        .get(Counter::CookieValid);
+    let valid =
+        h.dp.global_stats()
+            .expect("read the counters")
+            .get(Counter::CookieValid);
     assert!(valid > 0, "the ACKs opened cookie flows");
-    rows.push(("client's ACK of a cookie (checked, flow opened, SYN to the backend)", acked));
+    rows.push((
+        "client's ACK of a cookie (checked, flow opened, SYN to the backend)",
+        acked,
+    ));
     rows.push(("SYN that opens a flow (no cookie), for comparison", opened));
 
     // One cookie flow, answered by its backend; then its packets.
@@ -145,7 +147,10 @@ pub fn cookie_cost(h: &mut Harness) {
     assert_eq!(verdict, XDP_TX, "the backend's SYN-ACK opens the window");
     let mut data = syn.clone();
     data.transport = Pkt::tcp(0, VIP, 6443, ACK | PSH).transport;
-    if let Transport::Tcp { sport, seq, ack, .. } = &mut data.transport {
+    if let Transport::Tcp {
+        sport, seq, ack, ..
+    } = &mut data.transport
+    {
         *sport = source_port(&syn);
         *seq = 1001;
         *ack = 5000;
@@ -165,7 +170,10 @@ pub fn cookie_cost(h: &mut Harness) {
             .collect()
     };
     rows.push(("cookie flow, client → backend (translated)", runs(h, &data)));
-    rows.push(("cookie flow, backend → client (translated)", runs(h, &reply)));
+    rows.push((
+        "cookie flow, backend → client (translated)",
+        runs(h, &reply),
+    ));
     set_cookies(h, SYN_COOKIES_NEVER);
 
     println!("### SYN cookies: cost per packet (BPF_PROG_TEST_RUN)\n");
