@@ -434,7 +434,11 @@ fn the_backends_syn_ack_becomes_the_ack_that_opens_the_clients_window() {
     assert_eq!((out.seen.src, out.seen.dst), (VIP, CLIENT_IP));
     assert_eq!(out.seen.ports(), (6443, SPORT));
     assert_eq!(out.seen.dst_mac, CLIENT_MAC);
-    assert_eq!(out.seq, cookie.wrapping_add(1));
+    assert_eq!(
+        (out.seq, out.seen.payload.as_slice()),
+        (cookie, &[0u8][..]),
+        "one byte again, just before what the client expects: it answers at once"
+    );
     assert_eq!(out.ack, CLIENT_ISN + 1);
     assert_eq!(
         out.window,
