@@ -170,8 +170,9 @@ pub const FLOW_FIN_CLIENT: u8 = 2;
 pub const FLOW_FIN_BACKEND: u8 = 4;
 /// `Flow::flags`: either side sent a RST.
 pub const FLOW_RST: u8 = 8;
-/// `Flow::flags`: the backend answered a UDP flow (until then it has the
-/// short `udp_unanswered` timeout; a TCP flow's state says as much).
+/// `Flow::flags`: the backend answered: a UDP flow (until then it has the
+/// short `udp_unanswered` timeout), or a TCP flow while half-open (its
+/// SYN-ACK: the backend holds a connection in SYN-RECV).
 pub const FLOW_REPLIED: u8 = 16;
 /// `Flow::flags`: the flow was opened by a client's ACK of a SYN cookie
 /// (the datapath answered its SYN statelessly): the backend's sequence

@@ -358,6 +358,9 @@ fn from_backend<const COOKIES: bool>(
     let now = coarse_now();
     let Some(tracked) = conntrack::lookup_backend(settings, key, &client, now) else {
         // The flow is gone: the kernel answers (a RST to the backend).
+        if ip.protocol == PROTO_TCP {
+            conntrack::refused(settings, key, &client, l4.flags, now);
+        }
         return (xdp_action::XDP_PASS, Counter::NoFlow);
     };
     if !l2::addressed_to_us(ctx) {
