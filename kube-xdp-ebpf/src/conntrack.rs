@@ -222,7 +222,9 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
             (*tracked.entry).last_seen_ns = now;
         }
     }
-    if old.state == FLOW_SYN_SENT && state != FLOW_SYN_SENT {
+    if (old.state == FLOW_SYN_SENT && state != FLOW_SYN_SENT)
+        || (old.state == FLOW_UDP && old.flags & FLOW_REPLIED == 0 && flags & FLOW_REPLIED != 0)
+    {
         cookie::give_back(old);
     }
     state != old.state || flags != old.flags

@@ -20,7 +20,7 @@ use kube_xdp_common::{
     stats::Counter,
 };
 use kube_xdp_tests::{
-    harness::{COOKIE_KEY, Harness, apiserver, default_settings},
+    harness::{COOKIE_KEY, Harness, apiserver, default_settings, pin_to_cpu0},
     packet::{
         ACK, BACKEND_IPS, CLIENT_IP, CLIENT_MAC, LB_IP, LB_MAC, PSH, RST, SYN, Seen, VIP,
         backend_mac,
@@ -620,20 +620,6 @@ fn rsts_under_translation_carry_the_numbers_the_other_side_expects() {
     assert_eq!(rst.seen.tcp_flags(), RST | ACK);
     assert_eq!(rst.seen.dst, syn.seen.dst);
     assert_eq!((rst.seq, rst.ack), (CLIENT_ISN + 1, BACKEND_ISN + 1));
-}
-
-/// Pins the calling thread to one CPU: the half-open budget is per CPU,
-/// and `BPF_PROG_TEST_RUN` runs on the caller's.
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is valid; the calls take valid pointers.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
 }
 
 #[test]
