@@ -215,19 +215,31 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
             (*tracked.entry).state = state;
         }
         (*tracked.entry).flags = flags;
-        // A half-open flow lives `tcp_syn` from the client's last packet:
-        // the backend retransmitting its SYN-ACK to a client that never
-        // answers (a spoofed source) does not keep it.
-        if direction == Direction::ToBackend || state != FLOW_SYN_SENT {
+        // A half-open flow lives `tcp_syn` from its SYN, an unanswered UDP
+        // flow `udp_unanswered` from its first datagram: neither the
+        // backend retransmitting its SYN-ACK to a client that never answers
+        // (a spoofed source), nor the client repeating its SYN or its
+        // datagrams, keeps it.
+        let half_open = (state == FLOW_SYN_SENT
+            && (direction == Direction::ToClient || tcp_flags & TCP_SYN != 0))
+            || (state == FLOW_UDP && flags & FLOW_REPLIED == 0);
+        if !half_open {
             (*tracked.entry).last_seen_ns = now;
         }
     }
-    if (old.state == FLOW_SYN_SENT && state != FLOW_SYN_SENT)
-        || (old.state == FLOW_UDP && old.flags & FLOW_REPLIED == 0 && flags & FLOW_REPLIED != 0)
-    {
-        cookie::give_back(old);
+    if old.state == FLOW_UDP && old.flags & FLOW_REPLIED == 0 && flags & FLOW_REPLIED != 0 {
+        cookie::give_back_udp();
     }
     state != old.state || flags != old.flags
+}
+
+/// Notes the backend's ISN (`seq`, from its SYN-ACK) in a half-open
+/// flow's `seq_delta` (unused by flows without cookies), so that only the
+/// client's ACK of it counts as the handshake's end (`ingress::established`).
+#[inline(always)]
+pub fn note_syn_ack(tracked: &Tracked, seq: u32) {
+    // SAFETY: a pointer from the lookup, valid for this run.
+    unsafe { (*tracked.entry).seq_delta = seq.wrapping_add(1) };
 }
 
 /// What the backend's SYN-ACK of a cookie flow tells it (see
@@ -247,7 +259,7 @@ pub fn cookie_answered(tracked: &Tracked, answer: &CookieAnswer, now: u64) {
         (*tracked.entry).seq_delta = answer.seq_delta;
         (*tracked.entry).ts_peer_offset = answer.ts_peer_offset;
         (*tracked.entry).win_scale_backend = answer.win_scale_backend;
-        (*tracked.entry).flags = tracked.flow.flags & !FLOW_COOKIE_WAIT;
+        (*tracked.entry).flags = (tracked.flow.flags & !FLOW_COOKIE_WAIT) | FLOW_REPLIED;
         (*tracked.entry).last_seen_ns = now;
     }
 }

@@ -1,8 +1,9 @@
 //! The half-open limit and SYN cookies.
 //!
 //! A SYN that opens a flow takes one flow's worth from this CPU's
-//! `HALF_OPEN` bucket; the handshake's end gives it back (`give_back`),
-//! and time gives back what flows that never completed would have held
+//! `HALF_OPEN` bucket; a handshake that provably ended (the client's ACK
+//! of the backend's ISN) gives it back (`give_back_tcp`), and time gives
+//! back what flows that never completed would have held
 //! (they expire after `tcp_syn`). Over the limit, under
 //! `syn_cookies = "auto"` (or for every SYN under `"always"`), the SYN is
 //! answered here with a SYN-ACK whose sequence number is a cookie
@@ -10,10 +11,10 @@
 //! (`answer_syn`). The client's ACK of a valid cookie opens the flow and
 //! goes to the backend as the client's SYN, with the options the cookie
 //! kept (`open_from_ack`). The backend's SYN-ACK becomes the ACK that opens
-//! the client's window (`from_backend`); the client's first segment then
-//! completes the backend's handshake, or, if the client has nothing to
-//! say, the backend's retransmitted SYN-ACK is answered with the ACK it
-//! waits for. For the rest of the flow the backend's sequence numbers,
+//! the client's window (`from_backend`) and makes it answer at once; that
+//! answer, or its first data, completes the backend's handshake (should
+//! it be lost, the backend's retransmitted SYN-ACK is answered with the
+//! ACK it waits for). For the rest of the flow the backend's sequence numbers,
 //! TSvals and windows are translated to what the client was told, and the
 //! client's ACK numbers, SACK blocks and TSecrs back (`to_client`,
 //! `to_backend`).
@@ -22,8 +23,8 @@ use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_tail_call, programs
 use kube_xdp_common::{
     cookie::{self as rules, CookieOptions, CookieTuple, NO_WSCALE},
     maps::{
-        BUDGET_TCP, BUDGET_UDP, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_SYN_SENT, FLOW_UDP, Flow,
-        FlowKey, SYN_COOKIES_ALWAYS, SYN_COOKIES_AUTO, Service, Settings,
+        BUDGET_TCP, BUDGET_UDP, FLOW_COOKIE_WAIT, FLOW_UDP, Flow, FlowKey, SYN_COOKIES_ALWAYS,
+        SYN_COOKIES_AUTO, Service, Settings,
     },
     stats::Counter,
 };
@@ -142,22 +143,23 @@ pub fn udp_cap(settings: &Settings) -> u64 {
     settings.idle_timeout_ns(FLOW_UDP, 0)
 }
 
-/// Gives a half-open flow's place back: a TCP flow's handshake ended (or
-/// it closed before), a UDP flow's backend answered for the first time.
-/// Cookie flows never took one.
+/// Gives a half-open TCP flow's place back: the client acknowledged the
+/// backend's ISN (`ingress::established` checks it), so the handshake is
+/// real. Nothing else gives it back early (a spoofed ACK or RST would):
+/// time does.
 #[inline(always)]
-pub fn give_back(flow: &Flow) {
-    let Some(settings) = SETTINGS.get(0) else {
-        return;
-    };
-    if flow.state == FLOW_UDP {
+pub fn give_back_tcp() {
+    if let Some(settings) = SETTINGS.get(0) {
+        give(BUDGET_TCP, settings.half_open_cost_ns, settings.tcp_syn_ns);
+    }
+}
+
+/// Gives an unanswered UDP flow's place back: its backend answered.
+#[inline(always)]
+pub fn give_back_udp() {
+    if let Some(settings) = SETTINGS.get(0) {
         give(BUDGET_UDP, settings.unanswered_cost_ns, udp_cap(settings));
-        return;
     }
-    if flow.state != FLOW_SYN_SENT || flow.flags & FLOW_COOKIE != 0 {
-        return;
-    }
-    give(BUDGET_TCP, settings.half_open_cost_ns, settings.tcp_syn_ns);
 }
 
 /// The cookies' clock: realtime, so the pair's boxes agree on the period.
@@ -297,8 +299,6 @@ fn own_mac(ctx: &XdpContext) -> [u8; 6] {
 
 /// Answers a client's SYN to a service with a cookie SYN-ACK (zero
 /// window), keeping nothing.
-// Its own BPF function: its stack (frames, options) is not the
-// main path's.
 #[inline(always)]
 pub fn answer_syn(ctx: &XdpContext, ip: &Ip, l4: &L4, settings: &Settings, now: u64) -> Verdict {
     let Some((isn, _)) = seq_ack(ctx, ip) else {
@@ -346,19 +346,54 @@ pub fn answer_syn(ctx: &XdpContext, ip: &Ip, l4: &L4, settings: &Settings, now: 
     }
 }
 
-/// Whether a segment with no flow may be a client's ACK of a cookie: ACK
-/// without SYN, RST or FIN, while cookies are in use.
+/// Whether a segment may be a client's ACK of a cookie: ACK without SYN,
+/// RST or FIN. Checked whenever such a segment has no flow (after a
+/// failover or a restart this box may not have sent the cookies it gets),
+/// and for a closing flow of the same 5-tuple while cookies are in use
+/// (`recent`: a client re-using its 5-tuple).
 #[inline(always)]
-pub fn candidate(l4: &L4, now: u64) -> bool {
-    l4.flags & (TCP_SYN | TCP_RST | TCP_ACK | 0x01) == TCP_ACK && recent(now)
+pub fn candidate(l4: &L4) -> bool {
+    l4.flags & (TCP_SYN | TCP_RST | TCP_ACK | 0x01) == TCP_ACK
+}
+
+/// The client ISN and the options a client's ACK of a cookie carries, if
+/// its cookie is valid. A segment without data may also be a zero-window
+/// probe (Linux sends the one before its next: the ISN itself, when its
+/// ACK of the cookie was lost).
+#[inline(always)]
+fn cookie_of(
+    ctx: &XdpContext,
+    ip: &Ip,
+    l4: &L4,
+    settings: &Settings,
+    now: u64,
+) -> Option<(u32, u32, CookieOptions)> {
+    let (seq, ack) = seq_ack(ctx, ip)?;
+    let cookie = ack.wrapping_sub(1);
+    let period = period(settings, now);
+    let t = tuple(ip, l4);
+    let isn = seq.wrapping_sub(1);
+    if let Some(offered) = rules::check(&settings.cookie_key, &t, isn, cookie, period) {
+        return Some((isn, cookie, offered));
+    }
+    let payload = usize::from(ip.tot_len) - (ip.l4 - parse::ETH_LEN) - l4.tcp_len;
+    if payload == 0 {
+        let offered = rules::check(&settings.cookie_key, &t, seq, cookie, period)?;
+        return Some((seq, cookie, offered));
+    }
+    None
+}
+
+/// Whether a client's segment carries a valid cookie (see `cookie_of`).
+#[inline(always)]
+pub fn valid(ctx: &XdpContext, ip: &Ip, l4: &L4, settings: &Settings, now: u64) -> bool {
+    cookie_of(ctx, ip, l4, settings, now).is_some()
 }
 
 /// A client's ACK with no flow while cookies are in use: if it carries a
 /// valid cookie, the flow opens and the ACK goes to the backend as the
 /// client's SYN (its data, if any, is dropped: the client sends it again
 /// once its window opens); if not, a RST as for any segment of no flow.
-// Its own BPF function: its stack (frames, options) is not the
-// main path's.
 #[inline(always)]
 pub fn open_from_ack(
     ctx: &XdpContext,
@@ -369,19 +404,15 @@ pub fn open_from_ack(
     settings: &Settings,
     now: u64,
 ) -> Verdict {
-    let Some((seq, ack)) = seq_ack(ctx, ip) else {
-        return (xdp_action::XDP_DROP, Counter::Malformed);
-    };
-    let isn = seq.wrapping_sub(1);
-    let cookie = ack.wrapping_sub(1);
-    let Some(offered) = rules::check(
-        &settings.cookie_key,
-        &tuple(ip, l4),
-        isn,
-        cookie,
-        period(settings, now),
-    ) else {
-        return refuse(ctx, ip, l4, Counter::CookieInvalid);
+    let Some((isn, cookie, offered)) = cookie_of(ctx, ip, l4, settings, now) else {
+        // Counted as a cookie only while cookies are in use; otherwise a
+        // segment of a flow gone.
+        let reason = if recent(now) {
+            Counter::CookieInvalid
+        } else {
+            Counter::NoFlow
+        };
+        return refuse(ctx, ip, l4, reason);
     };
     let Some(window) = read16(ctx, ip.l4 + 14).map(u16::from_be) else {
         return (xdp_action::XDP_DROP, Counter::Malformed);
@@ -446,8 +477,6 @@ pub fn open_from_ack(
 /// A backend's packet of a cookie flow that is not a plain translation:
 /// its SYN-ACK, or anything before it. `None`: translate it
 /// (`to_client`) and forward it as usual.
-// Its own BPF function: its stack (frames, options) is not the
-// main path's.
 #[inline(always)]
 pub fn from_backend(
     ctx: &XdpContext,
@@ -455,11 +484,30 @@ pub fn from_backend(
     l4: &L4,
     client: &FlowKey,
     tracked: &Tracked,
+    settings: &Settings,
     now: u64,
 ) -> Option<Verdict> {
     let f = &tracked.flow;
-    let synack = l4.flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK;
+    let synack = l4.flags & (TCP_SYN | TCP_ACK | TCP_RST | 0x01) == TCP_SYN | TCP_ACK;
     if f.flags & FLOW_COOKIE_WAIT != 0 {
+        // Only an answer to our SYN: its ACK number is the client's ISN + 1,
+        // which the cookie (still in `seq_delta`) vouches for. A stale
+        // SYN-ACK of an earlier connection, or a blind RST, is dropped.
+        let Some((_, ack)) = seq_ack(ctx, ip) else {
+            return Some((xdp_action::XDP_DROP, Counter::Malformed));
+        };
+        let answers = l4.flags & TCP_ACK != 0
+            && rules::check(
+                &settings.cookie_key,
+                &client_tuple(client),
+                ack.wrapping_sub(1),
+                f.seq_delta,
+                period(settings, now),
+            )
+            .is_some();
+        if !answers {
+            return Some((xdp_action::XDP_DROP, Counter::CookieInvalid));
+        }
         if synack {
             return Some(open_window(ctx, ip, l4, client, tracked, now));
         }
@@ -474,6 +522,17 @@ pub fn from_backend(
         return Some(ack_backend(ctx, ip, l4));
     }
     None
+}
+
+/// The cookie tuple of a client's flow key (its SYN's 5-tuple).
+#[inline(always)]
+fn client_tuple(client: &FlowKey) -> CookieTuple {
+    CookieTuple {
+        src_addr: client.src_addr,
+        dst_addr: client.dst_addr,
+        src_port: client.src_port,
+        dst_port: client.dst_port,
+    }
 }
 
 /// The backend's SYN-ACK to the SYN sent on the client's behalf: the flow

@@ -11,8 +11,9 @@ use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs:
 use kube_xdp_common::{
     hash::flow_hash,
     maps::{
-        BACKEND_UP, BUDGET_UDP, Backend, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_TS_REWRITE, Flow,
-        FlowKey, PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN, Service, Settings,
+        BACKEND_UP, BUDGET_UDP, Backend, FLOW_CLOSING, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_REPLIED,
+        FLOW_SYN_SENT, FLOW_TS_REWRITE, Flow, FlowKey, PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN,
+        Service, Settings,
     },
     stats::Counter,
 };
@@ -21,11 +22,12 @@ use crate::{
     SETTINGS,
     conntrack::{self, Direction, Tracked},
     cookie::{self, Admit},
+    field::read32,
     forward::{self, Owner, Route},
     frag, icmp,
     l2::{self, NOT_FOR_US},
     nat,
-    parse::{self, Frame, IPPROTO_ICMP, Ip, L4},
+    parse::{self, Frame, IPPROTO_ICMP, Ip, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     reset::refuse,
     service, snat, sync, tcpopt,
     verdict::Verdict,
@@ -125,7 +127,16 @@ fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
         if expiring {
             return (xdp_action::XDP_DROP, Counter::TtlExceeded);
         }
-        return established::<COOKIES>(ctx, ip, &l4, &key, service_flags, &tracked, now);
+        // A client that re-used its 5-tuple while its last flow is closing
+        // got a cookie for its new SYN: its ACK opens the new flow (below,
+        // as for an ACK of no flow).
+        let reopened = tracked.flow.state == FLOW_CLOSING
+            && cookie::candidate(&l4)
+            && cookie::recent(now)
+            && (!COOKIES || cookie::valid(ctx, ip, &l4, settings, now));
+        if !reopened {
+            return established::<COOKIES>(ctx, ip, &l4, &key, service_flags, &tracked, now);
+        }
     }
     let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) else {
         return (xdp_action::XDP_PASS, Counter::PassNoService);
@@ -142,7 +153,7 @@ fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
             // refused too.
             return (xdp_action::XDP_DROP, Counter::NoBackend);
         }
-        if cookie::candidate(&l4, now) {
+        if cookie::candidate(&l4) {
             if !COOKIES {
                 return cookie::hand_over(ctx);
             }
@@ -160,6 +171,10 @@ fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
         )
     {
         return (xdp_action::XDP_DROP, Counter::UdpUnansweredLimited);
+    }
+    if ip.protocol == PROTO_TCP && l4.flags & (TCP_FIN | TCP_RST) != 0 {
+        // A SYN with FIN or RST: no client sends one.
+        return (xdp_action::XDP_DROP, Counter::Malformed);
     }
     if ip.protocol == PROTO_TCP && service::has_backends(&svc) {
         match cookie::admit(settings, now) {
@@ -206,6 +221,15 @@ fn established<const COOKIES: bool>(
         if cookie::to_backend(ctx, ip, l4, f).is_none() {
             return (xdp_action::XDP_DROP, Counter::Malformed);
         }
+    }
+    // The handshake's end, proven by the ACK of the backend's ISN (which
+    // a spoofed source never saw): the half-open flow's place is free.
+    if f.state == FLOW_SYN_SENT
+        && f.flags & (FLOW_COOKIE | FLOW_REPLIED) == FLOW_REPLIED
+        && l4.flags & (TCP_SYN | TCP_RST | TCP_FIN | TCP_ACK) == TCP_ACK
+        && read32(ctx, ip.l4 + 8).map(u32::from_be) == Some(f.seq_delta)
+    {
+        cookie::give_back_tcp();
     }
     if conntrack::update(tracked, Direction::ToBackend, l4.flags, now) {
         sync::report(key, &tracked.current());
@@ -368,7 +392,7 @@ fn from_backend<const COOKIES: bool>(
     let now = coarse_now();
     let Some(tracked) = conntrack::lookup_backend(settings, key, &client, now) else {
         // The flow is gone: the kernel answers (a RST to the backend).
-        if ip.protocol == PROTO_TCP {
+        if ip.protocol == PROTO_TCP && l2::addressed_to_us(ctx) {
             conntrack::refused(settings, key, &client, l4.flags, now);
         }
         return (xdp_action::XDP_PASS, Counter::NoFlow);
@@ -386,12 +410,19 @@ fn from_backend<const COOKIES: bool>(
         if !COOKIES {
             return cookie::hand_over(ctx);
         }
-        if let Some(verdict) = cookie::from_backend(ctx, ip, l4, &client, &tracked, now) {
+        if let Some(verdict) = cookie::from_backend(ctx, ip, l4, &client, &tracked, settings, now) {
             return verdict;
         }
         if cookie::to_client(ctx, ip, l4, f).is_none() {
             return (xdp_action::XDP_DROP, Counter::Malformed);
         }
+    }
+    if f.state == FLOW_SYN_SENT
+        && f.flags & FLOW_COOKIE == 0
+        && l4.flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+        && let Some(seq) = read32(ctx, ip.l4 + 4)
+    {
+        conntrack::note_syn_ack(&tracked, u32::from_be(seq));
     }
     if conntrack::update(&tracked, Direction::ToClient, l4.flags, now) {
         sync::report(&client, &tracked.current());

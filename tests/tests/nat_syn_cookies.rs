@@ -645,15 +645,31 @@ fn over_the_half_open_limit_a_syn_gets_a_cookie_and_a_finished_handshake_makes_r
     assert_eq!(counter(&h, Counter::NewFlow), 2);
     assert_eq!(counter(&h, Counter::CookieSent), 1);
 
-    // The first flow's handshake ends: its place is free again.
-    tx(
-        &h,
-        &Seg {
-            sport: 41_000,
-            ..Seg::client(CLIENT_ISN + 1, 1, ACK).opts(&ts_opt(CLIENT_TSVAL + 1, 1))
-        },
+    // An ACK that acknowledges no SYN-ACK of the backend (a spoofed source
+    // never saw one) frees nothing.
+    let ack = |sport: u16, ack: u32| Seg {
+        sport,
+        ..Seg::client(CLIENT_ISN + 1, ack, ACK).opts(&ts_opt(CLIENT_TSVAL + 1, 1))
+    };
+    tx(&h, &ack(41_001, 1));
+    assert_eq!(
+        tx(&h, &syn(41_003)).seen.tcp_flags(),
+        SYN | ACK,
+        "still over the limit"
     );
-    assert_eq!(tx(&h, &syn(41_003)).seen.tcp_flags(), SYN);
+    // The first flow's handshake ends (the ACK of the backend's ISN): its
+    // place is free again.
+    let synack = Seg::backend(
+        first.seen.dst,
+        first.seen.ports().0,
+        BACKEND_ISN,
+        CLIENT_ISN + 1,
+        SYN | ACK,
+    )
+    .opts(&ts_opt(BACKEND_TSVAL, first.ts().unwrap().0));
+    assert_eq!(tx(&h, &synack).seen.dst, CLIENT_IP);
+    tx(&h, &ack(41_000, BACKEND_ISN + 1));
+    assert_eq!(tx(&h, &syn(41_004)).seen.tcp_flags(), SYN);
     assert_eq!(counter(&h, Counter::NewFlow), 3);
 }
 

@@ -37,7 +37,7 @@ pub const DEFAULT_SNAT_PORTS: PortRange = PortRange {
 /// Default (and largest) Maglev table size.
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = crate::maglev::DEFAULT_TABLE_SIZE;
 /// Default `[syn_flood] half_open_limit`.
-pub const DEFAULT_HALF_OPEN_LIMIT: u32 = 8192;
+pub const DEFAULT_HALF_OPEN_LIMIT: u32 = 1024;
 /// Largest `half_open_limit`: as many flows as the largest flow table.
 pub const MAX_HALF_OPEN_LIMIT: u32 = MAX_FLOW_TABLE_SIZE;
 /// Largest backend `weight`.

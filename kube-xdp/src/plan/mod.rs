@@ -237,8 +237,13 @@ impl Plan {
             cookie_wscale: COOKIE_WSCALE,
             _pad2: 0,
             half_open_cost_ns: half_open_cost_ns(&self.config.syn_flood, t.tcp_syn, self.cpus),
+            // Unanswered UDP flows are bounded so that they never fill more
+            // than a quarter of the flow table; answered ones are not.
             unanswered_cost_ns: half_open_cost_ns(
-                &self.config.syn_flood,
+                &SynFlood {
+                    half_open_limit: (d.flow_table_size / 4).max(1),
+                    ..self.config.syn_flood.clone()
+                },
                 t.udp_unanswered.min(t.udp),
                 self.cpus,
             ),

@@ -188,7 +188,7 @@ fn defaults_apply_when_only_interfaces_are_given() {
     assert_eq!(t.tcp_time_wait, Duration::from_secs(60));
     let f = &config.syn_flood;
     assert_eq!(f.syn_cookies, SynCookies::Auto);
-    assert_eq!(f.half_open_limit, 8192);
+    assert_eq!(f.half_open_limit, 1024);
     assert!(config.services.is_empty());
 }
 

@@ -17,9 +17,14 @@ fn the_settings_carry_the_mode_the_mss_the_scale_and_the_cost() {
     // headers.
     assert_eq!(s.cookie_mss, 1460);
     assert_eq!(s.cookie_wscale, 7);
-    // tcp_syn 5 s × 4 CPUs / 8192 flows.
+    // tcp_syn 5 s × 4 CPUs / 1024 flows.
     assert_eq!(s.tcp_syn_ns, 5_000_000_000);
-    assert_eq!(s.half_open_cost_ns, 5_000_000_000 * 4 / 8192);
+    assert_eq!(s.half_open_cost_ns, 5_000_000_000 * 4 / 1024);
+    // Unanswered UDP flows: at most a quarter of the flow table.
+    assert_eq!(
+        s.unanswered_cost_ns,
+        30_000_000_000 * 4 / u64::from(p.config.daemon.flow_table_size / 4)
+    );
     // What only the daemon knows is left to it.
     assert_eq!(
         (s.cookie_key, s.cookie_clock_offset_ns, s.ts_clock_offset_ns),
@@ -115,7 +120,7 @@ fn a_limit_over_half_the_flow_table_is_a_warning() {
 fn the_summary_says_what_a_syn_over_the_limit_gets() {
     let out = plan(TWO_SERVICES, &FakeHost::lb()).summary();
     for needle in [
-        "SYN flood\n  syn_cookies auto  half_open_limit 8192 (2048 per CPU, 4 CPUs)\n",
+        "SYN flood\n  syn_cookies auto  half_open_limit 1024 (256 per CPU, 4 CPUs)\n",
         "  a SYN over the limit gets a cookie (MSS 1460, window scale 7); cookie key random, this box's own\n",
     ] {
         assert!(out.contains(needle), "{needle:?} not in:\n{out}");
