@@ -239,8 +239,10 @@ fn emit_syn(
     ts: Option<(u32, u32)>,
 ) -> Option<()> {
     match ts {
-        Some(ts) => segment::emit::<{ BARE + 20 }>(ctx, seg, &syn_options(mss, sack, wscale, ts)),
-        None => segment::emit::<{ BARE + 12 }>(ctx, seg, &syn_options_no_ts(mss, sack, wscale)),
+        Some(ts) => {
+            segment::emit::<{ BARE + 20 }>(ctx, seg, &syn_options(mss, sack, wscale, ts), 0)
+        }
+        None => segment::emit::<{ BARE + 12 }>(ctx, seg, &syn_options_no_ts(mss, sack, wscale), 0),
     }
 }
 
@@ -248,8 +250,18 @@ fn emit_syn(
 #[inline(always)]
 fn emit_ack(ctx: &XdpContext, seg: &Segment, ts: Option<(u32, u32)>) -> Option<()> {
     match ts {
-        Some((v, e)) => segment::emit::<{ BARE + 12 }>(ctx, seg, &ts_option(v, e)),
-        None => segment::emit::<BARE>(ctx, seg, &[]),
+        Some((v, e)) => segment::emit::<{ BARE + 12 }>(ctx, seg, &ts_option(v, e), 0),
+        None => segment::emit::<BARE>(ctx, seg, &[], 0),
+    }
+}
+
+/// Writes `seg` as an ACK carrying one byte (a zero) again: the one
+/// before the client's next expected (see `open_window`).
+#[inline(always)]
+fn emit_ack_again(ctx: &XdpContext, seg: &Segment, ts: Option<(u32, u32)>) -> Option<()> {
+    match ts {
+        Some((v, e)) => segment::emit::<{ BARE + 12 + 1 }>(ctx, seg, &ts_option(v, e), 1),
+        None => segment::emit::<{ BARE + 1 }>(ctx, seg, &[], 1),
     }
 }
 
@@ -444,6 +456,17 @@ pub fn from_backend(
 /// The backend's SYN-ACK to the SYN sent on the client's behalf: the flow
 /// learns the backend's ISN, TSval and window scale, and the SYN-ACK
 /// becomes the ACK that opens the client's window.
+///
+/// That ACK also makes the client answer at once, so the backend's
+/// handshake completes whether or not the client has anything to say
+/// (a protocol where the server speaks first): it carries one byte at the
+/// cookie's own sequence number, just before what the client expects.
+/// The client takes the segment (it ends where the client's window
+/// begins), its window with it, finds the byte a duplicate — never
+/// delivered — and acknowledges at once (RFC 9293 §3.10.7.4; Linux:
+/// `tcp_data_queue`, with a D-SACK of that byte, which reaches the backend
+/// as one of its ISN: older than anything it sent, ignored). Its ACK, or
+/// its first data, completes the backend's handshake.
 #[inline(always)]
 fn open_window(
     ctx: &XdpContext,
@@ -483,14 +506,14 @@ fn open_window(
         dst: client.src_addr,
         sport: client.dst_port,
         dport: client.src_port,
-        seq: cookie.wrapping_add(1),
+        seq: cookie,
         ack,
         flags: TCP_ACK,
         // A SYN-ACK's window is never scaled.
         window: window >> (f.win_scale_client_view & 15),
     };
     let ts = ts.map(|(_, ecr)| (our_tsval, ecr.wrapping_sub(f.ts_offset)));
-    if emit_ack(ctx, &seg, ts).is_none() {
+    if emit_ack_again(ctx, &seg, ts).is_none() {
         return (xdp_action::XDP_DROP, Counter::Malformed);
     }
     match forward::send(ctx, f.client_mac, f.ifindex) {

@@ -33,12 +33,18 @@ pub struct Segment {
     pub window: u16,
 }
 
-/// Replaces the frame with `seg` and its options `opts` (`N - BARE`
-/// bytes, a multiple of 4): the frame grows at its head (XDP leaves
-/// headroom for that) or shrinks at its tail to `N` bytes (any payload is
-/// dropped). `None` if the frame cannot be resized.
+/// Replaces the frame with `seg`, its options `opts` (a multiple of 4
+/// bytes) and `zeros` bytes of zeros as payload, `N` bytes in all: the
+/// frame grows at its head (XDP leaves headroom for that) or shrinks at its
+/// tail (any payload it had is dropped). `None` if the frame cannot be
+/// resized.
 #[inline(always)]
-pub fn emit<const N: usize>(ctx: &XdpContext, seg: &Segment, opts: &[u8]) -> Option<()> {
+pub fn emit<const N: usize>(
+    ctx: &XdpContext,
+    seg: &Segment,
+    opts: &[u8],
+    zeros: usize,
+) -> Option<()> {
     let mut out = [0u8; N];
     out[0..6].copy_from_slice(&seg.dst_mac);
     out[6..12].copy_from_slice(&seg.src_mac);
@@ -56,16 +62,18 @@ pub fn emit<const N: usize>(ctx: &XdpContext, seg: &Segment, opts: &[u8]) -> Opt
     out[t + 2..t + 4].copy_from_slice(&seg.dport.to_ne_bytes());
     out[t + 4..t + 8].copy_from_slice(&seg.seq.to_be_bytes());
     out[t + 8..t + 12].copy_from_slice(&seg.ack.to_be_bytes());
-    out[t + 12] = (((N - t) / 4) as u8) << 4;
+    out[t + 12] = (((N - zeros - t) / 4) as u8) << 4;
     out[t + 13] = seg.flags;
     out[t + 14..t + 16].copy_from_slice(&seg.window.to_be_bytes());
-    out[BARE..].copy_from_slice(opts);
+    out[BARE..N - zeros].copy_from_slice(opts);
     let ip_check = !csum::fold(csum::sum_bytes(&out[h..t]));
     out[h + 10..h + 12].copy_from_slice(&ip_check.to_ne_bytes());
     let pseudo = csum::sum32(seg.src)
         + csum::sum32(seg.dst)
         + u32::from(u16::from_ne_bytes([0, PROTO_TCP]))
         + u32::from(u16::from_ne_bytes(((N - t) as u16).to_be_bytes()));
+    // (`sum_bytes` leaves out an odd last byte: a zero, which adds
+    // nothing.)
     let tcp_check = !csum::fold(pseudo + csum::sum_bytes(&out[t..]));
     out[t + 16..t + 18].copy_from_slice(&tcp_check.to_ne_bytes());
 

@@ -12,7 +12,10 @@ use aya::{
 use kube_xdp::datapath::{BackendSpec, BackendState, Datapath, ServiceSpec, be_addr};
 use kube_xdp_common::{
     map_name,
-    maps::{Flow, FlowKey, MAX_SNAT_ADDRESSES, PROTO_TCP, ReverseFlow, RstBudget, Settings},
+    maps::{
+        Flow, FlowKey, MAX_SNAT_ADDRESSES, PROTO_TCP, ReverseFlow, RstBudget, SYN_COOKIES_AUTO,
+        Settings,
+    },
     program_name,
 };
 use std::{net::Ipv4Addr, os::fd::AsFd};
@@ -61,6 +64,10 @@ pub fn default_settings() -> Settings {
         _pad: 0,
         ts_clock_offset_ns: 0,
         cookie_key: COOKIE_KEY,
+        // The daemon's defaults but for the half-open limit: none
+        // (`half_open_cost_ns` 0), so fixtures open as many flows as they
+        // like; the SYN-flood fixtures set their own limit.
+        syn_cookies: SYN_COOKIES_AUTO,
         cookie_mss: 1460,
         cookie_wscale: 7,
         ..Settings::default()

@@ -253,6 +253,7 @@ fn record(sport: u16) -> SyncRecord {
         interface: 0,
         created_age_ns: 0,
         idle_ns: 0,
+        ..SyncRecord::default()
     }
 }
 

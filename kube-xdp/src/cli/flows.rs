@@ -10,12 +10,12 @@ pub fn flows(common: &Common, pins: &PinArgs, json: bool, all: bool) -> anyhow::
         return Ok(());
     }
     println!(
-        "{:<4} {:<22} {:<22} {:<22} {:<22} {:<12} {:>9} {:>9}",
+        "{:<4} {:<22} {:<22} {:<22} {:<22} {:<12} {:>9} {:>9}  FLAGS",
         "PROTO", "CLIENT", "VIP", "BACKEND", "SNAT", "STATE", "AGE", "IDLE"
     );
     for f in &flows {
         println!(
-            "{:<4} {:<22} {:<22} {:<22} {:<22} {:<12} {:>8.1}s {:>8.1}s{}",
+            "{:<4} {:<22} {:<22} {:<22} {:<22} {:<12} {:>8.1}s {:>8.1}s  {}{}",
             f.protocol,
             f.client,
             f.vip,
@@ -24,6 +24,11 @@ pub fn flows(common: &Common, pins: &PinArgs, json: bool, all: bool) -> anyhow::
             f.state,
             f.age_secs,
             f.idle_secs,
+            if f.flags.is_empty() {
+                "-".to_owned()
+            } else {
+                f.flags.join(",")
+            },
             if f.live { "" } else { "  (expired)" }
         );
     }

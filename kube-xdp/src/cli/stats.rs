@@ -28,9 +28,15 @@ pub fn stats(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<()> 
         );
         return Ok(());
     }
-    println!("{:<24} {:>16}", "COUNTER", "PACKETS");
+    let width = counters
+        .iter()
+        .map(|(c, _)| c.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(24);
+    println!("{:<width$} {:>16}", "COUNTER", "PACKETS");
     for (counter, value) in &counters {
-        println!("{:<24} {:>16}", counter.name(), value);
+        println!("{:<width$} {:>16}", counter.name(), value);
     }
     println!();
     println!(

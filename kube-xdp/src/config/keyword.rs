@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use kube_xdp_common::maps::{PROTO_TCP, PROTO_UDP};
+use kube_xdp_common::maps::{
+    PROTO_TCP, PROTO_UDP, SYN_COOKIES_ALWAYS, SYN_COOKIES_AUTO, SYN_COOKIES_NEVER,
+};
 
 /// A word that is not one of a keyword key's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,5 +155,31 @@ keyword_enum! {
         Down = "down",
         /// UP until `fall` checks fail.
         Up = "up",
+    }
+}
+
+keyword_enum! {
+    /// `[syn_flood] syn_cookies`: when the datapath answers a SYN with a
+    /// SYN cookie (no state kept) instead of opening a flow.
+    #[derive(Default)]
+    pub enum SynCookies {
+        /// Over `half_open_limit` half-open flows: a cookie.
+        #[default]
+        Auto = "auto",
+        /// Every SYN to a service.
+        Always = "always",
+        /// Never: over the limit a SYN is dropped.
+        Never = "never",
+    }
+}
+
+impl SynCookies {
+    /// The datapath's value (`Settings::syn_cookies`).
+    pub fn number(self) -> u32 {
+        match self {
+            SynCookies::Auto => SYN_COOKIES_AUTO,
+            SynCookies::Always => SYN_COOKIES_ALWAYS,
+            SynCookies::Never => SYN_COOKIES_NEVER,
+        }
     }
 }

@@ -28,13 +28,15 @@ use std::path::{Path, PathBuf};
 pub use backend_address::BackendAddress;
 pub use ha::{DEFAULT_ADVERT_INTERVAL, DEFAULT_SYNC_PORT, HaConfig};
 pub use keyword::{
-    CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, UnknownKeyword, XdpMode,
+    CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, SynCookies, UnknownKeyword,
+    XdpMode,
 };
 pub use port_range::{ParsePortRangeError, PortRange};
 pub use schema::{
-    Backend, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RUN_DIR,
-    DEFAULT_SNAT_PORTS, DaemonConfig, HealthCheck, Lines, MAX_FLOW_TABLE_SIZE, MAX_NAME_LEN,
-    MAX_WEIGHT, MIN_FLOW_TABLE_SIZE, Service, ServicePort, Timeouts,
+    Backend, Config, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_HALF_OPEN_LIMIT, DEFAULT_MAGLEV_TABLE_SIZE,
+    DEFAULT_RUN_DIR, DEFAULT_SNAT_PORTS, DaemonConfig, HealthCheck, Lines, MAX_FLOW_TABLE_SIZE,
+    MAX_HALF_OPEN_LIMIT, MAX_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE, Service, ServicePort,
+    SynFlood, Timeouts,
 };
 pub use stats::{
     DEFAULT_STATS_REFRESH, DEFAULT_STATS_URI, StatsAuth, StatsConfig, check_uri, parse_listen,

@@ -15,6 +15,7 @@ pub(super) type Field<T> = Option<Spanned<T>>;
 pub(super) struct RawConfig {
     pub daemon: Field<RawDaemon>,
     pub timeouts: Field<RawTimeouts>,
+    pub syn_flood: Field<RawSynFlood>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<RawService>>,
     pub ha: Field<RawHa>,
@@ -62,6 +63,13 @@ pub(super) struct RawTimeouts {
     pub udp: Field<String>,
     pub udp_unanswered: Field<String>,
     pub tcp_time_wait: Field<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSynFlood {
+    pub syn_cookies: Field<String>,
+    pub half_open_limit: Field<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use super::DEFAULT_PIN_PATH;
 use super::backend_address::BackendAddress;
-use super::keyword::{CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, XdpMode};
+use super::keyword::{
+    CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, SynCookies, XdpMode,
+};
 use super::port_range::PortRange;
 use super::stats::StatsConfig;
 
@@ -34,6 +36,10 @@ pub const DEFAULT_SNAT_PORTS: PortRange = PortRange {
 };
 /// Default (and largest) Maglev table size.
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = crate::maglev::DEFAULT_TABLE_SIZE;
+/// Default `[syn_flood] half_open_limit`.
+pub const DEFAULT_HALF_OPEN_LIMIT: u32 = 8192;
+/// Largest `half_open_limit`: as many flows as the largest flow table.
+pub const MAX_HALF_OPEN_LIMIT: u32 = MAX_FLOW_TABLE_SIZE;
 /// Largest backend `weight`.
 pub const MAX_WEIGHT: u32 = 256;
 /// Longest service or backend name.
@@ -46,6 +52,7 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: DaemonConfig,
     pub timeouts: Timeouts,
+    pub syn_flood: SynFlood,
     /// `[[service]]` tables, in file order.
     pub services: Vec<Service>,
     /// `[ha]`: one box of a pair; `None`: a single box.
@@ -117,10 +124,34 @@ impl Default for Timeouts {
         Timeouts {
             tcp_established: Duration::from_secs(24 * 3600),
             tcp_closing: Duration::from_secs(10),
-            tcp_syn: Duration::from_secs(60),
+            // A half-open flow is freed quickly: a client retransmits its
+            // SYN after 1, 3 and 7 s (RFC 6298's 1 s initial RTO, doubled),
+            // and each retransmit refreshes the flow.
+            tcp_syn: Duration::from_secs(5),
             udp: Duration::from_secs(120),
             udp_unanswered: Duration::from_secs(30),
             tcp_time_wait: Duration::from_secs(60),
+            lines: Lines::default(),
+        }
+    }
+}
+
+/// `[syn_flood]`: the defence against SYN floods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynFlood {
+    pub syn_cookies: SynCookies,
+    /// The most half-open TCP flows (a SYN seen, no handshake yet) the
+    /// box keeps across all its CPUs; past it, a SYN gets a cookie
+    /// (`auto`) or is dropped (`never`). At least 1.
+    pub half_open_limit: u32,
+    pub lines: Lines,
+}
+
+impl Default for SynFlood {
+    fn default() -> Self {
+        SynFlood {
+            syn_cookies: SynCookies::Auto,
+            half_open_limit: DEFAULT_HALF_OPEN_LIMIT,
             lines: Lines::default(),
         }
     }

@@ -8,17 +8,21 @@ use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
+
+use kube_xdp_common::stats::Counter;
 
 use crate::{
+    config::SynCookies,
     daemon::{
         control::{self, Status},
         state::{Changes, State, StateError},
+        syn_flood::{self, Defence, Sample},
     },
     datapath::{Datapath, DatapathError},
     ha::pair::PairHandle,
     health::{self, CheckEvent, Health},
-    host::neighbour,
+    host::{neighbour, realtime_offset_ns},
     metrics::Metrics,
     plan::{BackendKey, Checker, Plan},
     stats_page::StatsPage,
@@ -68,6 +72,15 @@ pub(super) struct Daemon {
     /// How far the rewritten TCP timestamps' clock runs ahead of
     /// `CLOCK_MONOTONIC` (the pair's flow sync moves it up to the peer's).
     pub ts_clock_offset_ns: u64,
+    /// The SYN cookies' SipHash key: chosen at start, kept across reloads
+    /// (see [`syn_flood::cookie_key`]).
+    pub cookie_key: [u64; 2],
+    /// How far the cookies' clock (the realtime clock) runs ahead of
+    /// `CLOCK_MONOTONIC`, as last written to the settings.
+    pub cookie_clock_offset_ns: u64,
+    /// Whether SYNs over the half-open limit are being answered with
+    /// cookies or dropped (from the datapath's counters).
+    pub defence: Defence,
     /// The flow sync with the peer, when on.
     pub sync: Option<Sync>,
 }
@@ -98,7 +111,9 @@ impl Daemon {
     ///
     /// Why the plan was not applied.
     pub fn commit(&mut self, plan: Plan) -> Result<Changes, CommitError> {
+        self.cookie_clock_offset_ns = realtime_offset_ns();
         let old_settings = self.plan.as_ref().map(|p| self.settings_of(p));
+        let old_mode = self.plan.as_ref().map(|p| p.config.syn_flood.syn_cookies);
         self.dp.set_settings(&self.settings_of(&plan))?;
         let changes = match self.state.apply_all_or_nothing(
             &mut self.dp,
@@ -120,6 +135,16 @@ impl Daemon {
         }
         self.stats_page
             .set_settings(plan.config.daemon.stats.clone());
+        let mode = plan.config.syn_flood.syn_cookies;
+        if old_mode != Some(mode) {
+            if mode == SynCookies::Always {
+                info!("{}", syn_flood::ALWAYS_MESSAGE);
+            }
+            // Cookies sent under another mode are no flood under this one.
+            self.defence = Defence::default();
+            self.metrics
+                .set_syn_flood_defence(mode == SynCookies::Always);
+        }
         self.plan = Some(plan);
         self.sync_checkers();
         self.publish_names();
@@ -128,11 +153,63 @@ impl Daemon {
         Ok(changes)
     }
 
-    /// The datapath settings of `plan`, with the timestamp clock's offset.
+    /// The datapath settings of `plan`, with the clocks' offsets and the
+    /// cookie key.
     fn settings_of(&self, plan: &Plan) -> kube_xdp_common::maps::Settings {
         let mut settings = plan.settings();
         settings.ts_clock_offset_ns = self.ts_clock_offset_ns;
+        settings.cookie_key = self.cookie_key;
+        settings.cookie_clock_offset_ns = self.cookie_clock_offset_ns;
         settings
+    }
+
+    /// Reads the defence's counters, logs when it switches on or off, and
+    /// keeps its metric; about once a second.
+    fn watch_syn_flood(&mut self) {
+        let read = |c| self.dp.counter(c);
+        let sample = match (read(Counter::CookieSent), read(Counter::HalfOpenLimited)) {
+            (Ok(cookies_sent), Ok(half_open_limited)) => Sample {
+                at: Instant::now(),
+                cookies_sent,
+                half_open_limited,
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                debug!("reading the SYN-flood counters: {e}");
+                return;
+            }
+        };
+        let change = self.defence.observe(sample);
+        let s = &self.plan().config.syn_flood;
+        // With "always", cookies are the rule, not a defence switching.
+        let always = s.syn_cookies == SynCookies::Always;
+        if let Some(change) = change
+            && !always
+        {
+            let message = syn_flood::message(change, s.syn_cookies, s.half_open_limit);
+            match change {
+                syn_flood::Change::On { .. } => {
+                    warn!(half_open_limit = s.half_open_limit, "{message}")
+                }
+                syn_flood::Change::Off => info!(half_open_limit = s.half_open_limit, "{message}"),
+            }
+        }
+        self.metrics
+            .set_syn_flood_defence(always || self.defence.is_on());
+    }
+
+    /// Writes the settings again when the realtime clock moved away from
+    /// the cookies' clock (NTP stepped or slewed it), so the pair's boxes
+    /// keep counting the same cookie periods.
+    fn follow_realtime_clock(&mut self) {
+        let now = realtime_offset_ns();
+        if !syn_flood::clock_moved(self.cookie_clock_offset_ns, now) {
+            return;
+        }
+        self.cookie_clock_offset_ns = now;
+        let settings = self.settings_of(self.plan());
+        if let Err(e) = self.dp.set_settings(&settings) {
+            error!("moving the SYN cookies' clock to the realtime clock: {e}");
+        }
     }
 
     /// What the sync task says.
@@ -320,6 +397,8 @@ impl Daemon {
 
     pub fn housekeeping(&mut self) {
         self.refresh_next_hops();
+        self.watch_syn_flood();
+        self.follow_realtime_clock();
         match self.state.expire_drained(&mut self.dp, Instant::now()) {
             Ok(gone) => {
                 for b in &gone {

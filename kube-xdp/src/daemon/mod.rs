@@ -7,3 +7,4 @@ pub mod control;
 mod control_loop;
 pub mod run;
 pub mod state;
+pub mod syn_flood;

@@ -30,6 +30,7 @@ use crate::{
         control,
         control_loop::{Daemon, Sync},
         state::{PinnedBackend, State},
+        syn_flood,
     },
     datapath::Datapath,
     ebpf,
@@ -228,13 +229,19 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         None => None,
     };
     let mut dp = Datapath::from_ebpf(&mut bpf)?;
-    // A restart keeps the timestamp clock where the last run left it:
-    // it never goes back.
-    let ts_clock_offset_ns = if adopted {
-        dp.settings().map_or(0, |s| s.ts_clock_offset_ns)
-    } else {
-        0
-    };
+    // A restart keeps the timestamp clock where the last run left it (it
+    // never goes back), and the cookie key, so the cookies in flight
+    // still open flows.
+    let pinned = if adopted { dp.settings().ok() } else { None };
+    let ts_clock_offset_ns = pinned.map_or(0, |s| s.ts_clock_offset_ns);
+    let cookie_key = syn_flood::cookie_key(
+        plan.ha
+            .as_ref()
+            .and_then(|ha| ha.sync.as_ref())
+            .map(|sync| &sync.key),
+        pinned.map_or([0; 2], |s| s.cookie_key),
+        syn_flood::random_key,
+    );
     dp.set_meta(&Meta {
         layout_version: LAYOUT_VERSION,
         flow_table_size: daemon_config.flow_table_size,
@@ -274,6 +281,9 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         background,
         _bpf: bpf,
         ts_clock_offset_ns,
+        cookie_key,
+        cookie_clock_offset_ns: 0,
+        defence: Default::default(),
         sync: None,
     };
     d.commit(plan).context("programming the datapath")?;

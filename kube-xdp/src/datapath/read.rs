@@ -27,6 +27,16 @@ impl GlobalStats {
 }
 
 impl Datapath {
+    /// One global counter, summed over CPUs (what a once-a-second watch
+    /// reads instead of every slot).
+    pub fn counter(&self, counter: Counter) -> Result<u64> {
+        let values = self
+            .stats
+            .get(&(counter as u32), 0)
+            .map_err(map_err(map_name::STATS))?;
+        Ok(values.iter().sum())
+    }
+
     /// The global counters, summed over CPUs.
     pub fn global_stats(&self) -> Result<GlobalStats> {
         let counters = Counter::ALL

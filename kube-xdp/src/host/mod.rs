@@ -32,6 +32,8 @@ pub struct Interface {
     /// Those of them that are a /32 (as a pair's virtual addresses are).
     pub host_routes: Vec<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
+    /// Its MTU (`None` when the kernel did not say).
+    pub mtu: Option<u32>,
 }
 
 /// A small regular file read whole, with its permission bits.
@@ -109,6 +111,16 @@ pub trait Host {
     /// Why it cannot be read, and any file that is not a regular one or
     /// is larger (see [`read_regular_file`]).
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The number of CPUs the kernel may ever bring up
+    /// (`/sys/devices/system/cpu/possible`): the number of slots of a
+    /// per-CPU map. Fakes that do not model it: 1.
+    ///
+    /// # Errors
+    ///
+    /// When the kernel's list cannot be read.
+    fn possible_cpus(&self) -> io::Result<u32> {
+        Ok(1)
+    }
     /// The regular file at `path`, if it holds at most `max_len` bytes,
     /// with its permission bits: for secrets such as the pair's sync key.
     /// A link at `path` is not followed, and nothing but a regular file is
@@ -156,6 +168,13 @@ impl Host for RealHost {
 
     fn read_small_file(&self, path: &Path, max_len: usize) -> Result<SmallFile, ReadFileError> {
         read_small_file(path, max_len)
+    }
+
+    fn possible_cpus(&self) -> io::Result<u32> {
+        // aya's own count, the one its per-CPU maps are read with.
+        let n = aya::util::nr_cpus()
+            .map_err(|(what, e)| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
 
@@ -379,9 +398,10 @@ pub fn parse_local_port_range(text: &str) -> Option<PortRange> {
     PortRange::new(first, last).ok()
 }
 
-/// Every interface with its index, MAC and IPv4 addresses, from one
+/// Every interface with its index, MAC, MTU and IPv4 addresses, from one
 /// `getifaddrs(3)` walk (netlink underneath, so they are the current
-/// network namespace's — `/sys` would show the mount namespace's).
+/// network namespace's — `/sys` would show the mount namespace's) and a
+/// `SIOCGIFMTU` each.
 ///
 /// # Errors
 ///
@@ -451,7 +471,56 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
     }
     // SAFETY: frees the list getifaddrs allocated, once.
     unsafe { libc::freeifaddrs(head) };
+    // Any socket of the namespace answers for its interfaces
+    // (netdevice(7)); without one, the MTUs stay unknown.
+    if let Ok(socket) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None) {
+        for iface in &mut out {
+            iface.mtu = mtu(&socket, &iface.name);
+        }
+    }
     Ok(out)
+}
+
+/// `SIOCGIFMTU` (netdevice(7)): the MTU of the interface `name`.
+fn mtu(socket: &socket2::Socket, name: &str) -> Option<u32> {
+    use std::os::fd::AsRawFd as _;
+    let bytes = name.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return None;
+    }
+    // SAFETY: `ifreq` is plain data; all zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name and writes
+    // `ifr_mtu` of the `ifreq` it is given, which lives across the call.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled the union's `ifru_mtu`.
+    u32::try_from(unsafe { req.ifr_ifru.ifru_mtu }).ok()
+}
+
+/// How far `CLOCK_REALTIME` is ahead of `CLOCK_MONOTONIC`, in ns: the
+/// SYN cookies' clock is the monotonic one plus this, so that both boxes
+/// of a pair (whose realtime clocks NTP keeps together) count the same
+/// cookie periods. The monotonic clock is read on both sides of the
+/// realtime one and their middle taken.
+pub fn realtime_offset_ns() -> u64 {
+    let before = monotonic_ns();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    let after = monotonic_ns();
+    let realtime = (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64);
+    realtime.saturating_sub(before + (after - before) / 2)
 }
 
 /// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns()`, which the
@@ -471,11 +540,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_has_its_index_and_address() {
+    fn loopback_has_its_index_address_and_mtu() {
         let all = interfaces().unwrap();
         let lo = all.iter().find(|i| i.name == "lo").expect("lo exists");
         assert!(lo.ipv4.contains(&Ipv4Addr::LOCALHOST), "{lo:?}");
         assert_eq!(lo.index, 1, "{lo:?}");
+        // 65536 since Linux 3.6.
+        assert!(lo.mtu.is_some_and(|m| m >= 1500), "{lo:?}");
+        assert_eq!(
+            mtu(
+                &socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap(),
+                "nonexistent0"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_realtime_offset_is_stable_and_the_real_time() {
+        let a = realtime_offset_ns();
+        let b = realtime_offset_ns();
+        // Two reads agree to far less than a cookie period (~68 s).
+        assert!(a.abs_diff(b) < 10_000_000, "{a} {b}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(
+            (a + monotonic_ns()).abs_diff(now) < 1_000_000_000,
+            "{a} {now}"
+        );
+        assert!(RealHost.possible_cpus().unwrap() >= 1);
     }
 
     #[test]

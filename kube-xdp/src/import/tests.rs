@@ -46,6 +46,7 @@ impl Host for CorpusHost {
                 ipv4: vec![Ipv4Addr::LOCALHOST],
                 host_routes: Vec::new(),
                 mac: None,
+                mtu: Some(65536),
             },
             Interface {
                 name: self.interface.clone(),
@@ -53,6 +54,7 @@ impl Host for CorpusHost {
                 ipv4: self.addresses.clone(),
                 host_routes: Vec::new(),
                 mac: Some([2, 0, 0, 0, 0, 2]),
+                mtu: Some(1500),
             },
         ])
     }

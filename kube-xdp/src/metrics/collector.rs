@@ -196,6 +196,15 @@ pub(super) fn encode_snapshot(
         "Live flows: within their idle timeout, both directions in place",
         s.live_flows,
     )?;
+    gauges(
+        enc,
+        "kube_xdp_flow_table_live_flows_by_state",
+        "Live flows by state (syn_sent: half-open, a SYN seen and no handshake yet; established; closing; udp)",
+        crate::view::FLOW_STATES
+            .iter()
+            .zip(s.live_by_state)
+            .map(|((_, label), n)| -> (Labels1, u64) { ([("state", (*label).to_owned())], n) }),
+    )?;
     gauge(
         enc,
         "kube_xdp_flow_table_capacity",

@@ -141,6 +141,7 @@ pub struct Metrics {
     /// One scrape at a time: each walks the flow table.
     scraping: Mutex<()>,
     ha: ha::HaMetrics,
+    syn_flood_defence: Gauge,
 }
 
 fn unix_now() -> f64 {
@@ -216,6 +217,12 @@ impl Metrics {
             Unit::Seconds,
             last_reload_success.clone(),
         );
+        let syn_flood_defence = Gauge::default();
+        registry.register(
+            "kube_xdp_syn_flood_defence",
+            "Whether the SYN flood defence is on (1): SYNs over the half-open limit were answered with cookies or dropped in the last 10 s (always 1 with syn_cookies = \"always\")",
+            syn_flood_defence.clone(),
+        );
         let ha = ha::HaMetrics::register(&mut registry);
         registry.register_collector(Box::new(collector::DatapathCollector {
             shared: Arc::clone(&shared),
@@ -233,6 +240,7 @@ impl Metrics {
             programmed: RwLock::new(programmed),
             scraping: Mutex::new(()),
             ha,
+            syn_flood_defence,
         })
     }
 
@@ -330,6 +338,12 @@ impl Metrics {
         }
         recorded.retain(|k| wanted.contains(k));
         *self.programmed.write().unwrap_or_else(|e| e.into_inner()) = wanted;
+    }
+
+    /// Whether the SYN flood defence is on (see
+    /// `daemon::syn_flood::Defence`).
+    pub fn set_syn_flood_defence(&self, on: bool) {
+        self.syn_flood_defence.set(i64::from(on));
     }
 
     /// A reload was rejected (the daemon keeps the running configuration).

@@ -96,10 +96,19 @@ pub(crate) fn snapshot(taken: Instant, scale: u64, cp1_state: &'static str) -> S
         taken,
         counters,
         live_flows: services[0].backends.iter().map(|b| b.active_flows).sum(),
+        live_by_state: [scale, 7 * scale - scale, 0, 0],
         services,
         flow_entries: 40 * scale,
         capacity: 1_048_576,
         read_duration: Duration::from_millis(3),
+    }
+}
+
+fn set_counter(s: &mut Snapshot, counter: DpCounter, value: u64) {
+    for (c, v) in &mut s.counters {
+        if *c == counter {
+            *v = value;
+        }
     }
 }
 
@@ -250,6 +259,27 @@ fn render_shows_header_services_and_backends() {
 }
 
 #[test]
+fn render_shows_the_syn_flood_line_only_while_syns_are_over_the_limit() {
+    let t0 = Instant::now();
+    let prev = snapshot(t0, 1, "UP");
+    let mut cur = snapshot(t0 + Duration::from_secs(2), 1, "UP");
+    let quiet = top::render(&top::frame(&prev, &cur, SystemTime::UNIX_EPOCH));
+    assert!(!quiet.contains("SYN defence"), "{quiet}");
+    set_counter(&mut cur, DpCounter::CookieSent, 5_000);
+    set_counter(&mut cur, DpCounter::HalfOpenLimited, 20);
+    let f = top::frame(&prev, &cur, SystemTime::UNIX_EPOCH);
+    assert_eq!((f.cookies_sent, f.half_open_limited), (2_500.0, 10.0));
+    let text = top::render(&f);
+    assert_eq!(
+        text.lines().nth(2),
+        Some(
+            "SYN defence: cookies sent/s 2.5K  dropped over the half-open limit/s 10.0  half-open flows 1"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn render_says_when_nothing_is_programmed() {
     let t0 = Instant::now();
     let mut s = snapshot(t0, 1, "UP");
@@ -316,7 +346,10 @@ fn has_line(text: &str, line: &str) {
 
 #[test]
 fn exposition_of_the_maps() {
-    let text = exposition(Some(snapshot(Instant::now(), 2, "DOWN")));
+    let mut s = snapshot(Instant::now(), 2, "DOWN");
+    set_counter(&mut s, DpCounter::CookieSent, 1000);
+    set_counter(&mut s, DpCounter::CookieValid, 6);
+    let text = exposition(Some(s));
     let svc = "service=\"kube-apiserver\"";
     for line in [
         "# TYPE kube_xdp_service_packets counter".to_owned(),
@@ -343,6 +376,15 @@ fn exposition_of_the_maps() {
         "kube_xdp_datapath_reason_packets_total{reason=\"flow_table_full\"} 0".to_owned(),
         "kube_xdp_flow_table_entries 80".to_owned(),
         "kube_xdp_flow_table_live_flows 14".to_owned(),
+        "kube_xdp_flow_table_live_flows_by_state{state=\"syn_sent\"} 2".to_owned(),
+        "kube_xdp_flow_table_live_flows_by_state{state=\"established\"} 12".to_owned(),
+        "kube_xdp_flow_table_live_flows_by_state{state=\"closing\"} 0".to_owned(),
+        "kube_xdp_flow_table_live_flows_by_state{state=\"udp\"} 0".to_owned(),
+        // The SYN-flood counters, with the other reasons.
+        "kube_xdp_datapath_reason_packets_total{reason=\"syn_cookie_sent\"} 1000".to_owned(),
+        "kube_xdp_datapath_reason_packets_total{reason=\"syn_cookie_valid\"} 6".to_owned(),
+        "kube_xdp_datapath_reason_packets_total{reason=\"half_open_limited\"} 0".to_owned(),
+        "kube_xdp_datapath_reason_packets_total{reason=\"syn_cookie_early\"} 0".to_owned(),
         "kube_xdp_flow_table_capacity 1048576".to_owned(),
         "kube_xdp_config_info{hash=\"0123456789abcdef\"} 1".to_owned(),
         "kube_xdp_datapath_up 1".to_owned(),
@@ -468,6 +510,10 @@ fn daemon_metrics_record_checks_reloads_and_build_info() {
         has_line(&text, &line);
     }
     assert!(!text.contains("backend=\"gone\""), "{text}");
+    has_line(&text, "# TYPE kube_xdp_syn_flood_defence gauge");
+    has_line(&text, "kube_xdp_syn_flood_defence 0");
+    m.set_syn_flood_defence(true);
+    has_line(&m.encode().unwrap(), "kube_xdp_syn_flood_defence 1");
 
     // A reload that drops cp0 drops its series, and shows the new hash.
     m.set_names(names(&["cp1"]));

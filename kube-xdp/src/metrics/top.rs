@@ -74,6 +74,13 @@ pub struct Frame {
     pub passed: f64,
     /// Packets per second dropped (drop + aborted).
     pub dropped: f64,
+    /// SYNs per second answered with a SYN cookie (`syn_cookie_sent`).
+    pub cookies_sent: f64,
+    /// SYNs per second dropped over the half-open limit
+    /// (`half_open_limited`).
+    pub half_open_limited: f64,
+    /// Live half-open flows.
+    pub half_open: u64,
     pub services: Vec<ServiceRow>,
 }
 
@@ -159,6 +166,9 @@ pub fn frame(prev: &Snapshot, cur: &Snapshot, time: SystemTime) -> Frame {
         forwarded: global(&[DpCounter::VerdictTx, DpCounter::VerdictRedirect]),
         passed: global(&[DpCounter::VerdictPass]),
         dropped: global(&[DpCounter::VerdictDrop, DpCounter::VerdictAborted]),
+        cookies_sent: global(&[DpCounter::CookieSent]),
+        half_open_limited: global(&[DpCounter::HalfOpenLimited]),
+        half_open: cur.half_open_flows(),
         services,
     }
 }
@@ -224,6 +234,16 @@ pub fn render(f: &Frame) -> String {
         human_rate(f.passed),
         human_rate(f.dropped)
     );
+    // Only while it matters: SYNs over the half-open limit.
+    if f.cookies_sent > 0.0 || f.half_open_limited > 0.0 {
+        let _ = writeln!(
+            out,
+            "SYN defence: cookies sent/s {}  dropped over the half-open limit/s {}  half-open flows {}",
+            human_rate(f.cookies_sent),
+            human_rate(f.half_open_limited),
+            f.half_open
+        );
+    }
     let _ = writeln!(out);
     let name_w = f
         .services

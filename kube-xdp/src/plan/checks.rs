@@ -125,6 +125,7 @@ pub(super) fn assess(
                 name: name.clone(),
                 index: iface.index,
                 mac: iface.mac.unwrap_or([0; 6]),
+                mtu: iface.mtu,
             }),
             None if host_interfaces.is_empty() => {}
             None => r.push(
@@ -162,6 +163,8 @@ pub(super) fn assess(
         }
     };
     daemon_checks::check_local_port_range(&mut r, config, host);
+    let cpus = daemon_checks::possible_cpus(&mut r, host);
+    daemon_checks::warn_half_open_limit(&mut r, config);
     if host.file_writable_by_others(&config.path) {
         r.push(
             Severity::Error,
@@ -330,6 +333,7 @@ pub(super) fn assess(
             services,
             ha,
             warnings: Vec::new(),
+            cpus,
         }),
         _ => None,
     };

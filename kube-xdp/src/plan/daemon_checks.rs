@@ -1,5 +1,6 @@
 //! The `[daemon]` table against the host: the SNAT ports against the
-//! kernel's local port range, the HTTP endpoints' exposure.
+//! kernel's local port range, the HTTP endpoints' exposure, the CPUs the
+//! half-open limit is shared over.
 
 use super::checks::Report;
 use crate::config::{Config, Severity};
@@ -78,6 +79,48 @@ pub(super) fn check_local_port_range(r: &mut Report<'_>, config: &Config, host: 
              health checks among them) would collide with translated flows; change snat_ports \
              (e.g. {suggestion}) or the sysctl",
             snat.first, snat.last, local.first, local.last
+        ),
+    );
+}
+
+/// The host's possible CPUs (the datapath shares `half_open_limit` over
+/// them); an error when the kernel does not say.
+pub(super) fn possible_cpus(r: &mut Report<'_>, host: &dyn Host) -> u32 {
+    match host.possible_cpus() {
+        Ok(n) => n.max(1),
+        Err(e) => {
+            r.push(
+                Severity::Error,
+                0,
+                "",
+                "",
+                format!(
+                    "cannot count this host's CPUs ({e}): the datapath's per-CPU maps need \
+                     /sys/devices/system/cpu/possible"
+                ),
+            );
+            1
+        }
+    }
+}
+
+/// A warning when half-open flows alone could fill half the flow table: a
+/// flood would then evict established flows (the table is an LRU).
+pub(super) fn warn_half_open_limit(r: &mut Report<'_>, config: &Config) {
+    let limit = config.syn_flood.half_open_limit;
+    let table = config.daemon.flow_table_size;
+    if u64::from(limit) * 2 <= u64::from(table) {
+        return;
+    }
+    r.push(
+        Severity::Warning,
+        config.syn_flood.lines.of("half_open_limit"),
+        "syn_flood",
+        "half_open_limit",
+        format!(
+            "{limit} half-open flows would fill more than half of the flow table \
+             (flow_table_size {table}): under a SYN flood they would evict established flows; \
+             lower half_open_limit or raise flow_table_size"
         ),
     );
 }

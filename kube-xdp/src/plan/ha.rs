@@ -129,6 +129,7 @@ pub(super) fn plan(
             name: iface.name.clone(),
             index: iface.index,
             mac: iface.mac.unwrap_or([0; 6]),
+            mtu: iface.mtu,
         },
         local,
         virtual_router_id: ha.virtual_router_id,

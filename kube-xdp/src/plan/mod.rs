@@ -27,11 +27,30 @@ use std::{
 
 use kube_xdp_common::maps::{MAX_SNAT_ADDRESSES, Settings};
 
+use crate::config::SynFlood;
+
 use crate::{
     config::{BackendAddress, Config, ConfigError, ConfigIssue, Service},
     health::CheckSpec,
     host::Host,
 };
+
+/// The cookie SYN-ACK's MSS when no interface MTU is known (Ethernet's).
+pub const DEFAULT_COOKIE_MSS: u16 = 1460;
+/// The window scale a cookie SYN-ACK announces (RFC 7323): Linux's for a
+/// default-sized receive buffer. The backend's own scale is learned from
+/// its SYN-ACK and its windows rescaled to this one.
+pub const COOKIE_WSCALE: u8 = 7;
+
+/// What one half-open flow costs a CPU's budget (see
+/// `kube_xdp_common::maps::HalfOpenBudget`): each CPU holds `tcp_syn` of
+/// credit, so that `cpus × tcp_syn / cost` = `half_open_limit` flows fit
+/// across the box; at least 1 ns (0 would mean no limit).
+pub fn half_open_cost_ns(syn_flood: &SynFlood, tcp_syn: Duration, cpus: u32) -> u64 {
+    let limit = u128::from(syn_flood.half_open_limit.max(1));
+    let cost = tcp_syn.as_nanos() * u128::from(cpus.max(1)) / limit;
+    u64::try_from(cost).unwrap_or(u64::MAX).max(1)
+}
 
 /// An interface the program attaches to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +58,8 @@ pub struct PlannedInterface {
     pub name: String,
     pub index: u32,
     pub mac: [u8; 6],
+    /// `None` when the host did not say.
+    pub mtu: Option<u32>,
 }
 
 /// Where the SNAT addresses come from.
@@ -116,6 +137,9 @@ pub struct Plan {
     /// What the operator should know (a VIP that is not local, a service
     /// with no usable backend), in file order.
     pub warnings: Vec<ConfigIssue>,
+    /// The host's possible CPUs: the per-CPU maps' slots, over which the
+    /// datapath shares `half_open_limit`.
+    pub cpus: u32,
 }
 
 impl Plan {
@@ -183,7 +207,9 @@ impl Plan {
             .find(|b| b.name == backend)
     }
 
-    /// The datapath's settings map value.
+    /// The datapath's settings map value, but for what the daemon keeps
+    /// beyond a plan: the clocks' offsets and the cookie key (see
+    /// `daemon::control_loop`).
     pub fn settings(&self) -> Settings {
         let mut snat_addrs = [0u32; MAX_SNAT_ADDRESSES];
         for (slot, a) in snat_addrs.iter_mut().zip(&self.snat_addresses) {
@@ -206,8 +232,28 @@ impl Plan {
             sync: u32::from(self.ha.as_ref().is_some_and(|ha| ha.sync.is_some())),
             _pad: 0,
             ts_clock_offset_ns: 0,
-            ..Settings::default()
+            syn_cookies: self.config.syn_flood.syn_cookies.number(),
+            cookie_mss: self.cookie_mss(),
+            cookie_wscale: COOKIE_WSCALE,
+            _pad2: 0,
+            half_open_cost_ns: half_open_cost_ns(&self.config.syn_flood, t.tcp_syn, self.cpus),
+            cookie_key: [0; 2],
+            cookie_clock_offset_ns: 0,
         }
+    }
+
+    /// The MSS a SYN cookie's SYN-ACK announces: what the smallest MTU of
+    /// the interfaces carries (MTU − 20 bytes of IPv4 − 20 of TCP header),
+    /// 1460 when no MTU is known.
+    pub fn cookie_mss(&self) -> u16 {
+        self.interfaces
+            .iter()
+            .filter_map(|i| i.mtu)
+            .min()
+            .map_or(DEFAULT_COOKIE_MSS, |mtu| {
+                // An IPv4 link carries at least 68 bytes (RFC 791).
+                u16::try_from(mtu.saturating_sub(40).max(28)).unwrap_or(u16::MAX)
+            })
     }
 
     /// The plan printed for `kube-xdp check-config`, laid out like

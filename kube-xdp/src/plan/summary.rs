@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{Plan, PlannedBackend, SnatSource};
-use crate::config::{BackendAddress, CheckKind, HealthCheck, Service, StatsConfig};
+use crate::config::{BackendAddress, CheckKind, HealthCheck, Service, StatsConfig, SynCookies};
 use crate::human;
 
 /// `off`, or where the stats page is and how it is served.
@@ -137,6 +137,10 @@ pub(super) fn summary(plan: &Plan) -> String {
         human::duration(t.udp_unanswered.min(t.udp)),
         human::duration(t.tcp_time_wait)
     );
+    let _ = writeln!(out, "SYN flood");
+    for line in syn_flood(plan) {
+        let _ = writeln!(out, "  {line}");
+    }
     let _ = writeln!(out);
     if config.services.is_empty() {
         let _ = writeln!(out, "No services.");
@@ -229,6 +233,37 @@ pub(super) fn summary(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// The `[syn_flood]` lines: the mode and limit, what a SYN over it gets,
+/// and where the cookie key comes from.
+fn syn_flood(plan: &Plan) -> [String; 2] {
+    let s = &plan.config.syn_flood;
+    let per_cpu = f64::from(s.half_open_limit) / f64::from(plan.cpus.max(1));
+    let cookie = format!(
+        "a cookie (MSS {}, window scale {})",
+        plan.cookie_mss(),
+        super::COOKIE_WSCALE
+    );
+    let what = match s.syn_cookies {
+        SynCookies::Auto => format!("a SYN over the limit gets {cookie}"),
+        SynCookies::Always => format!("every SYN gets {cookie}: no half-open flow is kept"),
+        SynCookies::Never => "a SYN over the limit is dropped (half_open_limited)".to_owned(),
+    };
+    let key = if s.syn_cookies == SynCookies::Never {
+        String::new()
+    } else if plan.ha.as_ref().is_some_and(|ha| ha.sync.is_some()) {
+        "; cookie key derived from sync_key_file (the pair checks each other's cookies)".to_owned()
+    } else {
+        "; cookie key random, this box's own".to_owned()
+    };
+    [
+        format!(
+            "syn_cookies {}  half_open_limit {} ({per_cpu:.0} per CPU, {} CPUs)",
+            s.syn_cookies, s.half_open_limit, plan.cpus
+        ),
+        format!("{what}{key}"),
+    ]
 }
 
 fn check_line(c: &HealthCheck) -> String {

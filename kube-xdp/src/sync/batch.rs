@@ -104,6 +104,7 @@ mod tests {
             interface: 0,
             created_age_ns: 0,
             idle_ns: 0,
+            ..SyncRecord::default()
         }
     }
 

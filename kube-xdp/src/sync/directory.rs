@@ -191,6 +191,7 @@ mod tests {
             interface,
             created_age_ns: 0,
             idle_ns: 0,
+            ..SyncRecord::default()
         }
     }
 

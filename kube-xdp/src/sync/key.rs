@@ -88,7 +88,26 @@ impl SyncKey {
     pub(crate) fn hmac(&self) -> &hmac::Key {
         &self.hmac
     }
+
+    /// The SipHash key of the datapath's SYN cookies
+    /// (`Settings::cookie_key`): HMAC-SHA256 of a fixed label under this
+    /// key, so both boxes of a pair make and check the same cookies, and
+    /// the cookies reveal nothing of the sync key (the label keeps the two
+    /// uses of the secret apart).
+    pub fn cookie_key(&self) -> [u64; 2] {
+        let tag = hmac::sign(&self.hmac, COOKIE_KEY_LABEL);
+        let word = |i: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&tag.as_ref()[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        [word(0), word(1)]
+    }
 }
+
+/// What [`SyncKey::cookie_key`] signs. Changing it changes every pair's
+/// cookie key: both boxes must run the same label.
+const COOKIE_KEY_LABEL: &[u8] = b"kube-xdp SYN cookie key v1";
 
 impl PartialEq for SyncKey {
     /// Whether two plans hold the same key (a reload that changes the key
@@ -139,6 +158,25 @@ mod tests {
             SyncKey::from_file_bytes(&[b'k'; MAX_KEY_FILE_LEN + 1]),
             Err(KeyError::TooLong)
         );
+    }
+
+    #[test]
+    fn the_cookie_key_is_the_pairs_and_not_the_sync_key() {
+        let a = SyncKey::from_file_bytes(b"0123456789abcdefXYZ\n").unwrap();
+        let b = SyncKey::from_file_bytes(b"0123456789abcdefXYZ").unwrap();
+        // The same file on both boxes: the same cookie key.
+        assert_eq!(a.cookie_key(), b.cookie_key());
+        assert_ne!(a.cookie_key(), [0, 0]);
+        let other = SyncKey::from_file_bytes(b"0123456789abcdefXYz").unwrap();
+        assert_ne!(a.cookie_key(), other.cookie_key());
+        // HMAC-SHA256(key, label), its first 16 bytes as two LE words:
+        // pinned, since both boxes of a pair must agree on it.
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, b"0123456789abcdefXYZ"),
+            COOKIE_KEY_LABEL,
+        );
+        assert_eq!(a.cookie_key()[0].to_le_bytes(), tag.as_ref()[..8]);
+        assert_eq!(a.cookie_key()[1].to_le_bytes(), tag.as_ref()[8..16]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use kube_xdp_common::{
     flow,
-    maps::{FLOW_UDP, Flow, FlowKey, SyncEvent},
+    maps::{Flow, FlowKey, SyncEvent},
 };
 use serde::{Deserialize, Serialize};
 use tokio::{
@@ -49,6 +49,7 @@ use super::{
     batch::Batcher,
     counters::SyncCounters,
     directory::Directory,
+    merge,
     replay::{HelloLimiter, Replay, ReplayGuard},
     wire::{self, Datagram, Kind, MAX_DATAGRAM_LEN, MAX_RECORDS, SyncRecord},
 };
@@ -684,30 +685,22 @@ impl Task {
 
     /// The peer's `flow` of `key` as it is to be installed here, given
     /// what this box holds: the same flow (same ports, opened within
-    /// [`NEWER_SLACK_NS`] of each other) merges (its state only moves
-    /// forward, flags add up, the latest time wins — a record that comes
-    /// back late, or from the peer's refresh of what we sent it, never
-    /// undoes a FIN); a newer local flow of the same 5-tuple, or a live
-    /// local flow holding the same SNAT port, is kept, and the record
-    /// skipped (why, as a label).
+    /// [`NEWER_SLACK_NS`] of each other) merges ([`merge::same_flow`]); a
+    /// newer local flow of the same 5-tuple, or a live local flow holding
+    /// the same SNAT port, is kept, and the record skipped (why, as a
+    /// label).
     fn merge(
         &self,
         settings: &kube_xdp_common::maps::Settings,
         key: &FlowKey,
-        mut flow: Flow,
+        flow: Flow,
         now: u64,
     ) -> Result<Flow, &'static str> {
         let rkey = flow::reverse_key(key, &flow);
         if let Ok(Some(local)) = self.dp.flow(key) {
             let newer_there = flow.created_ns > local.created_ns.saturating_add(NEWER_SLACK_NS);
             if flow::forward_agrees(&local, &rkey) && !newer_there {
-                if local.state != FLOW_UDP {
-                    flow.state = flow.state.max(local.state);
-                }
-                flow.flags |= local.flags;
-                flow.last_seen_ns = flow.last_seen_ns.max(local.last_seen_ns);
-                flow.created_ns = flow.created_ns.min(local.created_ns);
-                return Ok(flow);
+                return Ok(merge::same_flow(flow, &local));
             }
             if local.created_ns > flow.created_ns.saturating_add(NEWER_SLACK_NS) {
                 return Err("newer_here");

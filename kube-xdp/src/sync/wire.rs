@@ -4,18 +4,26 @@
 //!
 //! ```text
 //! header (40 bytes; numbers big-endian)
-//!   0  magic "KXS1"          4  version (1)      5  kind
+//!   0  magic "KXS1"          4  version (2)      5  kind
 //!   6  count (records)       8  epoch (u64)     16  seq (u64)    24  nonce (u64)
 //!  32  clock_ns (u64): the sender's timestamp clock when it sent
-//! record (56 bytes; addresses and ports in the packet's byte order, as in
+//! record (64 bytes; addresses and ports in the packet's byte order, as in
 //! the flow maps; other numbers big-endian)
 //!   0  client src_addr       4  client dst_addr  8  src_port    10  dst_port
 //!  12  protocol             13  state           14  flags       15  interface
 //!  16  backend_addr         20  snat_addr       24  backend_port 26 snat_port
-//!  28  ts_offset            32  client_mac (6)  38  zero (2)
+//!  28  ts_offset            32  client_mac (6)  38  win_scale_backend
+//!  39  win_scale_client_view
 //!  40  created_age_ns (u64) 48  idle_ns (u64)
+//!  56  seq_delta            60  ts_peer_offset
 //! tag (32 bytes): HMAC-SHA256 over header and records
 //! ```
+//!
+//! Version 2 added the translation of a flow opened by a SYN cookie
+//! (`FLOW_COOKIE`: `seq_delta`, `ts_peer_offset`, the window scales; 0 in
+//! any other flow), so that the peer translates its sequence numbers after
+//! a failover. A box of version 1 and one of version 2 refuse each other's
+//! datagrams (`bad_version`): upgrade both boxes of a pair together.
 //!
 //! Times travel as ages (the sender's now minus the flow's time), since
 //! the two boxes' monotonic clocks are unrelated; the receiver subtracts
@@ -32,17 +40,17 @@ use super::SyncKey;
 /// The first four bytes of every datagram.
 pub const MAGIC: [u8; 4] = *b"KXS1";
 /// The format this module reads and writes.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes before the records.
 pub const HEADER_LEN: usize = 40;
 /// Bytes per record.
-pub const RECORD_LEN: usize = 56;
+pub const RECORD_LEN: usize = 64;
 /// Bytes of the HMAC-SHA256 tag after the records.
 pub const TAG_LEN: usize = 32;
 /// The largest datagram sent: a 1500-byte MTU less the IPv4 (20) and UDP
 /// (8) headers.
 pub const MAX_DATAGRAM_LEN: usize = 1472;
-/// The most records one datagram carries (25).
+/// The most records one datagram carries (21).
 pub const MAX_RECORDS: usize = (MAX_DATAGRAM_LEN - HEADER_LEN - TAG_LEN) / RECORD_LEN;
 /// `SyncRecord::interface` when the sender does not know the flow's
 /// interface.
@@ -82,7 +90,7 @@ impl Kind {
 /// One flow as the peer sends it: the maps' fields, with the times turned
 /// into ages and the interface into its position in `[daemon]
 /// interfaces` (ifindexes differ between boxes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SyncRecord {
     /// The flow's forward key (the client's 5-tuple, packet byte order).
     pub client: FlowKey,
@@ -98,10 +106,17 @@ pub struct SyncRecord {
     pub client_mac: [u8; 6],
     /// `FLOW_SYN_SENT`, `FLOW_ESTABLISHED`, `FLOW_CLOSING` or `FLOW_UDP`.
     pub state: u8,
-    /// `FLOW_TS_REWRITE`, `FLOW_FIN_*`, `FLOW_RST`.
+    /// `FLOW_TS_REWRITE`, `FLOW_FIN_*`, `FLOW_RST`, `FLOW_REPLIED`,
+    /// `FLOW_COOKIE`, `FLOW_COOKIE_WAIT`.
     pub flags: u8,
     /// The TCP-timestamp offset (see [`Flow::ts_offset`]).
     pub ts_offset: u32,
+    /// A cookie flow's translation, as in [`Flow`]: the sequence-number
+    /// delta, the backend's TSval offset, the window scales.
+    pub seq_delta: u32,
+    pub ts_peer_offset: u32,
+    pub win_scale_backend: u8,
+    pub win_scale_client_view: u8,
     /// The flow's interface's position in the sender's `[daemon]
     /// interfaces`; [`INTERFACE_UNKNOWN`] when it has none there.
     pub interface: u8,
@@ -129,6 +144,10 @@ impl SyncRecord {
             state: flow.state,
             flags: flow.flags,
             ts_offset: flow.ts_offset,
+            seq_delta: flow.seq_delta,
+            ts_peer_offset: flow.ts_peer_offset,
+            win_scale_backend: flow.win_scale_backend,
+            win_scale_client_view: flow.win_scale_client_view,
             interface,
             created_age_ns: now.saturating_sub(flow.created_ns),
             idle_ns: now.saturating_sub(flow.last_seen_ns),
@@ -160,7 +179,11 @@ impl SyncRecord {
             ts_offset: self.ts_offset,
             created_ns: now.saturating_sub(self.created_age_ns),
             last_seen_ns: now.saturating_sub(self.idle_ns),
-            ..Flow::default()
+            seq_delta: self.seq_delta,
+            ts_peer_offset: self.ts_peer_offset,
+            win_scale_backend: self.win_scale_backend,
+            win_scale_client_view: self.win_scale_client_view,
+            _pad: [0; 6],
         };
         (self.client, flow)
     }
@@ -313,7 +336,7 @@ pub fn encode(
     out
 }
 
-/// `r` in its 56 bytes.
+/// `r` in its 64 bytes.
 fn put_record(out: &mut Vec<u8>, r: &SyncRecord) {
     let start = out.len();
     // Addresses and ports are held in the packet's byte order: their
@@ -329,9 +352,11 @@ fn put_record(out: &mut Vec<u8>, r: &SyncRecord) {
     out.extend_from_slice(&r.snat_port.to_ne_bytes());
     out.extend_from_slice(&r.ts_offset.to_be_bytes());
     out.extend_from_slice(&r.client_mac);
-    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&[r.win_scale_backend, r.win_scale_client_view]);
     out.extend_from_slice(&r.created_age_ns.to_be_bytes());
     out.extend_from_slice(&r.idle_ns.to_be_bytes());
+    out.extend_from_slice(&r.seq_delta.to_be_bytes());
+    out.extend_from_slice(&r.ts_peer_offset.to_be_bytes());
     debug_assert_eq!(out.len() - start, RECORD_LEN);
 }
 
@@ -394,7 +419,7 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(bytes_at(b, at))
 }
 
-/// Record `index` out of its 56 bytes, checked.
+/// Record `index` out of its 64 bytes, checked.
 fn record(index: usize, b: &[u8]) -> Result<SyncRecord, WireError> {
     let addr = |at| u32::from_ne_bytes(bytes_at(b, at));
     let port = |at| u16::from_ne_bytes(bytes_at(b, at));
@@ -416,8 +441,12 @@ fn record(index: usize, b: &[u8]) -> Result<SyncRecord, WireError> {
         snat_port: port(26),
         ts_offset: u32::from_be_bytes(bytes_at(b, 28)),
         client_mac: bytes_at(b, 32),
+        win_scale_backend: b[38],
+        win_scale_client_view: b[39],
         created_age_ns: be_u64(b, 40),
         idle_ns: be_u64(b, 48),
+        seq_delta: u32::from_be_bytes(bytes_at(b, 56)),
+        ts_peer_offset: u32::from_be_bytes(bytes_at(b, 60)),
     };
     let protocol = r.client.protocol;
     let state_fits = match protocol {

@@ -4,7 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use kube_xdp_common::maps::{FLOW_ESTABLISHED, FLOW_TS_REWRITE, FLOW_UDP, PROTO_TCP, PROTO_UDP};
+use kube_xdp_common::maps::{
+    FLOW_COOKIE, FLOW_ESTABLISHED, FLOW_TS_REWRITE, FLOW_UDP, PROTO_TCP, PROTO_UDP,
+};
 use proptest::prelude::*;
 
 use super::*;
@@ -33,8 +35,13 @@ fn record() -> SyncRecord {
         snat_port: 10001u16.to_be(),
         client_mac: [2, 0, 0, 0, 0, 0x64],
         state: FLOW_ESTABLISHED,
-        flags: FLOW_TS_REWRITE,
+        // A flow opened by a SYN cookie, its translation in place.
+        flags: FLOW_TS_REWRITE | FLOW_COOKIE,
         ts_offset: 0xdead_beef,
+        seq_delta: 0x0102_0304,
+        ts_peer_offset: 0x0a0b_0c0d,
+        win_scale_backend: 9,
+        win_scale_client_view: 7,
         interface: 0,
         created_age_ns: 5_000_000_000,
         idle_ns: 1_000_000,
@@ -43,9 +50,11 @@ fn record() -> SyncRecord {
 
 #[test]
 fn max_records_fill_one_mtu() {
-    assert_eq!(MAX_RECORDS, 25);
+    assert_eq!(MAX_RECORDS, 21);
     let full = encode(Kind::Flows, 1, 1, 0, 0, &[record(); MAX_RECORDS], &key());
-    assert_eq!(full.len(), 40 + 25 * 56 + 32);
+    assert_eq!(full.len(), 40 + 21 * 64 + 32);
+    // One more would not fit.
+    const { assert!(HEADER_LEN + (MAX_RECORDS + 1) * RECORD_LEN + TAG_LEN > MAX_DATAGRAM_LEN) };
     assert!(full.len() <= MAX_DATAGRAM_LEN);
 }
 
@@ -61,13 +70,13 @@ fn the_layout_is_the_documented_one() {
         &key(),
     );
     assert_eq!(&d[0..4], b"KXS1");
-    assert_eq!((d[4], d[5]), (1, 3));
+    assert_eq!((d[4], d[5]), (2, 3));
     assert_eq!(&d[6..8], &[0, 1]);
     assert_eq!(&d[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(&d[16..24], &9u64.to_be_bytes());
     assert_eq!(&d[24..32], &0xabcdu64.to_be_bytes());
     assert_eq!(&d[32..40], &0x1122u64.to_be_bytes());
-    let r = &d[40..96];
+    let r = &d[40..104];
     // The packet's byte order: 198.18.0.100:40000 → 198.18.0.10:6443.
     assert_eq!(&r[0..4], &[198, 18, 0, 100]);
     assert_eq!(&r[4..8], &[198, 18, 0, 10]);
@@ -75,16 +84,23 @@ fn the_layout_is_the_documented_one() {
     assert_eq!(&r[10..12], &6443u16.to_be_bytes());
     assert_eq!(
         &r[12..16],
-        &[PROTO_TCP, FLOW_ESTABLISHED, FLOW_TS_REWRITE, 0]
+        &[
+            PROTO_TCP,
+            FLOW_ESTABLISHED,
+            FLOW_TS_REWRITE | FLOW_COOKIE,
+            0
+        ]
     );
     assert_eq!(&r[16..20], &[198, 18, 0, 21]);
     assert_eq!(&r[20..24], &[198, 18, 0, 9]);
     assert_eq!(&r[26..28], &10001u16.to_be_bytes());
     assert_eq!(&r[28..32], &[0xde, 0xad, 0xbe, 0xef]);
-    assert_eq!(&r[32..40], &[2, 0, 0, 0, 0, 0x64, 0, 0]);
+    assert_eq!(&r[32..40], &[2, 0, 0, 0, 0, 0x64, 9, 7]);
     assert_eq!(&r[40..48], &5_000_000_000u64.to_be_bytes());
     assert_eq!(&r[48..56], &1_000_000u64.to_be_bytes());
-    assert_eq!(d.len(), 96 + 32);
+    assert_eq!(&r[56..60], &[1, 2, 3, 4]);
+    assert_eq!(&r[60..64], &[0x0a, 0x0b, 0x0c, 0x0d]);
+    assert_eq!(d.len(), 104 + 32);
 }
 
 #[test]
@@ -138,7 +154,9 @@ fn each_header_fault_is_named() {
     );
     assert_eq!(decode(&[], &key()), Err(WireError::TooShort { len: 0 }));
     assert_eq!(with(0, b'X'), Err(WireError::BadMagic));
-    assert_eq!(with(4, 2), Err(WireError::BadVersion { version: 2 }));
+    // Version 1 (56-byte records, no cookie translation) is refused.
+    assert_eq!(with(4, 1), Err(WireError::BadVersion { version: 1 }));
+    assert_eq!(with(4, 3), Err(WireError::BadVersion { version: 3 }));
     assert_eq!(with(5, 0), Err(WireError::BadKind { kind: 0 }));
     assert_eq!(with(5, 5), Err(WireError::BadKind { kind: 5 }));
     assert_eq!(
@@ -150,12 +168,12 @@ fn each_header_fault_is_named() {
     );
     // A count past MAX_RECORDS is refused even when the length matches.
     let mut big = good[..32].to_vec();
-    big[6..8].copy_from_slice(&26u16.to_be_bytes());
-    big.resize(32 + 26 * 56 + 32, 0);
+    big[6..8].copy_from_slice(&22u16.to_be_bytes());
+    big.resize(40 + 22 * 64 + 32, 0);
     assert_eq!(
         decode(&big, &key()),
         Err(WireError::CountMismatch {
-            count: 26,
+            count: 22,
             len: big.len()
         })
     );
@@ -295,7 +313,11 @@ fn ages_become_times_on_the_receivers_clock() {
         ts_offset: 8,
         created_ns: 1_000,
         last_seen_ns: 9_000,
-        ..Flow::default()
+        seq_delta: 0x8000_0001,
+        ts_peer_offset: 12_345,
+        win_scale_backend: 14,
+        win_scale_client_view: 7,
+        _pad: [0; 6],
     };
     let client = FlowKey {
         _pad: [1, 2, 3],
@@ -307,6 +329,16 @@ fn ages_become_times_on_the_receivers_clock() {
         (9_000, 1_000, 2)
     );
     assert_eq!(r.client._pad, [0; 3], "padding is not sent");
+    assert_eq!(
+        (
+            r.seq_delta,
+            r.ts_peer_offset,
+            r.win_scale_backend,
+            r.win_scale_client_view
+        ),
+        (0x8000_0001, 12_345, 14, 7),
+        "a cookie flow's translation travels"
+    );
     // The receiver's clock is far ahead: the same ages.
     let (key, got) = r.to_flow(1_000_000, 50, 60, 3);
     assert_eq!(
@@ -361,8 +393,9 @@ fn any_record() -> impl Strategy<Value = SyncRecord> {
             any::<u64>(),
             any::<u64>(),
         ),
+        (any::<u32>(), any::<u32>(), any::<u8>(), any::<u8>()),
     )
-        .prop_map(|(c, f, t)| SyncRecord {
+        .prop_map(|(c, f, t, k)| SyncRecord {
             client: FlowKey {
                 src_addr: c.0,
                 dst_addr: c.1,
@@ -382,6 +415,10 @@ fn any_record() -> impl Strategy<Value = SyncRecord> {
             interface: t.2,
             created_age_ns: t.3,
             idle_ns: t.4,
+            seq_delta: k.0,
+            ts_peer_offset: k.1,
+            win_scale_backend: k.2,
+            win_scale_client_view: k.3,
         })
 }
 

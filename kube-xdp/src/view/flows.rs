@@ -9,8 +9,9 @@ use std::{collections::HashMap, time::Duration};
 use kube_xdp_common::{
     flow,
     maps::{
-        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_SENT, FLOW_UDP, Flow, FlowKey, ReverseFlow,
-        Settings,
+        FLOW_CLOSING, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_ESTABLISHED, FLOW_FIN_BACKEND,
+        FLOW_FIN_CLIENT, FLOW_REPLIED, FLOW_RST, FLOW_SYN_SENT, FLOW_TS_REWRITE, FLOW_UDP, Flow,
+        FlowKey, ReverseFlow, Settings,
     },
 };
 
@@ -66,7 +67,20 @@ pub(super) struct Counts {
     pub entries: u64,
     /// Live flows by backend id.
     pub live_by_backend: HashMap<u16, u64>,
+    /// Live flows by state, in [`FLOW_STATES`] order.
+    pub live_by_state: [u64; FLOW_STATES.len()],
 }
+
+/// The flow states, each with its label in the metrics
+/// (`kube_xdp_flow_table_live_flows_by_state{state}`).
+pub const FLOW_STATES: [(u8, &str); 4] = [
+    (FLOW_SYN_SENT, "syn_sent"),
+    (FLOW_ESTABLISHED, "established"),
+    (FLOW_CLOSING, "closing"),
+    (FLOW_UDP, "udp"),
+];
+// `Snapshot::half_open_flows` reads the first.
+const _: () = assert!(FLOW_STATES[0].0 == FLOW_SYN_SENT);
 
 impl Counts {
     pub fn read(dp: &Datapath) -> Result<Self, DatapathError> {
@@ -75,6 +89,7 @@ impl Counts {
         let mut counts = Counts {
             entries: 0,
             live_by_backend: HashMap::new(),
+            live_by_state: [0; FLOW_STATES.len()],
         };
         let mut failed = None;
         dp.for_each_flow(|key, flow| {
@@ -85,6 +100,9 @@ impl Counts {
             match dp.reverse(&flow::reverse_key(key, flow)) {
                 Ok(reverse) if flow::live(&settings, key, flow, reverse.as_ref(), now) => {
                     *counts.live_by_backend.entry(flow.backend_id).or_default() += 1;
+                    if let Some(i) = FLOW_STATES.iter().position(|(s, _)| *s == flow.state) {
+                        counts.live_by_state[i] += 1;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => failed = Some(e),
@@ -120,6 +138,39 @@ pub fn state_name(state: u8) -> &'static str {
     }
 }
 
+/// Every `Flow::flags` bit with the name `kube-xdp flows` shows, in bit
+/// order.
+pub const FLAG_NAMES: [(u8, &str); 7] = [
+    (FLOW_TS_REWRITE, "ts_rewrite"),
+    (FLOW_FIN_CLIENT, "fin_client"),
+    (FLOW_FIN_BACKEND, "fin_backend"),
+    (FLOW_RST, "rst"),
+    (FLOW_REPLIED, "replied"),
+    // Opened by the client's ACK of a SYN cookie: its sequence numbers
+    // are translated.
+    (FLOW_COOKIE, "cookie"),
+    // A cookie flow whose backend has not answered yet.
+    (FLOW_COOKIE_WAIT, "cookie_wait"),
+];
+
+/// The names of the bits set in `flags` (unknown bits as `0x80`).
+pub fn flag_names(flags: u8) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut known = 0;
+    for (bit, name) in FLAG_NAMES {
+        known |= bit;
+        if flags & bit != 0 {
+            out.push(name.to_owned());
+        }
+    }
+    for bit in (0..8).map(|i| 1u8 << i) {
+        if flags & bit & !known != 0 {
+            out.push(format!("{bit:#04x}"));
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowView {
     pub protocol: &'static str,
@@ -128,6 +179,8 @@ pub struct FlowView {
     pub backend: String,
     pub snat: String,
     pub state: &'static str,
+    /// [`flag_names`] of the flow's flags.
+    pub flags: Vec<String>,
     pub age_secs: f64,
     pub idle_secs: f64,
     pub live: bool,
@@ -152,6 +205,7 @@ pub(super) fn flows(dp: &Datapath, all: bool) -> Result<Vec<FlowView>, DatapathE
             backend: ep(f.backend_addr, f.backend_port),
             snat: ep(f.snat_addr, f.snat_port),
             state: state_name(f.state),
+            flags: flag_names(f.flags),
             age_secs: secs(f.created_ns),
             idle_secs: secs(f.last_seen_ns),
             live: table.is_live(k, f),
@@ -160,4 +214,20 @@ pub(super) fn flows(dp: &Datapath, all: bool) -> Result<Vec<FlowView>, DatapathE
         .collect();
     out.sort_by(|a, b| a.age_secs.total_cmp(&b.age_secs).reverse());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_named_cookie_flows_included() {
+        assert!(flag_names(0).is_empty());
+        assert_eq!(flag_names(FLOW_COOKIE), ["cookie"]);
+        assert_eq!(
+            flag_names(FLOW_TS_REWRITE | FLOW_COOKIE | FLOW_COOKIE_WAIT),
+            ["ts_rewrite", "cookie", "cookie_wait"]
+        );
+        assert_eq!(flag_names(FLOW_FIN_CLIENT | 0x80), ["fin_client", "0x80"]);
+    }
 }

@@ -10,7 +10,7 @@ mod flows;
 mod names;
 
 pub use crate::datapath::{BackendState, DatapathError};
-pub use flows::{FlowView, live_flows, state_name};
+pub use flows::{FLAG_NAMES, FLOW_STATES, FlowView, flag_names, live_flows, state_name};
 pub use names::{BackendName, NAMES_FILE, Names, ServiceName};
 
 use serde::Serialize;
@@ -113,6 +113,9 @@ pub struct Snapshot {
     /// Live flows: within their idle timeout with both entries in place
     /// (the datapath's own rule).
     pub live_flows: u64,
+    /// Live flows by state, in [`FLOW_STATES`] order (`syn_sent`: the
+    /// half-open ones).
+    pub live_by_state: [u64; FLOW_STATES.len()],
     /// `flow_table_size`, from the pinned metadata.
     pub capacity: u32,
     /// How long reading the maps took.
@@ -140,6 +143,7 @@ impl Snapshot {
             services,
             flow_entries: counts.entries,
             live_flows,
+            live_by_state: counts.live_by_state,
             capacity,
             read_duration: started.elapsed(),
         })
@@ -151,6 +155,11 @@ impl Snapshot {
             .iter()
             .find(|(k, _)| *k == c)
             .map_or(0, |(_, v)| *v)
+    }
+
+    /// Live half-open TCP flows (a SYN seen, no handshake yet).
+    pub fn half_open_flows(&self) -> u64 {
+        self.live_by_state[0]
     }
 
     /// Packets the datapath sent out itself (`XDP_TX` + `XDP_REDIRECT`):

@@ -13,6 +13,7 @@
 //! repetition. The verdict of every call is checked.
 
 mod bench_control;
+mod bench_cookie_cost;
 mod bench_e2e;
 mod bench_pair;
 mod bench_sync_cost;
@@ -211,6 +212,7 @@ fn datapath() {
     );
     println!();
     bench_sync_cost::sync_cost(&mut h, &data);
+    bench_cookie_cost::cookie_cost(&mut h);
 }
 
 fn main() {

@@ -9,6 +9,7 @@ mod many_at_once;
 mod parsing;
 mod service_table;
 pub(crate) mod stats_keys;
+mod syn_flood_table;
 mod syntax;
 mod timeouts_table;
 

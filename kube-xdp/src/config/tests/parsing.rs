@@ -73,7 +73,15 @@ fn design_example_parses_verbatim() {
             last: 32767
         }
     );
-    assert_eq!(config.timeouts, Timeouts::default());
+    // The design example predates the 5 s default of tcp_syn.
+    assert_eq!(
+        config.timeouts,
+        Timeouts {
+            tcp_syn: Duration::from_secs(60),
+            ..Timeouts::default()
+        }
+    );
+    assert_eq!(config.syn_flood, SynFlood::default());
     assert_eq!(config.services.len(), 1);
     let s = &config.services[0];
     assert_eq!(s.name, "kube-apiserver");
@@ -175,9 +183,12 @@ fn defaults_apply_when_only_interfaces_are_given() {
     let t = &config.timeouts;
     assert_eq!(t.tcp_established, Duration::from_secs(24 * 3600));
     assert_eq!(t.tcp_closing, Duration::from_secs(10));
-    assert_eq!(t.tcp_syn, Duration::from_secs(60));
+    assert_eq!(t.tcp_syn, Duration::from_secs(5));
     assert_eq!(t.udp, Duration::from_secs(120));
     assert_eq!(t.tcp_time_wait, Duration::from_secs(60));
+    let f = &config.syn_flood;
+    assert_eq!(f.syn_cookies, SynCookies::Auto);
+    assert_eq!(f.half_open_limit, 8192);
     assert!(config.services.is_empty());
 }
 
@@ -255,7 +266,7 @@ fn durations_accept_humantime_forms() {
     assert_eq!(t.tcp_time_wait, Duration::ZERO, "0 = reuse a port at once");
     assert_eq!(
         t.tcp_syn,
-        Duration::from_secs(60),
+        Duration::from_secs(5),
         "unset keys keep defaults"
     );
 }

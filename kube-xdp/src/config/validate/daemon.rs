@@ -1,4 +1,4 @@
-//! `[daemon]` and `[timeouts]`.
+//! `[daemon]`, `[timeouts]` and `[syn_flood]`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -9,9 +9,10 @@ use super::fields::usable_unicast;
 use super::stats::RawStats;
 use super::{At, Validator};
 use crate::config::PortRange;
-use crate::config::raw::{Field, RawDaemon, RawTimeouts};
+use crate::config::raw::{Field, RawDaemon, RawSynFlood, RawTimeouts};
 use crate::config::schema::{
-    DaemonConfig, Lines, MAX_FLOW_TABLE_SIZE, MIN_FLOW_TABLE_SIZE, Timeouts,
+    DaemonConfig, Lines, MAX_FLOW_TABLE_SIZE, MAX_HALF_OPEN_LIMIT, MIN_FLOW_TABLE_SIZE, SynFlood,
+    Timeouts,
 };
 use crate::config::{DEFAULT_PIN_PATH, DEFAULT_RUN_DIR};
 
@@ -244,5 +245,39 @@ impl Validator<'_> {
         );
         timeouts.lines = lines;
         timeouts
+    }
+
+    pub(super) fn syn_flood(&mut self, raw: Field<RawSynFlood>) -> SynFlood {
+        let mut syn_flood = SynFlood::default();
+        let Some(raw) = raw else {
+            return syn_flood;
+        };
+        let mut lines = Lines {
+            table: self.line(raw.span()),
+            ..Lines::default()
+        };
+        let raw = raw.into_inner();
+        let mut at = At {
+            context: "syn_flood".into(),
+            lines: &mut lines,
+        };
+        syn_flood.syn_cookies = self.keyword(
+            &mut at,
+            "syn_cookies",
+            raw.syn_cookies,
+            syn_flood.syn_cookies,
+        );
+        if let Some(limit) = self.int(
+            &mut at,
+            "half_open_limit",
+            raw.half_open_limit,
+            (1, i64::from(MAX_HALF_OPEN_LIMIT)),
+            " (half-open TCP flows the box keeps, across all CPUs, before it answers SYNs with \
+             cookies or drops them; there is no \"unlimited\": a flood would fill the flow table)",
+        ) {
+            syn_flood.half_open_limit = limit;
+        }
+        syn_flood.lines = lines;
+        syn_flood
     }
 }

@@ -1,8 +1,8 @@
 //! From the raw file to a [`Config`]: defaults, types, ranges and the
 //! checks across tables, collecting every problem with its line and key.
 //!
-//! One module per part of the file: `daemon` (`[daemon]` and
-//! `[timeouts]`), `services` (each `[[service]]` and the checks across
+//! One module per part of the file: `daemon` (`[daemon]`, `[timeouts]`
+//! and `[syn_flood]`), `services` (each `[[service]]` and the checks across
 //! services), `health_check`, `backends`; `fields` turns raw values into
 //! typed ones (integers, keywords, durations, paths, names, addresses) and
 //! `syntax` words the errors the TOML parser stops at.
@@ -39,6 +39,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<ConfigIssu
     };
     let daemon = v.daemon(raw.daemon);
     let timeouts = v.timeouts(raw.timeouts);
+    let syn_flood = v.syn_flood(raw.syn_flood);
     let mut services = Vec::new();
     let mut facts = Vec::new();
     for (i, service) in raw.services.into_iter().enumerate() {
@@ -54,6 +55,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<ConfigIssu
             path: path.to_owned(),
             daemon,
             timeouts,
+            syn_flood,
             services,
             ha,
         })

@@ -20,6 +20,10 @@ struct FakeHost {
     files: Vec<&'static str>,
     /// Small files by path (see [`FakeFile`]).
     small_files: Vec<(&'static str, FakeFile)>,
+    /// Interfaces' MTUs by name (the others' is unknown).
+    mtus: Vec<(&'static str, u32)>,
+    /// `None`: the possible CPUs cannot be read.
+    cpus: Option<u32>,
 }
 
 /// A small file's mode and contents, or what it is instead of a regular
@@ -46,6 +50,8 @@ impl FakeHost {
             names: vec![("cp2.example.internal", Ipv4Addr::new(10, 4, 0, 12))],
             files: vec!["/etc/kubernetes/pki/ca.crt"],
             small_files: Vec::new(),
+            mtus: vec![("lo", 65536), ("eth0", 9000), ("eth1", 1500)],
+            cpus: Some(4),
         }
     }
 }
@@ -63,8 +69,14 @@ impl Host for FakeHost {
                 // None of the fake's addresses is a /32.
                 host_routes: Vec::new(),
                 mac: Some([2, 0, 0, 0, 0, i as u8]),
+                mtu: self.mtus.iter().find(|(n, _)| n == name).map(|(_, m)| *m),
             })
             .collect())
+    }
+
+    fn possible_cpus(&self) -> io::Result<u32> {
+        self.cpus
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
     }
 
     fn local_port_range(&self) -> Option<PortRange> {
@@ -486,6 +498,7 @@ mod dns;
 mod exposure;
 mod pair;
 mod summary;
+mod syn_flood;
 
 #[test]
 fn a_backend_that_is_the_load_balancer_itself_is_refused() {

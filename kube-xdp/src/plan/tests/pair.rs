@@ -122,6 +122,12 @@ fn with_a_key_file_flow_sync_is_on_with_the_trimmed_key() {
         "the key is not printed:\n{out}"
     );
     assert!(
+        out.contains(
+            "cookie key derived from sync_key_file (the pair checks each other's cookies)"
+        ),
+        "{out}"
+    );
+    assert!(
         !format!("{p:?}").contains("0123456789abcdef"),
         "nor in the plan's Debug"
     );

@@ -14,7 +14,7 @@ fn summary_prints_daemon_settings_services_checks_and_backends_aligned() {
         "flow_table_size  1048576 flows",
         "snat_addresses   10.4.0.9, 10.4.0.8",
         "snat_ports       10000-32767 (22768 ports)",
-        "tcp_established 24h  tcp_closing 10s  tcp_syn 1m  udp 2m (unanswered 30s)  tcp_time_wait 1m",
+        "tcp_established 24h  tcp_closing 10s  tcp_syn 5s  udp 2m (unanswered 30s)  tcp_time_wait 1m",
         "check https GET /readyz expect 200, ca_file /etc/kubernetes/pki/ca.crt, server_name kubernetes; \
          interval 2s, timeout 1s, fall 3, rise 2, init down",
         "check http GET /healthz expect 200 on port 10256;",
