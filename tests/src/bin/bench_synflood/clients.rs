@@ -45,6 +45,8 @@ fn fail(step: &str, e: &std::io::Error) -> String {
 /// and whether the whole exchange succeeded.
 struct Attempt {
     connect: Option<Duration>,
+    /// The client's port, once connected.
+    port: Option<u16>,
     result: Result<Duration, String>,
 }
 
@@ -55,13 +57,19 @@ fn real_connection(addr: SocketAddr) -> Attempt {
         Err(e) => {
             return Attempt {
                 connect: None,
+                port: None,
                 result: Err(fail("connect", &e)),
             };
         }
     };
     let connect = Some(start.elapsed());
+    let port = stream.local_addr().ok().map(|a| a.port());
     let result = exchange_once(stream).map(|()| start.elapsed());
-    Attempt { connect, result }
+    Attempt {
+        connect,
+        port,
+        result,
+    }
 }
 
 fn exchange_once(mut stream: TcpStream) -> Result<(), String> {
@@ -103,7 +111,13 @@ pub struct Tally {
     pub slow: u64,
     /// Every attempt's connect time; `None` for one that never connected.
     pub connects: Vec<Option<Duration>>,
+    /// Every attempt's whole time, connect to the response's end; `None`
+    /// for one that failed.
+    pub wholes: Vec<Option<Duration>>,
     pub failures: BTreeMap<String, u64>,
+    /// The first failures of connections that connected: the client's
+    /// port and what went wrong (to find them in a capture).
+    pub failed_ports: Vec<(u16, String)>,
 }
 
 impl Tally {
@@ -114,16 +128,30 @@ impl Tally {
     /// The `q` quantile (0..1) of every attempt's connect time, an attempt
     /// that never connected counting as longer than any that did (`None`).
     pub fn connect_quantile(&self, q: f64) -> Option<Duration> {
-        let mut v = self.connects.clone();
-        // `None` sorts first: put the failures last.
-        v.sort_by_key(|c| c.map_or((1, Duration::ZERO), |d| (0, d)));
-        let n = v.len();
-        if n == 0 {
-            return None;
-        }
-        let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-        v[i]
+        quantile(&self.connects, q)
     }
+
+    /// The `q` quantile of every attempt's whole time, a failed attempt
+    /// counting as longer than any success (`None`). A SYN cookie with a
+    /// zero window (kube-xdp's) completes the client's connect before the
+    /// backend is reached: this is where the wait shows.
+    pub fn whole_quantile(&self, q: f64) -> Option<Duration> {
+        quantile(&self.wholes, q)
+    }
+}
+
+/// The `q` quantile (0..1) of `v`, `None` counting as longer than any
+/// value.
+fn quantile(v: &[Option<Duration>], q: f64) -> Option<Duration> {
+    let mut v = v.to_vec();
+    // `None` sorts first: put the failures last.
+    v.sort_by_key(|c| c.map_or((1, Duration::ZERO), |d| (0, d)));
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    v[i]
 }
 
 /// `attempts` real connections to `addr`, one every [`CLIENT_EVERY`],
@@ -145,15 +173,24 @@ pub fn real_clients(addr: SocketAddr, attempts: usize) -> Tally {
         tally.attempts += 1;
         let a = t.join().unwrap_or(Attempt {
             connect: None,
+            port: None,
             result: Err("panicked".into()),
         });
         tally.connects.push(a.connect);
+        tally.wholes.push(a.result.as_ref().ok().copied());
         match a.result {
             Ok(took) => {
                 tally.ok += 1;
                 tally.slow += u64::from(took > Duration::from_secs(1));
             }
-            Err(e) => *tally.failures.entry(e).or_default() += 1,
+            Err(e) => {
+                if let Some(port) = a.port
+                    && tally.failed_ports.len() < 20
+                {
+                    tally.failed_ports.push((port, e.clone()));
+                }
+                *tally.failures.entry(e).or_default() += 1;
+            }
         }
     }
     tally

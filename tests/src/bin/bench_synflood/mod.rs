@@ -28,8 +28,9 @@
 //! second here, several times what any LB's receive queue takes, and
 //! leaves the other core to the LB, backends and clients; flat out from
 //! two threads, HAProxy's LB received 141,000 a second instead of 202,000
-//! and the machine was 99 % busy, in 10 s trials). Markdown on stdout,
-//! progress on stderr.
+//! and the machine was 99 % busy, in 10 s trials), `BENCH_SYNFLOOD_PROBE`
+//! (a command run during each window, see [`start_probe`]). Markdown on
+//! stdout, progress on stderr.
 //! It reports; it never fails on a threshold.
 //!
 //! Network safety: every address is in 198.18.0.0/15, inside namespaces
@@ -295,9 +296,6 @@ fn measure(plan: &Plan, lb: Lb, rate: u32) -> anyhow::Result<Run> {
     setup::threaded_receive_queue(&c)?;
     let flood_ns = setup::flood_host(&c)?;
     let dir = c.dir.path().to_owned();
-    // As in the end-to-end section: the client's own TIME_WAIT sockets
-    // must not be what is measured.
-    c.client.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
     let _servers = servers::start_servers(&c, &dir, false)?;
     let mut running = lbs::start(lb, &c, &dir)?;
     if let Err(e) = load::wait_serving(&c.client, running.http, running.reach) {
@@ -335,6 +333,7 @@ fn measure(plan: &Plan, lb: Lb, rate: u32) -> anyhow::Result<Run> {
     }
     let window = Duration::from_secs(plan.secs.into()) - 2 * WARM_UP;
     let attempts = (window.as_millis() / clients::CLIENT_EVERY.as_millis()) as usize;
+    let probe = start_probe(&c, lb, rate, window);
     let cpu0 = CpuTimes::now()?;
     let queue0 = setup::runtime_ns(queue_thread)?;
     let proc0 = running.cpu_pid.map(setup::runtime_ns).transpose()?;
@@ -352,6 +351,17 @@ fn measure(plan: &Plan, lb: Lb, rate: u32) -> anyhow::Result<Run> {
     let tally = client
         .join()
         .map_err(|_| anyhow::anyhow!("the real client panicked"))??;
+    if let Some(mut p) = probe {
+        let _ = p.wait();
+    }
+    if !tally.failed_ports.is_empty() {
+        let f: Vec<String> = tally
+            .failed_ports
+            .iter()
+            .map(|(p, e)| format!("{p} {e}"))
+            .collect();
+        eprintln!("  failed connections (client port): {}", f.join(", "));
+    }
     let flood_report =
         flood.finish(Duration::from_secs(plan.secs.into()) + Duration::from_secs(15))?;
     let long_lived: Vec<LongLivedEnd> = long_lived.into_iter().map(LongLived::finish).collect();
@@ -429,6 +439,27 @@ fn measure(plan: &Plan, lb: Lb, rate: u32) -> anyhow::Result<Run> {
         busy_before_pct,
         notes,
     })
+}
+
+/// `BENCH_SYNFLOOD_PROBE="command"`: a shell command run on the host
+/// during the real client's window (a capture, say), with `BENCH_ROW`
+/// (the load balancer's key), `BENCH_RATE`, `BENCH_SECS` (the window) and
+/// the namespaces `BENCH_CLIENT_NS`, `BENCH_LB_NS`, `BENCH_BRIDGE_NS` in its
+/// environment; killed 30 s after the window, waited for after it.
+fn start_probe(c: &Cluster, lb: Lb, rate: u32, window: Duration) -> Option<Child> {
+    let cmd = std::env::var("BENCH_SYNFLOOD_PROBE").ok()?;
+    let secs = window.as_secs();
+    std::process::Command::new("timeout")
+        .args([&(secs + 30).to_string(), "sh", "-c", &cmd])
+        .env("BENCH_ROW", lb.key())
+        .env("BENCH_RATE", rate.to_string())
+        .env("BENCH_SECS", secs.to_string())
+        .env("BENCH_CLIENT_NS", c.client.name())
+        .env("BENCH_LB_NS", c.lb.name())
+        .env("BENCH_BRIDGE_NS", c.bridge.name())
+        .spawn()
+        .map_err(|e| eprintln!("bench synflood: probe: {e}"))
+        .ok()
 }
 
 pub fn main() {
