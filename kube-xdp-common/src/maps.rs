@@ -170,8 +170,9 @@ pub const FLOW_FIN_CLIENT: u8 = 2;
 pub const FLOW_FIN_BACKEND: u8 = 4;
 /// `Flow::flags`: either side sent a RST.
 pub const FLOW_RST: u8 = 8;
-/// `Flow::flags`: the backend answered a UDP flow (until then it has the
-/// short `udp_unanswered` timeout; a TCP flow's state says as much).
+/// `Flow::flags`: the backend answered: a UDP flow (until then it has the
+/// short `udp_unanswered` timeout), or a TCP flow while half-open (its
+/// SYN-ACK: the backend holds a connection in SYN-RECV).
 pub const FLOW_REPLIED: u8 = 16;
 /// `Flow::flags`: the flow was opened by a client's ACK of a SYN cookie
 /// (the datapath answered its SYN statelessly): the backend's sequence
@@ -341,7 +342,16 @@ pub struct Settings {
     /// Added to `CLOCK_MONOTONIC` for the cookies' clock: the realtime
     /// clock, so that the pair's boxes agree on the cookie period.
     pub cookie_clock_offset_ns: u64,
+    /// What one unanswered UDP flow costs a CPU's `HalfOpenBudget` (slot
+    /// [`BUDGET_UDP`]): `udp_unanswered × CPUs / half_open_limit`; 0: no
+    /// limit.
+    pub unanswered_cost_ns: u64,
 }
+
+/// `HALF_OPEN` slot of half-open TCP flows.
+pub const BUDGET_TCP: u32 = 0;
+/// `HALF_OPEN` slot of UDP flows the backend has not answered.
+pub const BUDGET_UDP: u32 = 1;
 
 /// `Settings::syn_cookies`: never; a SYN over the half-open limit is
 /// dropped (`half_open_limited`).
@@ -392,13 +402,16 @@ pub struct RstBudget {
     pub refilled_ns: u64,
 }
 
-/// The value of `HALF_OPEN` (one per CPU): a token bucket of half-open
-/// flows, counted in nanoseconds like [`RstBudget`]. A SYN that opens a
-/// flow takes `Settings::half_open_cost_ns`; the handshake's end (or the
-/// flow's close before it) gives it back; time gives it back at one
-/// flow's worth per cost, as if every half-open flow expired after
-/// `tcp_syn`. Holds at most `tcp_syn` (the CPU's share of
-/// `half_open_limit` flows). Not pinned; all zero is a valid start.
+/// A value of `HALF_OPEN` (per CPU; slots [`BUDGET_TCP`], [`BUDGET_UDP`]):
+/// a token bucket of half-open flows, counted in nanoseconds like
+/// [`RstBudget`]. A SYN that opens a flow takes
+/// `Settings::half_open_cost_ns`; the handshake's end (or the flow's close
+/// before it) gives it back; time gives it back at one flow's worth per
+/// cost, as if every half-open flow expired after `tcp_syn`. Holds at most
+/// `tcp_syn` (the CPU's share of `half_open_limit` flows). A UDP flow's
+/// first datagram takes `unanswered_cost_ns` from the UDP slot, the
+/// backend's first answer gives it back, and it refills over
+/// `udp_unanswered`. Not pinned; all zero is a valid start.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct HalfOpenBudget {
@@ -446,7 +459,7 @@ const _: () = {
     assert!(size_of::<ReverseFlow>() == 24);
     assert!(size_of::<FragmentKey>() == 12);
     assert!(size_of::<Fragment>() == 32);
-    assert!(size_of::<Settings>() == 128);
+    assert!(size_of::<Settings>() == 136);
     assert!(size_of::<SyncEvent>() == 80);
     assert!(size_of::<HalfOpenBudget>() == 16);
     assert!(size_of::<CookieClock>() == 8);

@@ -127,10 +127,14 @@ counters! {
     /// program is not in `KXDP_PROGRAMS`): dropped. Never seen when the
     /// daemon loaded the program.
     CookieProgramMissing = 34 => "cookie_program_missing",
+    /// A UDP datagram that would open a flow while `half_open_limit` UDP
+    /// flows wait for their backend's first answer (spoofed or scanning
+    /// datagrams): dropped, so they never crowd out answered flows or TCP.
+    UdpUnansweredLimited = 35 => "udp_unanswered_limited",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 35;
+pub const COUNTER_SLOTS: u32 = 36;
 
 impl Counter {
     /// Whether the slot counts packets (by verdict or reason); the others

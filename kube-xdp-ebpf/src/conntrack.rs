@@ -185,8 +185,10 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
     if tcp_flags & TCP_RST != 0 {
         flags |= FLOW_RST;
     }
-    if direction == Direction::ToClient && state == FLOW_UDP {
-        // The backend answered: the flow is a real exchange.
+    if direction == Direction::ToClient && (state == FLOW_UDP || state == FLOW_SYN_SENT) {
+        // The backend answered: a UDP flow is a real exchange; a half-open
+        // TCP flow's backend holds a connection in SYN-RECV (see
+        // `snat::reusable`).
         flags |= FLOW_REPLIED;
     }
     if tcp_flags & TCP_FIN != 0 {
@@ -220,7 +222,9 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
             (*tracked.entry).last_seen_ns = now;
         }
     }
-    if old.state == FLOW_SYN_SENT && state != FLOW_SYN_SENT {
+    if (old.state == FLOW_SYN_SENT && state != FLOW_SYN_SENT)
+        || (old.state == FLOW_UDP && old.flags & FLOW_REPLIED == 0 && flags & FLOW_REPLIED != 0)
+    {
         cookie::give_back(old);
     }
     state != old.state || flags != old.flags
@@ -274,6 +278,28 @@ pub fn open(key: &FlowKey, flow: &Flow) -> Result<(), Counter> {
         return Err(Counter::FlowTableFull);
     }
     Ok(())
+}
+
+/// A backend's SYN-ACK that found its flow expired half-open (the client
+/// never completed the handshake): the kernel answers it with a RST, which
+/// ends the backend's half-open connection, so the flow is marked as reset
+/// and its SNAT port follows the closed rules (`snat::reusable`).
+#[inline(always)]
+pub fn refused(settings: &Settings, key: &FlowKey, client: &FlowKey, tcp_flags: u8, now: u64) {
+    if tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
+        return;
+    }
+    let Some(entry) = FLOWS.get_ptr_mut(client) else {
+        return;
+    };
+    // SAFETY: a pointer from the lookup, valid for this run.
+    let flow = unsafe { *entry };
+    if flow.state == FLOW_SYN_SENT && forward_agrees(&flow, key) && expired(settings, &flow, now) {
+        // Only the flag: the flow stays expired (its times are not
+        // refreshed, so it is not brought back to life for `tcp_closing`).
+        // SAFETY: as above.
+        unsafe { (*entry).flags = flow.flags | FLOW_RST };
+    }
 }
 
 /// A TCP flow both of whose sides said goodbye (FIN each way, or a RST).

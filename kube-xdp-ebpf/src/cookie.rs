@@ -22,8 +22,8 @@ use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_tail_call, programs
 use kube_xdp_common::{
     cookie::{self as rules, CookieOptions, CookieTuple, NO_WSCALE},
     maps::{
-        FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_SYN_SENT, Flow, FlowKey, SYN_COOKIES_ALWAYS,
-        SYN_COOKIES_AUTO, Service, Settings,
+        BUDGET_TCP, BUDGET_UDP, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_SYN_SENT, FLOW_UDP, Flow,
+        FlowKey, SYN_COOKIES_ALWAYS, SYN_COOKIES_AUTO, Service, Settings,
     },
     stats::Counter,
 };
@@ -80,61 +80,84 @@ pub enum Admit {
     Drop,
 }
 
+/// Takes one flow's worth (`cost`) from this CPU's budget `slot`, which
+/// refills with time up to `cap`; whether it held that much. A cost of 0:
+/// no limit.
+#[inline(always)]
+pub fn take(slot: u32, cost: u64, cap: u64, now: u64) -> bool {
+    if cost == 0 {
+        return true;
+    }
+    let Some(bucket) = HALF_OPEN.get_ptr_mut(slot) else {
+        return true;
+    };
+    // SAFETY: this CPU's slot, touched only by this CPU while the program
+    // runs.
+    unsafe {
+        let elapsed = now.saturating_sub((*bucket).refilled_ns);
+        let credit = (*bucket).credit_ns.saturating_add(elapsed).min(cap);
+        (*bucket).refilled_ns = now;
+        if credit >= cost {
+            (*bucket).credit_ns = credit - cost;
+            return true;
+        }
+        (*bucket).credit_ns = credit;
+    }
+    false
+}
+
+/// Gives one flow's worth (`cost`) back to this CPU's budget `slot`.
+#[inline(always)]
+pub fn give(slot: u32, cost: u64, cap: u64) {
+    if let Some(bucket) = HALF_OPEN.get_ptr_mut(slot) {
+        // SAFETY: as in `take`.
+        unsafe { (*bucket).credit_ns = (*bucket).credit_ns.saturating_add(cost).min(cap) };
+    }
+}
+
 /// Decides a SYN's fate by the half-open budget and `syn_cookies`.
 #[inline(always)]
 pub fn admit(settings: &Settings, now: u64) -> Admit {
     if settings.syn_cookies == SYN_COOKIES_ALWAYS {
         return Admit::Cookie;
     }
-    let cost = settings.half_open_cost_ns;
-    if cost == 0 {
-        return Admit::Flow;
-    }
-    let Some(bucket) = HALF_OPEN.get_ptr_mut(0) else {
-        return Admit::Flow;
-    };
-    // SAFETY: this CPU's slot, touched only by this CPU while the program
-    // runs.
-    unsafe {
-        let elapsed = now.saturating_sub((*bucket).refilled_ns);
-        let credit = (*bucket)
-            .credit_ns
-            .saturating_add(elapsed)
-            .min(settings.tcp_syn_ns);
-        (*bucket).refilled_ns = now;
-        if credit >= cost {
-            (*bucket).credit_ns = credit - cost;
-            return Admit::Flow;
-        }
-        (*bucket).credit_ns = credit;
-    }
-    if settings.syn_cookies == SYN_COOKIES_AUTO {
+    if take(
+        BUDGET_TCP,
+        settings.half_open_cost_ns,
+        settings.tcp_syn_ns,
+        now,
+    ) {
+        Admit::Flow
+    } else if settings.syn_cookies == SYN_COOKIES_AUTO {
         Admit::Cookie
     } else {
         Admit::Drop
     }
 }
 
-/// Gives a half-open flow's place back: its handshake ended (or it closed
-/// before). Cookie flows never took one.
+/// The span over which the UDP budget refills: the timeout of an
+/// unanswered UDP flow.
+#[inline(always)]
+pub fn udp_cap(settings: &Settings) -> u64 {
+    settings.idle_timeout_ns(FLOW_UDP, 0)
+}
+
+/// Gives a half-open flow's place back: a TCP flow's handshake ended (or
+/// it closed before), a UDP flow's backend answered for the first time.
+/// Cookie flows never took one.
 #[inline(always)]
 pub fn give_back(flow: &Flow) {
-    if flow.state != FLOW_SYN_SENT || flow.flags & FLOW_COOKIE != 0 {
-        return;
-    }
     let Some(settings) = SETTINGS.get(0) else {
         return;
     };
-    let Some(bucket) = HALF_OPEN.get_ptr_mut(0) else {
+    if flow.state == FLOW_UDP {
+        give(BUDGET_UDP, settings.unanswered_cost_ns, udp_cap(settings));
         return;
-    };
-    // SAFETY: as in `admit`.
-    unsafe {
-        (*bucket).credit_ns = (*bucket)
-            .credit_ns
-            .saturating_add(settings.half_open_cost_ns)
-            .min(settings.tcp_syn_ns);
     }
+    if flow.state != FLOW_SYN_SENT || flow.flags & FLOW_COOKIE != 0 {
+        return;
+    }
+    give(BUDGET_TCP, settings.half_open_cost_ns, settings.tcp_syn_ns);
 }
 
 /// The cookies' clock: realtime, so the pair's boxes agree on the period.

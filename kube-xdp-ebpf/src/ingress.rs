@@ -11,8 +11,8 @@ use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs:
 use kube_xdp_common::{
     hash::flow_hash,
     maps::{
-        BACKEND_UP, Backend, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_TS_REWRITE, Flow, FlowKey,
-        PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN, Service, Settings,
+        BACKEND_UP, BUDGET_UDP, Backend, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_TS_REWRITE, Flow,
+        FlowKey, PROTO_TCP, PROTO_UDP, SERVICE_RESET_ON_DOWN, Service, Settings,
     },
     stats::Counter,
 };
@@ -150,6 +150,16 @@ fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
         }
         // Not a SYN and no flow: a RST makes the client reconnect at once.
         return refuse(ctx, ip, &l4, Counter::NoFlow);
+    }
+    if ip.protocol == PROTO_UDP
+        && !cookie::take(
+            BUDGET_UDP,
+            settings.unanswered_cost_ns,
+            cookie::udp_cap(settings),
+            now,
+        )
+    {
+        return (xdp_action::XDP_DROP, Counter::UdpUnansweredLimited);
     }
     if ip.protocol == PROTO_TCP && service::has_backends(&svc) {
         match cookie::admit(settings, now) {
@@ -358,6 +368,9 @@ fn from_backend<const COOKIES: bool>(
     let now = coarse_now();
     let Some(tracked) = conntrack::lookup_backend(settings, key, &client, now) else {
         // The flow is gone: the kernel answers (a RST to the backend).
+        if ip.protocol == PROTO_TCP {
+            conntrack::refused(settings, key, &client, l4.flags, now);
+        }
         return (xdp_action::XDP_PASS, Counter::NoFlow);
     };
     if !l2::addressed_to_us(ctx) {

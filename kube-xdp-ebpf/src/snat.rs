@@ -6,7 +6,10 @@ use core::intrinsics::{AtomicOrdering, atomic_cxchg};
 use kube_xdp_common::{
     flow::forward_agrees,
     hash::fmix32,
-    maps::{FLOW_TS_REWRITE, FLOW_UDP, Flow, FlowKey, PROTO_TCP, ReverseFlow, Settings},
+    maps::{
+        FLOW_REPLIED, FLOW_SYN_SENT, FLOW_TS_REWRITE, FLOW_UDP, Flow, FlowKey, PROTO_TCP,
+        ReverseFlow, Settings,
+    },
 };
 
 use crate::{FLOWS, REVERSE, conntrack, nat};
@@ -28,6 +31,10 @@ const TS_CATCH_UP: u64 = 32;
 const _: () = assert!(
     1_000_000 * (1 << nat::TS_CLOCK_SHIFT) * TS_CATCH_UP < 1_000_000_000 * (TS_CATCH_UP + 1)
 );
+/// How long a backend may keep a half-open connection of a flow that
+/// expired here (Linux: SYN-ACK retransmits after 1, 3, 7, 15 and 31 s,
+/// given up at 63 s), when no refused SYN-ACK told us it is gone.
+const SYN_RECV_HOLD_NS: u64 = 65 * 1_000_000_000;
 /// Candidate SNAT ports tried for one new flow before giving up.
 const PORT_PROBES: u32 = 32;
 
@@ -69,6 +76,16 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
         return idle > timeout;
     }
     let held = idle > timeout.saturating_add(settings.tcp_time_wait_ns);
+    if old.state == FLOW_SYN_SENT && old.flags & FLOW_REPLIED != 0 && !conntrack::finished(old) {
+        // A half-open flow the backend answered and the client never did
+        // (a spoofed SYN): it expired here, but the backend still holds
+        // the connection in SYN-RECV, retransmitting its SYN-ACK, and would
+        // take a new SYN on this 4-tuple for a duplicate. Its next SYN-ACK
+        // meets the expired flow and is refused (`conntrack::refused`),
+        // which marks the flow reset: the port follows the closed rules
+        // from then on. Until then it waits out the backend's retries.
+        return idle > timeout && now.saturating_sub(old.created_ns) > SYN_RECV_HOLD_NS;
+    }
     let both_ts = new_ts
         && old.flags & FLOW_TS_REWRITE != 0
         && now.saturating_sub(old.created_ns) < TS_COMPARABLE_NS;

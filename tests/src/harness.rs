@@ -74,6 +74,22 @@ pub fn default_settings() -> Settings {
     }
 }
 
+/// Pins the calling thread to CPU 0: `BPF_PROG_TEST_RUN` runs on the
+/// caller's CPU, and per-CPU state (the half-open budgets) must stay one
+/// CPU's across a fixture's calls.
+pub fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is valid; the calls take valid pointers.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pin the thread to CPU 0"
+        );
+    }
+}
+
 /// The SYN-cookie key of the fixtures' settings.
 pub const COOKIE_KEY: [u64; 2] = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
 

@@ -175,6 +175,12 @@ fn real_connection(addr: SocketAddr, n: usize) -> Result<Duration, String> {
     let start = Instant::now();
     let stream =
         TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| fail("connect", e))?;
+    let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+    connected(stream, n, start).map_err(|e| format!("{e} (client port {port})"))
+}
+
+/// [`real_connection`] once connected.
+fn connected(stream: TcpStream, n: usize, start: Instant) -> Result<Duration, String> {
     stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .map_err(|e| fail("socket", e))?;
@@ -212,6 +218,8 @@ struct Tally {
     slow: u64,
     slowest: Duration,
     failures: BTreeMap<String, u64>,
+    /// The client ports of the connections that failed after connecting.
+    failed_ports: Vec<u16>,
 }
 
 /// `attempts` real connections to `addr`, one every [`CLIENT_EVERY`], each
@@ -238,7 +246,19 @@ fn real_clients(addr: SocketAddr, attempts: usize) -> (Tally, Instant) {
                 tally.slow += u64::from(took > Duration::from_secs(1));
                 tally.slowest = tally.slowest.max(took);
             }
-            Err(e) => *tally.failures.entry(e).or_default() += 1,
+            Err(e) => {
+                // "what (client port N)": tallied by what, the ports kept
+                // for the diagnosis.
+                let (what, port) = match e.split_once(" (client port ") {
+                    Some((what, port)) => (
+                        what.to_owned(),
+                        port.trim_end_matches(')').parse::<u16>().ok(),
+                    ),
+                    None => (e, None),
+                };
+                tally.failed_ports.extend(port);
+                *tally.failures.entry(what).or_default() += 1;
+            }
         }
     }
     (tally, last_started)
@@ -289,6 +309,26 @@ fn real_clients_and_a_long_lived_connection_survive_a_spoofed_syn_flood() {
     let before = counters(&stats(&c));
 
     let flood_start = Instant::now();
+    // Debugging aid, off by default: KXDP_CAPTURE=DIR captures the real
+    // client's and the backends' TCP segments (not the flood's) there.
+    let _captures: Vec<Flood> = std::env::var("KXDP_CAPTURE")
+        .map(|dir| {
+            std::iter::once(("client", &c.client))
+                .chain(c.backends.iter().enumerate().map(|(i, b)| (["cp0", "cp1", "cp2"][i % 3], b)))
+                .map(|(name, ns)| {
+                    Flood(Some(
+                        std::process::Command::new("ip")
+                            .args(["netns", "exec", ns.name(), "tcpdump", "-U", "-s", "128", "-i", "eth0", "-w"])
+                            .arg(format!("{dir}/{name}.pcap"))
+                            .args(["tcp port 6443 and not src net 198.19.0.0/17 and not dst net 198.19.0.0/17"])
+                            .stderr(std::process::Stdio::null())
+                            .spawn()
+                            .expect("tcpdump"),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut flood = Flood::start(&flood_host, mac_of(&c.lb, "eth0"));
     std::thread::sleep(WARM_UP);
     assert!(
@@ -309,6 +349,22 @@ fn real_clients_and_a_long_lived_connection_survive_a_spoofed_syn_flood() {
     let (pings, ping_failure) = pinger.finish();
 
     let after = counters(&stats(&c));
+    // What the LB's flow table says of each failed connection.
+    for port in tally.failed_ports.iter().take(5) {
+        let out = kube_xdp_tests::daemon::cli(
+            &c.lb,
+            &["flows", "--json", "--config", c.config.to_str().unwrap()],
+        )
+        .unwrap();
+        let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let entries: Vec<&serde_json::Value> = flows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f.to_string().contains(&format!(":{port}\"")))
+            .collect();
+        eprintln!("failed connection from client port {port}: LB flow entries {entries:?}");
+    }
     let client_after = nstat(&c.client, &client_names);
     let links_after = link_drops(&c);
     let softnet = softnet_drops().saturating_sub(softnet_before);

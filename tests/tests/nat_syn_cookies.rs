@@ -20,7 +20,7 @@ use kube_xdp_common::{
     stats::Counter,
 };
 use kube_xdp_tests::{
-    harness::{COOKIE_KEY, Harness, apiserver, default_settings},
+    harness::{COOKIE_KEY, Harness, apiserver, default_settings, pin_to_cpu0},
     packet::{
         ACK, BACKEND_IPS, CLIENT_IP, CLIENT_MAC, LB_IP, LB_MAC, PSH, RST, SYN, Seen, VIP,
         backend_mac,
@@ -622,20 +622,6 @@ fn rsts_under_translation_carry_the_numbers_the_other_side_expects() {
     assert_eq!((rst.seq, rst.ack), (CLIENT_ISN + 1, BACKEND_ISN + 1));
 }
 
-/// Pins the calling thread to one CPU: the half-open budget is per CPU,
-/// and `BPF_PROG_TEST_RUN` runs on the caller's.
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is valid; the calls take valid pointers.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
-
 #[test]
 fn over_the_half_open_limit_a_syn_gets_a_cookie_and_a_finished_handshake_makes_room() {
     pin_to_cpu0();
@@ -722,4 +708,56 @@ fn a_half_open_flow_is_not_kept_alive_by_the_backends_syn_ack_retransmits() {
     let (verdict, _) = run(&h, &synack);
     assert_eq!(verdict, 2, "XDP_PASS: no flow any more");
     assert!(counter(&h, Counter::NoFlow) >= 1);
+}
+
+/// The apiserver service with one backend and one SNAT port, `tcp_syn`
+/// 300 ms.
+fn one_port() -> Harness {
+    let mut h = apiserver();
+    for id in 1..3 {
+        h.dp.remove_backend(id).unwrap();
+    }
+    h.rebuild(0);
+    let settings = Settings {
+        snat_port_min: 20_000,
+        snat_port_max: 20_000,
+        tcp_syn_ns: 300_000_000,
+        ..default_settings()
+    };
+    h.dp.set_settings(&settings).unwrap();
+    h
+}
+
+#[test]
+fn a_half_open_flows_port_waits_until_the_backend_let_go_of_its_syn_recv() {
+    let h = one_port();
+    // A spoofed SYN: the backend answers, the source never does.
+    let syn = tx(
+        &h,
+        &Seg::client(CLIENT_ISN, 0, SYN).opts(&linux_syn_options()),
+    );
+    let (backend, port) = (syn.seen.dst, syn.seen.ports().0);
+    assert_eq!(port, 20_000);
+    let synack = Seg::backend(backend, port, BACKEND_ISN, CLIENT_ISN + 1, SYN | ACK)
+        .opts(&ts_opt(BACKEND_TSVAL, syn.ts().unwrap().0));
+    tx(&h, &synack);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // Expired here, but the backend still holds the 4-tuple in SYN-RECV:
+    // a new flow's SYN there would meet it. No port for another client.
+    let other = |sport: u16| Seg {
+        sport,
+        ..Seg::client(CLIENT_ISN, 0, SYN).opts(&linux_syn_options())
+    };
+    let refused = tx(&h, &other(41_000));
+    assert_eq!(refused.seen.tcp_flags(), RST | ACK, "no free port: refused");
+    assert_eq!(counter(&h, Counter::SnatExhausted), 1);
+    // The backend's next SYN-ACK finds the flow expired: the kernel
+    // answers it with a RST, which ends the SYN-RECV.
+    let (verdict, _) = run(&h, &synack);
+    assert_eq!(verdict, 2, "XDP_PASS: the kernel's RST");
+    // Past the closed flow's second of rest, the port is free.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let next = tx(&h, &other(41_001));
+    assert_eq!(next.seen.tcp_flags(), SYN);
+    assert_eq!(next.seen.ports().0, 20_000);
 }

@@ -6,7 +6,7 @@
 
 use kube_xdp_common::{maps::PROTO_UDP, stats::Counter};
 use kube_xdp_tests::{
-    harness::{Harness, backend_of, default_settings, tx},
+    harness::{Harness, backend_of, default_settings, pin_to_cpu0, tx},
     packet::{LB_IP, LB_MAC, Pkt, VIP, backend_mac},
 };
 use std::time::Duration;
@@ -71,4 +71,31 @@ fn an_expired_udp_flows_port_is_free_at_once() {
     let stats = h.dp.global_stats().unwrap();
     assert_eq!(stats.get(Counter::SnatExhausted), 0);
     assert_eq!(stats.get(Counter::NewFlow), 2);
+}
+
+#[test]
+fn over_the_unanswered_limit_a_new_udp_flow_is_dropped_and_an_answer_makes_room() {
+    pin_to_cpu0();
+    let mut h = dns(20_000..=29_999);
+    // Room for two unanswered flows on this CPU.
+    let mut settings = h.dp.settings().unwrap();
+    settings.unanswered_cost_ns = settings.udp_unanswered_ns / 2;
+    h.dp.set_settings(&settings).unwrap();
+    let first = tx(&h, &Pkt::udp(41000, VIP, 53, b"query"));
+    tx(&h, &Pkt::udp(41001, VIP, 53, b"query"));
+    let (verdict, _) = h.run(&Pkt::udp(41002, VIP, 53, b"query").build());
+    assert_eq!(verdict, 1, "XDP_DROP: over the limit");
+    let stats = h.dp.global_stats().unwrap();
+    assert_eq!(stats.get(Counter::UdpUnansweredLimited), 1);
+    assert_eq!(stats.get(Counter::NewFlow), 2);
+    // An established flow's datagrams are not limited.
+    tx(&h, &Pkt::udp(41000, VIP, 53, b"again"));
+    // The first flow's backend answers: its place is free.
+    let backend = backend_of(&first);
+    let mut reply =
+        Pkt::udp(5353, LB_IP, first.ports().0, b"answer").from(backend, backend_mac(backend));
+    reply.dst_mac = LB_MAC;
+    tx(&h, &reply);
+    tx(&h, &Pkt::udp(41003, VIP, 53, b"query"));
+    assert_eq!(h.dp.global_stats().unwrap().get(Counter::NewFlow), 3);
 }

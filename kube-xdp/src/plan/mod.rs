@@ -237,6 +237,11 @@ impl Plan {
             cookie_wscale: COOKIE_WSCALE,
             _pad2: 0,
             half_open_cost_ns: half_open_cost_ns(&self.config.syn_flood, t.tcp_syn, self.cpus),
+            unanswered_cost_ns: half_open_cost_ns(
+                &self.config.syn_flood,
+                t.udp_unanswered.min(t.udp),
+                self.cpus,
+            ),
             cookie_key: [0; 2],
             cookie_clock_offset_ns: 0,
         }

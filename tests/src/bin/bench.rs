@@ -211,6 +211,18 @@ fn datapath() {
         info.size_jitted()
     );
     println!();
+    // The new-flow figure cleared the flow table: the established flow
+    // again (the same SYN: the same backend and SNAT port), or its data
+    // segment would measure RSTs, then the RST limit's drops.
+    h.clear_flows();
+    let (v, out) = h.run(&syn.build());
+    assert_eq!(v, XDP_TX);
+    let again = Seen::parse(&out);
+    assert_eq!(
+        (again.dst, again.ports()),
+        (fwd.dst, fwd.ports()),
+        "the same backend and SNAT port again"
+    );
     bench_sync_cost::sync_cost(&mut h, &data);
     bench_cookie_cost::cookie_cost(&mut h);
 }
