@@ -235,6 +235,18 @@ impl Part {
     }
 }
 
+/// `text` with the paragraph `line` after its first heading (or first, if
+/// it has none).
+fn below_heading(text: &str, line: &str) -> String {
+    let line = line.trim_end();
+    match text.split_once('\n') {
+        Some((heading, rest)) if heading.starts_with('#') => {
+            format!("{heading}\n\n{line}\n\n{}", rest.trim_start_matches('\n'))
+        }
+        _ => format!("{line}\n\n{text}"),
+    }
+}
+
 /// The part's text between its markers.
 fn enclosed(part: Part, text: &str) -> String {
     let (open, close) = part.markers();
@@ -288,14 +300,11 @@ pub fn bench(root: &Path, only: Option<Part>, flood_secs: Option<u32>) -> anyhow
     let built = started.elapsed();
     let path = root.join("BENCHMARKS.md");
     if let Some(part) = only {
-        let text = format!(
-            "{}{}",
-            machine()?.replace(
-                "Measured ",
-                &format!("Measured with `cargo xtask bench {}` alone, ", part.key())
-            ),
-            part.run(root, &bin, flood_secs)?
+        let measured = machine()?.replace(
+            "Measured ",
+            &format!("Measured with `cargo xtask bench {}` alone, ", part.key()),
         );
+        let text = below_heading(&part.run(root, &bin, flood_secs)?, &measured);
         let before = std::fs::read_to_string(&path).unwrap_or_default();
         std::fs::write(&path, splice(&before, part, &text))?;
         print!("{text}");
@@ -329,7 +338,19 @@ pub fn bench(root: &Path, only: Option<Part>, flood_secs: Option<u32>) -> anyhow
 
 #[cfg(test)]
 mod tests {
-    use super::{Part, splice};
+    use super::{Part, below_heading, splice};
+
+    #[test]
+    fn the_measured_line_goes_below_the_heading() {
+        assert_eq!(
+            below_heading("### T\n\nbody\n", "Measured x.\n"),
+            "### T\n\nMeasured x.\n\nbody\n"
+        );
+        assert_eq!(
+            below_heading("body\n", "Measured x.\n"),
+            "Measured x.\n\nbody\n"
+        );
+    }
 
     #[test]
     fn a_part_replaces_its_own_block_only() {

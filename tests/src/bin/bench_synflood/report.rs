@@ -131,17 +131,21 @@ pub fn report(plan: &Plan, runs: &[Run], failures: &[String], load: &str, took: 
          but its service, HAProxy 2.6 in TCP mode, nftables DNAT/SNAT; 3 nginx backends), with a flood host on the segment \
          running `synflood` at VIP:80: SYNs that look like Linux clients' (MSS, SACK, timestamps, window scale) from random \
          addresses of {FLOOD_SOURCES} and random ports, at 10,000 and 50,000 SYNs/s (paced) and flat out (`--rate 0`: as \
-         fast as {} sending thread{} go, several times what any LB's receive queue here takes; one thread leaves the other core \
+         fast as {} go{}, several times what any LB's receive queue here takes; one thread leaves the other core \
          to the LB, backends and clients), {} s per flood, a fresh topology for every run, every load balancer at one rate before the \
-         next rate. The LB routes {FLOOD_SOURCES} to the flood host, as a deployed LB's default route would: its kernel \
+         next rate. The LB routes the spoofed sources to the flood host, as a deployed LB's default route would: its kernel \
          answers spoofed SYNs (HAProxy's SYN-ACKs and SYN cookies, those of the backends behind nftables) as it would on a \
          network, and the flood host drops them (it does not forward). From {} s into each flood to {} s before its end, the \
          real client opens a connection every {} ms from the client host, each on its own thread: connect ({} s bound), \
          `GET /` with `Connection: close`, the response read to the server's close ({} s bound); a success is a 200 naming \
          a backend. {LONG_LIVED} long-lived keep-alive connections, opened before the flood, send a request every {} ms \
          ({} s bound each); one survives when every request of the run was answered.\n",
-        plan.threads,
-        if plan.threads == 1 { "" } else { "s" },
+        if plan.threads == 1 {
+            "one sending thread".to_owned()
+        } else {
+            format!("{} sending threads", plan.threads)
+        },
+        if plan.threads == 1 { "es" } else { "" },
         plan.secs,
         WARM_UP.as_secs(),
         WARM_UP.as_secs(),
