@@ -8,11 +8,16 @@
 //! table filling up), `bench daemon` (reload and failover times through
 //! the real daemon in network namespaces) and `bench e2e` (direct,
 //! kube-xdp, HAProxy, nftables NAT and IPVS end to end in network
-//! namespaces, driven by wrk and iperf3 against nginx) and `bench pair`
+//! namespaces, driven by wrk and iperf3 against nginx), `bench pair`
 //! (failover of a kube-xdp pair beside a keepalived + HAProxy pair, and
-//! the pair's flow sync: connections kept, throughput). The
-//! Debian packages the last two parts drive are installed here when
-//! missing.
+//! the pair's flow sync: connections kept, throughput) and `bench
+//! synflood` (kube-xdp, HAProxy and nftables NAT under a spoofed SYN
+//! flood). The Debian packages the last three parts drive are installed
+//! here when missing.
+//!
+//! `cargo xtask bench PART` runs one part alone and replaces only its
+//! block of BENCHMARKS.md (each part sits between `<!-- bench:PART -->`
+//! comment lines).
 
 use crate::{cargo, run};
 use anyhow::{Context, bail};
@@ -133,11 +138,153 @@ fn started() -> Instant {
     Instant::now() - std::time::Duration::from_secs_f64(age)
 }
 
-pub fn bench(root: &Path) -> anyhow::Result<()> {
+/// A part of the benchmark, run by `cargo xtask bench PART` alone or with
+/// the others by `cargo xtask bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The XDP program's cost per packet (`BPF_PROG_TEST_RUN`), and flow
+    /// sync's.
+    Datapath,
+    /// Maglev builds, map writes, the flow table filling up.
+    Control,
+    /// Reload and failover times through the daemon.
+    Daemon,
+    /// kube-xdp, HAProxy, nftables NAT (and IPVS) end to end.
+    E2e,
+    /// Failover of a pair, flow sync.
+    Pair,
+    /// kube-xdp, HAProxy and nftables NAT under a spoofed SYN flood.
+    Synflood,
+}
+
+impl Part {
+    const ALL: [Part; 6] = [
+        Part::Datapath,
+        Part::Control,
+        Part::Daemon,
+        Part::E2e,
+        Part::Pair,
+        Part::Synflood,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Part::Datapath => "datapath",
+            Part::Control => "control",
+            Part::Daemon => "daemon",
+            Part::E2e => "e2e",
+            Part::Pair => "pair",
+            Part::Synflood => "synflood",
+        }
+    }
+
+    /// The `bench` subcommands whose Markdown makes up the part, and what
+    /// the progress line says.
+    fn commands(self) -> (&'static [&'static str], &'static str) {
+        match self {
+            Part::Datapath => (&["datapath"], "datapath"),
+            Part::Control => (&["scale", "control"], "control plane and scale"),
+            Part::Daemon => (
+                &["daemon"],
+                "reload and failover through the daemon (about 30 s)",
+            ),
+            Part::E2e => (&["e2e"], "end to end (about 6 minutes)"),
+            Part::Pair => (
+                &["pair"],
+                "failover of a pair and flow sync (about 7 minutes)",
+            ),
+            Part::Synflood => (
+                &["synflood"],
+                "SYN floods (about 11 minutes with 60 s floods)",
+            ),
+        }
+    }
+
+    /// Whether it drives the Debian packages [`PACKAGES`].
+    fn needs_packages(self) -> bool {
+        matches!(self, Part::E2e | Part::Pair | Part::Synflood)
+    }
+
+    /// The comment lines that enclose the part in BENCHMARKS.md, so that a
+    /// part run alone replaces its own block.
+    fn markers(self) -> (String, String) {
+        (
+            format!("<!-- bench:{} -->", self.key()),
+            format!("<!-- /bench:{} -->", self.key()),
+        )
+    }
+
+    /// Its Markdown: the `bench` binary's stdout (progress goes to stderr).
+    fn run(self, root: &Path, bin: &Path, flood_secs: Option<u32>) -> anyhow::Result<String> {
+        let (commands, progress) = self.commands();
+        eprintln!("bench: {progress}");
+        let mut text = String::new();
+        for sub in commands {
+            let mut cmd = Command::new(bin);
+            cmd.arg(sub)
+                .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
+                .env("SYNFLOOD_BIN", root.join("target/release/synflood"))
+                .stderr(Stdio::inherit());
+            if let Some(secs) = flood_secs {
+                cmd.env("BENCH_SYNFLOOD_SECS", secs.to_string());
+            }
+            text.push_str(&output(&mut cmd)?);
+            text.push('\n');
+        }
+        Ok(text)
+    }
+}
+
+/// `text` with the paragraph `line` after its first heading (or first, if
+/// it has none).
+fn below_heading(text: &str, line: &str) -> String {
+    let line = line.trim_end();
+    match text.split_once('\n') {
+        Some((heading, rest)) if heading.starts_with('#') => {
+            format!("{heading}\n\n{line}\n\n{}", rest.trim_start_matches('\n'))
+        }
+        _ => format!("{line}\n\n{text}"),
+    }
+}
+
+/// The part's text between its markers.
+fn enclosed(part: Part, text: &str) -> String {
+    let (open, close) = part.markers();
+    format!("{open}\n{}\n{close}\n", text.trim_end())
+}
+
+/// BENCHMARKS.md with `part`'s block replaced by `text` (between its
+/// markers); a part not there yet goes before the closing "took" line.
+fn splice(report: &str, part: Part, text: &str) -> String {
+    let (open, close) = part.markers();
+    let block = enclosed(part, text);
+    if let (Some(a), Some(b)) = (report.find(&open), report.find(&close))
+        && a < b
+    {
+        let end = b + close.len();
+        let end = end + usize::from(report[end..].starts_with('\n'));
+        return format!("{}{block}{}", &report[..a], &report[end..]);
+    }
+    match report.rfind("\n`cargo xtask bench` took") {
+        Some(i) => format!("{}{block}\n{}", &report[..i + 1], &report[i + 1..]),
+        None => format!("{}\n{block}", report.trim_end()),
+    }
+}
+
+/// `cargo xtask bench [PART]`: every part, writing BENCHMARKS.md anew; or
+/// one part, replacing only its block there (`flood_secs`: the SYN-flood
+/// part's flood length).
+pub fn bench(root: &Path, only: Option<Part>, flood_secs: Option<u32>) -> anyhow::Result<()> {
     let started = started();
-    install_packages()?;
-    // The daemon the e2e part runs, optimized like a deployed one; it
-    // embeds the eBPF object `build-ebpf` just built.
+    let parts: Vec<Part> = match only {
+        Some(p) => vec![p],
+        None => Part::ALL.to_vec(),
+    };
+    if parts.iter().any(|p| p.needs_packages()) {
+        install_packages()?;
+    }
+    // The daemon the end-to-end parts run, optimized like a deployed one;
+    // it embeds the eBPF object `build-ebpf` just built.
     run(cargo(root).args(["build", "--release", "-p", "kube-xdp", "--bin", "kube-xdp"]))?;
     run(cargo(root).args([
         "build",
@@ -146,47 +293,82 @@ pub fn bench(root: &Path) -> anyhow::Result<()> {
         "kube-xdp-tests",
         "--bin",
         "bench",
+        "--bin",
+        "synflood",
     ]))?;
     let bin = root.join("target/release/bench");
     let built = started.elapsed();
-    eprintln!("bench: datapath");
-    let datapath = output(Command::new(&bin).arg("datapath"))?;
-    eprintln!("bench: control plane and scale");
-    let control = output(Command::new(&bin).arg("control"))?;
-    let scale = output(Command::new(&bin).arg("scale"))?;
-    eprintln!("bench: reload and failover through the daemon (about 30 s)");
-    let daemon = output(
-        Command::new(&bin)
-            .arg("daemon")
-            .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
-            .stderr(Stdio::inherit()),
-    )?;
-    eprintln!("bench: end to end (about 6 minutes)");
-    // Its progress goes to stderr (inherited), its Markdown to stdout.
-    let e2e = output(
-        Command::new(&bin)
-            .arg("e2e")
-            .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
-            .stderr(Stdio::inherit()),
-    )?;
-    eprintln!("bench: failover of a pair and flow sync (about 7 minutes)");
-    let pair = output(
-        Command::new(&bin)
-            .arg("pair")
-            .env("KUBE_XDP_BIN", root.join("target/release/kube-xdp"))
-            .stderr(Stdio::inherit()),
-    )?;
+    let path = root.join("BENCHMARKS.md");
+    if let Some(part) = only {
+        let measured = machine()?.replace(
+            "Measured ",
+            &format!("Measured with `cargo xtask bench {}` alone, ", part.key()),
+        );
+        let text = below_heading(&part.run(root, &bin, flood_secs)?, &measured);
+        let before = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, splice(&before, part, &text))?;
+        print!("{text}");
+        println!(
+            "\nreplaced the {} part of {} ({:.0} s in all)",
+            part.key(),
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let mut body = String::new();
+    for part in parts {
+        body.push_str(&enclosed(part, &part.run(root, &bin, flood_secs)?));
+        body.push('\n');
+    }
     let total = started.elapsed();
     let report = format!(
-        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{datapath}\n{scale}\n{control}\n{daemon}\n{e2e}\n{pair}\n\
+        "# kube-xdp benchmarks\n\nWritten by `cargo xtask bench`.\n\n{}\n{body}\
          `cargo xtask bench` took {:.0} s in all ({:.0} s of setup and builds, {:.0} s of measurements).\n",
         machine()?,
         total.as_secs_f64(),
         built.as_secs_f64(),
         (total - built).as_secs_f64()
     );
-    std::fs::write(root.join("BENCHMARKS.md"), &report)?;
+    std::fs::write(&path, &report)?;
     print!("{report}");
-    println!("\nwrote {}", root.join("BENCHMARKS.md").display());
+    println!("\nwrote {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Part, below_heading, splice};
+
+    #[test]
+    fn the_measured_line_goes_below_the_heading() {
+        assert_eq!(
+            below_heading("### T\n\nbody\n", "Measured x.\n"),
+            "### T\n\nMeasured x.\n\nbody\n"
+        );
+        assert_eq!(
+            below_heading("body\n", "Measured x.\n"),
+            "Measured x.\n\nbody\n"
+        );
+    }
+
+    #[test]
+    fn a_part_replaces_its_own_block_only() {
+        let report = "# t\n\n<!-- bench:e2e -->\nold e2e\n<!-- /bench:e2e -->\n\n<!-- bench:synflood -->\nold flood\nmore\n<!-- /bench:synflood -->\n\n`cargo xtask bench` took 1 s.\n";
+        let out = splice(report, Part::Synflood, "new flood\n");
+        assert_eq!(
+            out,
+            "# t\n\n<!-- bench:e2e -->\nold e2e\n<!-- /bench:e2e -->\n\n<!-- bench:synflood -->\nnew flood\n<!-- /bench:synflood -->\n\n`cargo xtask bench` took 1 s.\n"
+        );
+    }
+
+    #[test]
+    fn a_new_part_goes_before_the_closing_line() {
+        let report = "# t\n\n<!-- bench:pair -->\npair\n<!-- /bench:pair -->\n\n`cargo xtask bench` took 1 s.\n";
+        let out = splice(report, Part::Synflood, "flood");
+        assert_eq!(
+            out,
+            "# t\n\n<!-- bench:pair -->\npair\n<!-- /bench:pair -->\n\n<!-- bench:synflood -->\nflood\n<!-- /bench:synflood -->\n\n`cargo xtask bench` took 1 s.\n"
+        );
+    }
 }

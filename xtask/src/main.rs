@@ -41,8 +41,17 @@ enum Cmd {
     },
     /// Set up, build, and run the demo.
     Demo,
-    /// Run the benchmarks and write BENCHMARKS.md.
-    Bench,
+    /// Run the benchmarks and write BENCHMARKS.md; with a part, run only
+    /// that part and replace only its block of BENCHMARKS.md.
+    Bench {
+        /// The part to run alone (every part when absent).
+        #[arg(value_enum)]
+        part: Option<bench::Part>,
+        /// The SYN-flood part's flood length in seconds (default 60; 10 for
+        /// a quick check).
+        #[arg(long)]
+        flood_secs: Option<u32>,
+    },
     /// Build the Debian package target/debian/kube-xdp_VERSION_amd64.deb
     /// (installs cargo-deb 3.8 if missing).
     Deb {
@@ -84,10 +93,10 @@ fn main() -> anyhow::Result<()> {
             cmd.env("KUBE_XDP_BIN", root.join("target/debug/kube-xdp"));
             run(&mut cmd)
         }
-        Cmd::Bench => {
+        Cmd::Bench { part, flood_secs } => {
             setup::setup()?;
             build_ebpf(&root)?;
-            bench::bench(&root)
+            bench::bench(&root, part, flood_secs)
         }
         Cmd::Deb { check } => {
             setup::setup()?;

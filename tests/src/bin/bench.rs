@@ -4,7 +4,8 @@
 //! `bench e2e` compares kube-xdp with HAProxy, nftables NAT and no load
 //! balancer end to end in network namespaces (see `bench_e2e`); `bench
 //! pair` the failover of a kube-xdp pair beside keepalived + HAProxy (see
-//! `bench_pair`).
+//! `bench_pair`); `bench synflood` kube-xdp, HAProxy and nftables NAT
+//! under a spoofed SYN flood (see `bench_synflood`).
 //!
 //! Every call runs once (`repeat = 1`) on the original packet: with
 //! `repeat > 1` the kernel re-runs the program on the buffer it just
@@ -16,6 +17,7 @@ mod bench_cookie_cost;
 mod bench_e2e;
 mod bench_pair;
 mod bench_sync_cost;
+mod bench_synflood;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use kube_xdp_common::{maps::PROTO_UDP, program_name};
@@ -233,8 +235,11 @@ fn main() {
         Some("scale") => bench_control::scale(),
         Some("daemon") => bench_control::daemon(),
         Some("pair") => bench_pair::main(),
+        Some("synflood") => bench_synflood::main(),
         other => {
-            eprintln!("usage: bench datapath|e2e|control|scale|daemon|pair (got {other:?})");
+            eprintln!(
+                "usage: bench datapath|e2e|control|scale|daemon|pair|synflood (got {other:?})"
+            );
             std::process::exit(2);
         }
     }

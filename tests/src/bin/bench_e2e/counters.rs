@@ -46,7 +46,7 @@ pub(super) const KUBE_XDP_COUNTERS: &[&str] = &[
 ];
 
 /// Sums the backends' counters.
-pub(super) fn backend_counters(c: &Cluster) -> anyhow::Result<BTreeMap<String, i64>> {
+pub(crate) fn backend_counters(c: &Cluster) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut sum = BTreeMap::new();
     for ns in &c.backends {
         for (k, v) in net_counters(ns)? {
@@ -57,7 +57,7 @@ pub(super) fn backend_counters(c: &Cluster) -> anyhow::Result<BTreeMap<String, i
 }
 
 /// kube-xdp's global counters (`kube-xdp stats --json`).
-pub(super) fn kube_xdp_counters(c: &Cluster) -> BTreeMap<String, i64> {
+pub(crate) fn kube_xdp_counters(c: &Cluster) -> BTreeMap<String, i64> {
     let config = c.config.to_str().unwrap();
     cli(&c.lb, &["stats", "--json", "--config", config])
         .ok()
@@ -74,7 +74,7 @@ pub(super) fn kube_xdp_counters(c: &Cluster) -> BTreeMap<String, i64> {
 
 /// The LB namespace's conntrack statistics (`/proc/net/stat/nf_conntrack`,
 /// hexadecimal, one line per CPU), summed over CPUs; `entries` is a gauge.
-pub(super) fn conntrack_stats(ns: &Netns) -> BTreeMap<String, i64> {
+pub(crate) fn conntrack_stats(ns: &Netns) -> BTreeMap<String, i64> {
     let Ok(out) = ns.exec("cat", &["/proc/net/stat/nf_conntrack"]) else {
         return BTreeMap::new();
     };
@@ -100,7 +100,7 @@ pub(super) fn conntrack_stats(ns: &Netns) -> BTreeMap<String, i64> {
 }
 
 /// `name +N` for each listed counter that moved.
-pub(super) fn moved(prefix: &str, d: &BTreeMap<String, i64>, keys: &[&str]) -> Vec<String> {
+pub(crate) fn moved(prefix: &str, d: &BTreeMap<String, i64>, keys: &[&str]) -> Vec<String> {
     keys.iter()
         .filter_map(|k| {
             let v = *d.get(*k)?;

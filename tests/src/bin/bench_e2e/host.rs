@@ -54,7 +54,7 @@ fn all_cpus_mask() -> String {
 /// back. `ip netns exec` mounts the namespace's own sysfs: a thread that
 /// only joined the network namespace would still see the host's devices
 /// there.
-fn write_sys(ns: &Netns, path: &str, value: &str) -> anyhow::Result<()> {
+pub(crate) fn write_sys(ns: &Netns, path: &str, value: &str) -> anyhow::Result<()> {
     let out = kube_xdp_tests::netns::cmd(
         "ip",
         &[

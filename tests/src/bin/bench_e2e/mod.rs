@@ -13,13 +13,13 @@
 //! balancers once, then all again) so that drift in a shared machine's
 //! load spreads over all of them.
 
-mod counters;
-mod host;
+pub(crate) mod counters;
+pub(crate) mod host;
 pub mod lbs;
-mod load;
+pub(crate) mod load;
 pub(crate) mod procs;
 mod report;
-mod servers;
+pub(crate) mod servers;
 
 use counters::{
     BACKEND_COUNTERS, CLIENT_COUNTERS, KUBE_XDP_COUNTERS, backend_counters, conntrack_stats,

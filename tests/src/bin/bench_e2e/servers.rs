@@ -41,7 +41,7 @@ http {{
 }
 
 /// The backends' web servers (and iperf3 in backend 0), listening.
-pub(super) fn start_servers(c: &Cluster, dir: &Path, iperf: bool) -> anyhow::Result<Vec<Proc>> {
+pub(crate) fn start_servers(c: &Cluster, dir: &Path, iperf: bool) -> anyhow::Result<Vec<Proc>> {
     let mut procs = Vec::new();
     for (i, ns) in c.backends.iter().enumerate() {
         let cfg = dir.join(format!("nginx-b{i}.conf"));
