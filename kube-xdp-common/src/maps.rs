@@ -184,6 +184,11 @@ pub const FLOW_COOKIE: u8 = 32;
 /// sent on the client's behalf yet; until it does, `seq_delta` holds the
 /// cookie and `ts_peer_offset` the TSval of the cookie SYN-ACK.
 pub const FLOW_COOKIE_WAIT: u8 = 64;
+/// `Flow::flags`, with `FLOW_REPLIED`: the backend sent its SYN-ACK again
+/// while the flow was half-open, so it keeps the connection in SYN-RECV
+/// (a backend answering with a SYN cookie of its own, under a flood,
+/// sends one SYN-ACK and keeps nothing).
+pub const FLOW_SYN_ACK_AGAIN: u8 = 128;
 
 /// The value of `FLOWS`.
 #[repr(C)]

@@ -17,8 +17,8 @@ use kube_xdp_common::{
     flow::{expired, forward_agrees, reverse_agrees, reverse_key},
     maps::{
         FLOW_CLOSING, FLOW_COOKIE_WAIT, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT,
-        FLOW_REPLIED, FLOW_RST, FLOW_SYN_SENT, FLOW_UDP, FRAGMENT_TO_BACKEND, FRAGMENT_TO_CLIENT,
-        Flow, FlowKey, PROTO_TCP, Settings,
+        FLOW_REPLIED, FLOW_RST, FLOW_SYN_ACK_AGAIN, FLOW_SYN_SENT, FLOW_UDP, FRAGMENT_TO_BACKEND,
+        FRAGMENT_TO_CLIENT, Flow, FlowKey, PROTO_TCP, Settings,
     },
     stats::Counter,
 };
@@ -184,6 +184,13 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
     let mut flags = old.flags;
     if tcp_flags & TCP_RST != 0 {
         flags |= FLOW_RST;
+    }
+    if direction == Direction::ToClient
+        && state == FLOW_SYN_SENT
+        && tcp_flags & TCP_SYN != 0
+        && old.flags & FLOW_REPLIED != 0
+    {
+        flags |= FLOW_SYN_ACK_AGAIN;
     }
     if direction == Direction::ToClient && (state == FLOW_UDP || state == FLOW_SYN_SENT) {
         // The backend answered: a UDP flow is a real exchange; a half-open

@@ -7,7 +7,7 @@ use kube_xdp_common::{
     flow::forward_agrees,
     hash::fmix32,
     maps::{
-        FLOW_REPLIED, FLOW_SYN_SENT, FLOW_TS_REWRITE, FLOW_UDP, Flow, FlowKey, PROTO_TCP,
+        FLOW_SYN_ACK_AGAIN, FLOW_SYN_SENT, FLOW_TS_REWRITE, FLOW_UDP, Flow, FlowKey, PROTO_TCP,
         ReverseFlow, Settings,
     },
 };
@@ -76,11 +76,16 @@ fn reusable(settings: &Settings, old: &Flow, new_ts: bool, now: u64) -> bool {
         return idle > timeout;
     }
     let held = idle > timeout.saturating_add(settings.tcp_time_wait_ns);
-    if old.state == FLOW_SYN_SENT && old.flags & FLOW_REPLIED != 0 && !conntrack::finished(old) {
-        // A half-open flow the backend answered and the client never did
-        // (a spoofed SYN): it expired here, but the backend still holds
-        // the connection in SYN-RECV, retransmitting its SYN-ACK, and would
-        // take a new SYN on this 4-tuple for a duplicate. Its next SYN-ACK
+    if old.state == FLOW_SYN_SENT
+        && old.flags & FLOW_SYN_ACK_AGAIN != 0
+        && !conntrack::finished(old)
+    {
+        // A half-open flow the backend answered (and again: it keeps
+        // state; a backend answering with a SYN cookie of its own keeps
+        // none) and the client never did (a spoofed SYN): it expired here,
+        // but the backend still holds the connection in SYN-RECV,
+        // retransmitting its SYN-ACK, and would take a new SYN on this
+        // 4-tuple for a duplicate. Its next SYN-ACK
         // meets the expired flow and is refused (`conntrack::refused`),
         // which marks the flow reset: the port follows the closed rules
         // from then on. Until then it waits out the backend's retries.

@@ -757,6 +757,8 @@ fn a_half_open_flows_port_waits_until_the_backend_let_go_of_its_syn_recv() {
     let synack = Seg::backend(backend, port, BACKEND_ISN, CLIENT_ISN + 1, SYN | ACK)
         .opts(&ts_opt(BACKEND_TSVAL, syn.ts().unwrap().0));
     tx(&h, &synack);
+    // ... and again: it keeps the connection in SYN-RECV.
+    tx(&h, &synack);
     std::thread::sleep(std::time::Duration::from_millis(400));
     // Expired here, but the backend still holds the 4-tuple in SYN-RECV:
     // a new flow's SYN there would meet it. No port for another client.
@@ -775,5 +777,35 @@ fn a_half_open_flows_port_waits_until_the_backend_let_go_of_its_syn_recv() {
     std::thread::sleep(std::time::Duration::from_millis(1_100));
     let next = tx(&h, &other(41_001));
     assert_eq!(next.seen.tcp_flags(), SYN);
+    assert_eq!(next.seen.ports().0, 20_000);
+}
+
+#[test]
+fn a_half_open_flows_port_is_free_when_it_expires_if_its_backend_answered_once() {
+    // A backend under a flood answers with a SYN cookie of its own: one
+    // SYN-ACK, never again, no state kept. Nothing to wait for.
+    let h = one_port();
+    let syn = tx(
+        &h,
+        &Seg::client(CLIENT_ISN, 0, SYN).opts(&linux_syn_options()),
+    );
+    let synack = Seg::backend(
+        syn.seen.dst,
+        syn.seen.ports().0,
+        BACKEND_ISN,
+        CLIENT_ISN + 1,
+        SYN | ACK,
+    )
+    .opts(&ts_opt(BACKEND_TSVAL, syn.ts().unwrap().0));
+    tx(&h, &synack);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let next = tx(
+        &h,
+        &Seg {
+            sport: 41_000,
+            ..Seg::client(CLIENT_ISN, 0, SYN).opts(&linux_syn_options())
+        },
+    );
+    assert_eq!(next.seen.tcp_flags(), SYN, "the port is free");
     assert_eq!(next.seen.ports().0, 20_000);
 }

@@ -8,8 +8,8 @@
 use aya::maps::{MapData, RingBuf};
 use kube_xdp::datapath::{BackendState, ServiceSpec};
 use kube_xdp_common::maps::{
-    FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_REPLIED, FLOW_SYN_SENT,
-    FLOW_UDP, PROTO_TCP, PROTO_UDP, SyncEvent,
+    FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_FIN_BACKEND, FLOW_FIN_CLIENT, FLOW_REPLIED,
+    FLOW_SYN_ACK_AGAIN, FLOW_SYN_SENT, FLOW_UDP, PROTO_TCP, PROTO_UDP, SyncEvent,
 };
 use kube_xdp_tests::{
     harness::{Harness, apiserver, backend_of, default_settings, open, tx},
@@ -78,8 +78,16 @@ fn a_tcp_flow_is_reported_when_it_opens_and_when_its_state_changes_never_per_pac
         "the backend's SYN-ACK is reported once (it answered: FLOW_REPLIED, and its ISN)"
     );
     assert_eq!(events[0].flow.seq_delta, 1);
+    // Again: the backend keeps the half-open connection (reported once).
     tx(&h, &reply);
-    assert!(drain(&mut ring).is_empty(), "a SYN-ACK again is not");
+    let events = drain(&mut ring);
+    assert_eq!(events.len(), 1);
+    assert_ne!(events[0].flow.flags & FLOW_SYN_ACK_AGAIN, 0);
+    tx(&h, &reply);
+    assert!(
+        drain(&mut ring).is_empty(),
+        "a third SYN-ACK is not reported"
+    );
 
     // The handshake's ACK establishes it: reported once; data is not.
     tx(&h, &Pkt::tcp(48000, VIP, 6443, ACK).seq_ack(1, 1));

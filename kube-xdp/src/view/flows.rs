@@ -10,8 +10,8 @@ use kube_xdp_common::{
     flow,
     maps::{
         FLOW_CLOSING, FLOW_COOKIE, FLOW_COOKIE_WAIT, FLOW_ESTABLISHED, FLOW_FIN_BACKEND,
-        FLOW_FIN_CLIENT, FLOW_REPLIED, FLOW_RST, FLOW_SYN_SENT, FLOW_TS_REWRITE, FLOW_UDP, Flow,
-        FlowKey, ReverseFlow, Settings,
+        FLOW_FIN_CLIENT, FLOW_REPLIED, FLOW_RST, FLOW_SYN_ACK_AGAIN, FLOW_SYN_SENT,
+        FLOW_TS_REWRITE, FLOW_UDP, Flow, FlowKey, ReverseFlow, Settings,
     },
 };
 
@@ -140,7 +140,7 @@ pub fn state_name(state: u8) -> &'static str {
 
 /// Every `Flow::flags` bit with the name `kube-xdp flows` shows, in bit
 /// order.
-pub const FLAG_NAMES: [(u8, &str); 7] = [
+pub const FLAG_NAMES: [(u8, &str); 8] = [
     (FLOW_TS_REWRITE, "ts_rewrite"),
     (FLOW_FIN_CLIENT, "fin_client"),
     (FLOW_FIN_BACKEND, "fin_backend"),
@@ -151,6 +151,9 @@ pub const FLAG_NAMES: [(u8, &str); 7] = [
     (FLOW_COOKIE, "cookie"),
     // A cookie flow whose backend has not answered yet.
     (FLOW_COOKIE_WAIT, "cookie_wait"),
+    // The backend sent its SYN-ACK again: it keeps the half-open
+    // connection.
+    (FLOW_SYN_ACK_AGAIN, "syn_ack_again"),
 ];
 
 /// The names of the bits set in `flags` (unknown bits as `0x80`).
@@ -228,6 +231,9 @@ mod tests {
             flag_names(FLOW_TS_REWRITE | FLOW_COOKIE | FLOW_COOKIE_WAIT),
             ["ts_rewrite", "cookie", "cookie_wait"]
         );
-        assert_eq!(flag_names(FLOW_FIN_CLIENT | 0x80), ["fin_client", "0x80"]);
+        assert_eq!(
+            flag_names(FLOW_FIN_CLIENT | FLOW_SYN_ACK_AGAIN),
+            ["fin_client", "syn_ack_again"]
+        );
     }
 }
