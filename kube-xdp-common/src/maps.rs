@@ -339,16 +339,16 @@ pub struct Settings {
     /// offered one.
     pub cookie_wscale: u8,
     pub _pad2: u8,
-    /// What one half-open flow costs a CPU's `HalfOpenBudget`:
-    /// `tcp_syn × CPUs / half_open_limit`; 0: no limit.
+    /// What one half-open flow costs the `HalfOpenBudget`:
+    /// `tcp_syn / half_open_limit`; 0: no limit.
     pub half_open_cost_ns: u64,
     /// The SipHash key of the cookies (the pair's boxes share it).
     pub cookie_key: [u64; 2],
     /// Added to `CLOCK_MONOTONIC` for the cookies' clock: the realtime
     /// clock, so that the pair's boxes agree on the cookie period.
     pub cookie_clock_offset_ns: u64,
-    /// What one unanswered UDP flow costs a CPU's `HalfOpenBudget` (slot
-    /// [`BUDGET_UDP`]): `udp_unanswered × CPUs / half_open_limit`; 0: no
+    /// What one unanswered UDP flow costs the `HalfOpenBudget` (slot
+    /// [`BUDGET_UDP`]): `udp_unanswered / (flow_table_size / 4)`; 0: no
     /// limit.
     pub unanswered_cost_ns: u64,
 }
@@ -407,13 +407,13 @@ pub struct RstBudget {
     pub refilled_ns: u64,
 }
 
-/// A value of `HALF_OPEN` (per CPU; slots [`BUDGET_TCP`], [`BUDGET_UDP`]):
+/// A value of `HALF_OPEN` (shared by the CPUs; slots [`BUDGET_TCP`], [`BUDGET_UDP`]):
 /// a token bucket of half-open flows, counted in nanoseconds like
 /// [`RstBudget`]. A SYN that opens a flow takes
 /// `Settings::half_open_cost_ns`; the handshake's end (or the flow's close
 /// before it) gives it back; time gives it back at one flow's worth per
 /// cost, as if every half-open flow expired after `tcp_syn`. Holds at most
-/// `tcp_syn` (the CPU's share of `half_open_limit` flows). A UDP flow's
+/// `tcp_syn` (`half_open_limit` flows). A UDP flow's
 /// first datagram takes `unanswered_cost_ns` from the UDP slot, the
 /// backend's first answer gives it back, and it refills over
 /// `udp_unanswered`. Not pinned; all zero is a valid start.

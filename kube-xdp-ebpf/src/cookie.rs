@@ -92,8 +92,8 @@ pub fn take(slot: u32, cost: u64, cap: u64, now: u64) -> bool {
     let Some(bucket) = HALF_OPEN.get_ptr_mut(slot) else {
         return true;
     };
-    // SAFETY: this CPU's slot, touched only by this CPU while the program
-    // runs.
+    // SAFETY: a pointer from the lookup; the CPUs share the slot and may
+    // race on it (see `HALF_OPEN`): a lost update is a small error.
     unsafe {
         let elapsed = now.saturating_sub((*bucket).refilled_ns);
         let credit = (*bucket).credit_ns.saturating_add(elapsed).min(cap);

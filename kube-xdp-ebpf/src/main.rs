@@ -92,7 +92,10 @@ static META: Array<Meta> = Array::with_max_entries(1, 0);
 #[map(name = "KXDP_RST_BUDGET")]
 static RST_BUDGET: PerCpuArray<RstBudget> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "KXDP_HALF_OPEN")]
-static HALF_OPEN: PerCpuArray<HalfOpenBudget> = PerCpuArray::with_max_entries(2, 0);
+// Shared by the CPUs, not per CPU: a handshake's end often comes on
+// another CPU than its SYN. Updated without atomics: a lost update between
+// two CPUs is a small error, never a drift.
+static HALF_OPEN: Array<HalfOpenBudget> = Array::with_max_entries(2, 0);
 #[map(name = "KXDP_COOKIE_CLOCK")]
 static COOKIE_CLOCK: Array<CookieClock> = Array::with_max_entries(1, 0);
 #[map(name = "KXDP_SCAN")]

@@ -42,10 +42,10 @@ pub const DEFAULT_COOKIE_MSS: u16 = 1460;
 /// its SYN-ACK and its windows rescaled to this one.
 pub const COOKIE_WSCALE: u8 = 7;
 
-/// What one half-open flow costs a CPU's budget (see
-/// `kube_xdp_common::maps::HalfOpenBudget`): each CPU holds `tcp_syn` of
-/// credit, so that `cpus × tcp_syn / cost` = `half_open_limit` flows fit
-/// across the box; at least 1 ns (0 would mean no limit).
+/// What one half-open flow costs a budget holding `cpus × tcp_syn` of
+/// credit (see `kube_xdp_common::maps::HalfOpenBudget`; the datapath's
+/// one budget, shared by the CPUs, is `cpus` = 1), so that
+/// `half_open_limit` flows fit; at least 1 ns (0 would mean no limit).
 pub fn half_open_cost_ns(syn_flood: &SynFlood, tcp_syn: Duration, cpus: u32) -> u64 {
     let limit = u128::from(syn_flood.half_open_limit.max(1));
     let cost = tcp_syn.as_nanos() * u128::from(cpus.max(1)) / limit;
@@ -236,7 +236,9 @@ impl Plan {
             cookie_mss: self.cookie_mss(),
             cookie_wscale: COOKIE_WSCALE,
             _pad2: 0,
-            half_open_cost_ns: half_open_cost_ns(&self.config.syn_flood, t.tcp_syn, self.cpus),
+            // One budget shared by the CPUs (a handshake's end may come on
+            // another CPU than its SYN): the cost of one flow in `tcp_syn`.
+            half_open_cost_ns: half_open_cost_ns(&self.config.syn_flood, t.tcp_syn, 1),
             // Unanswered UDP flows are bounded so that they never fill more
             // than a quarter of the flow table; answered ones are not.
             unanswered_cost_ns: half_open_cost_ns(
@@ -245,7 +247,7 @@ impl Plan {
                     ..self.config.syn_flood.clone()
                 },
                 t.udp_unanswered.min(t.udp),
-                self.cpus,
+                1,
             ),
             cookie_key: [0; 2],
             cookie_clock_offset_ns: 0,

@@ -239,7 +239,6 @@ pub(super) fn summary(plan: &Plan) -> String {
 /// and where the cookie key comes from.
 fn syn_flood(plan: &Plan) -> [String; 2] {
     let s = &plan.config.syn_flood;
-    let per_cpu = f64::from(s.half_open_limit) / f64::from(plan.cpus.max(1));
     let cookie = format!(
         "a cookie (MSS {}, window scale {})",
         plan.cookie_mss(),
@@ -259,8 +258,8 @@ fn syn_flood(plan: &Plan) -> [String; 2] {
     };
     [
         format!(
-            "syn_cookies {}  half_open_limit {} ({per_cpu:.0} per CPU, {} CPUs)",
-            s.syn_cookies, s.half_open_limit, plan.cpus
+            "syn_cookies {}  half_open_limit {} (one budget, shared by the CPUs)",
+            s.syn_cookies, s.half_open_limit
         ),
         format!("{what}{key}"),
     ]

@@ -17,13 +17,13 @@ fn the_settings_carry_the_mode_the_mss_the_scale_and_the_cost() {
     // headers.
     assert_eq!(s.cookie_mss, 1460);
     assert_eq!(s.cookie_wscale, 7);
-    // tcp_syn 5 s × 4 CPUs / 1024 flows.
+    // tcp_syn 5 s / 1024 flows (one budget, shared by the CPUs).
     assert_eq!(s.tcp_syn_ns, 5_000_000_000);
-    assert_eq!(s.half_open_cost_ns, 5_000_000_000 * 4 / 1024);
+    assert_eq!(s.half_open_cost_ns, 5_000_000_000 / 1024);
     // Unanswered UDP flows: at most a quarter of the flow table.
     assert_eq!(
         s.unanswered_cost_ns,
-        30_000_000_000 * 4 / u64::from(p.config.daemon.flow_table_size / 4)
+        30_000_000_000 / u64::from(p.config.daemon.flow_table_size / 4)
     );
     // What only the daemon knows is left to it.
     assert_eq!(
@@ -47,7 +47,7 @@ fn the_settings_carry_the_mode_the_mss_the_scale_and_the_cost() {
         );
         let s = plan(&text, &FakeHost::lb()).settings();
         assert_eq!(s.syn_cookies, number);
-        assert_eq!(s.half_open_cost_ns, 3_000_000_000 * 4 / 1000);
+        assert_eq!(s.half_open_cost_ns, 3_000_000_000 / 1000);
     }
 }
 
@@ -120,7 +120,7 @@ fn a_limit_over_half_the_flow_table_is_a_warning() {
 fn the_summary_says_what_a_syn_over_the_limit_gets() {
     let out = plan(TWO_SERVICES, &FakeHost::lb()).summary();
     for needle in [
-        "SYN flood\n  syn_cookies auto  half_open_limit 1024 (256 per CPU, 4 CPUs)\n",
+        "SYN flood\n  syn_cookies auto  half_open_limit 1024 (one budget, shared by the CPUs)\n",
         "  a SYN over the limit gets a cookie (MSS 1460, window scale 7); cookie key random, this box's own\n",
     ] {
         assert!(out.contains(needle), "{needle:?} not in:\n{out}");
@@ -128,7 +128,7 @@ fn the_summary_says_what_a_syn_over_the_limit_gets() {
     let text = format!("{DAEMON}[syn_flood]\nsyn_cookies = \"never\"\nhalf_open_limit = 10\n");
     let out = plan(&text, &FakeHost::lb()).summary();
     assert!(
-        out.contains("syn_cookies never  half_open_limit 10 (2 per CPU, 4 CPUs)"),
+        out.contains("syn_cookies never  half_open_limit 10 (one budget, shared by the CPUs)"),
         "{out}"
     );
     assert!(
