@@ -223,7 +223,7 @@ fn datapath() {
         (fwd.dst, fwd.ports()),
         "the same backend and SNAT port again"
     );
-    bench_sync_cost::sync_cost(&mut h, &data);
+    bench_sync_cost::sync_cost(&mut h, &data, &syn.build());
     bench_cookie_cost::cookie_cost(&mut h);
 }
 

@@ -78,9 +78,10 @@ fn alternating(
     (off, on)
 }
 
-/// Measures and prints the table. `established` is a data segment of a
-/// flow the harness holds.
-pub fn sync_cost(h: &mut Harness, established: &[u8]) {
+/// Measures and prints the table. `established` is a data segment of the
+/// flow `syn` opens (opened again at each repetition: the new-flow figures
+/// clear the table).
+pub fn sync_cost(h: &mut Harness, established: &[u8], syn: &[u8]) {
     let mut ring = h.sync_events();
     let est = vec![established.to_vec()];
     let lb = program_name::LB;
@@ -92,6 +93,9 @@ pub fn sync_cost(h: &mut Harness, established: &[u8]) {
     let mut refused = 0u64;
     let mut est_reports = 0usize;
     for _ in 0..REPS {
+        h.clear_flows();
+        let (verdict, _) = h.run(syn);
+        assert_eq!(verdict, XDP_TX, "the established flow opened again");
         drain(&mut ring);
         let lost_before = lost(h);
         let (off, on) = alternating(h, |h, _| {
