@@ -131,10 +131,16 @@ counters! {
     /// flows wait for their backend's first answer (spoofed or scanning
     /// datagrams): dropped, so they never crowd out answered flows or TCP.
     UdpUnansweredLimited = 35 => "udp_unanswered_limited",
+    /// A client's segment of a cookie flow whose backend has not answered
+    /// for `COOKIE_SYN_AGAIN_NS` (its SYN, or the backend's SYN-ACK, was
+    /// lost): the client's SYN went to the backend again, from the flow's
+    /// own port. The client's zero-window probes pace these as its
+    /// retransmission timer does.
+    CookieSynAgain = 36 => "syn_cookie_syn_again",
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 36;
+pub const COUNTER_SLOTS: u32 = 37;
 
 impl Counter {
     /// Whether the slot counts packets (by verdict or reason); the others

@@ -299,6 +299,16 @@ pub fn open(key: &FlowKey, flow: &Flow) -> Result<(), Counter> {
     Ok(())
 }
 
+/// Lets go of the flow of `key` (`flow`, its entry): its reverse entry,
+/// then its forward one. For a cookie flow whose backend never answered,
+/// opened again at once (`ingress::transport`): the same 5-tuple hashes to
+/// the same backend and SNAT port.
+#[inline(always)]
+pub fn forget(key: &FlowKey, flow: &Flow) {
+    let _ = REVERSE.remove(reverse_key(key, flow));
+    let _ = FLOWS.remove(key);
+}
+
 /// A backend's SYN-ACK that found its flow expired half-open (the client
 /// never completed the handshake): the kernel answers it with a RST, which
 /// ends the backend's half-open connection, so the flow is marked as reset

@@ -394,7 +394,11 @@ pub fn valid(ctx: &XdpContext, ip: &Ip, l4: &L4, settings: &Settings, now: u64) 
 /// valid cookie, the flow opens and the ACK goes to the backend as the
 /// client's SYN (its data, if any, is dropped: the client sends it again
 /// once its window opens); if not, a RST as for any segment of no flow.
+/// `again`: the client's SYN goes to the backend again (its cookie flow,
+/// which the backend never answered, was let go: `conntrack::forget`); the
+/// flow opens as before, on the same port unless another flow took it.
 #[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "the packet's parts, each needed")]
 pub fn open_from_ack(
     ctx: &XdpContext,
     ip: &Ip,
@@ -403,6 +407,7 @@ pub fn open_from_ack(
     svc: &Service,
     settings: &Settings,
     now: u64,
+    again: bool,
 ) -> Verdict {
     let Some((isn, cookie, offered)) = cookie_of(ctx, ip, l4, settings, now) else {
         // Counted as a cookie only while cookies are in use; otherwise a
@@ -468,7 +473,12 @@ pub fn open_from_ack(
     match forward::send(ctx, opened.backend.mac, opened.backend.ifindex) {
         Ok(verdict) => {
             stats::traffic(u32::from(f.service_id), opened.backend_id, bytes, true);
-            (verdict, Counter::CookieValid)
+            let counter = if again {
+                Counter::CookieSynAgain
+            } else {
+                Counter::CookieValid
+            };
+            (verdict, counter)
         }
         Err(why) => (xdp_action::XDP_DROP, why),
     }

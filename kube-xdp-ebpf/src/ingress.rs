@@ -97,6 +97,12 @@ fn flow_key(ip: &Ip, l4: &L4) -> FlowKey {
     }
 }
 
+/// How long a cookie flow waits for its backend's SYN-ACK before a
+/// segment of its client sends the backend its SYN again: more than a
+/// round trip here, less than Linux's shortest retransmission timeout
+/// (200 ms), which paces the client's zero-window probes.
+const COOKIE_SYN_AGAIN_NS: u64 = 100_000_000;
+
 #[inline(always)]
 fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
     let Some(l4) = parse::parse_l4(ctx, ip) else {
@@ -116,6 +122,8 @@ fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
     let expiring = ip.ttl <= 1;
     let now = coarse_now();
     let syn = l4.is_syn();
+    // The client's SYN goes to the backend again (see below).
+    let mut again = false;
     // An established flow first: its service's flags are in the pool (an
     // array slot), so the service map is only looked up for new flows.
     if let Some(tracked) = conntrack::lookup_client(settings, &key, syn, now)
@@ -129,13 +137,24 @@ fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
         }
         // A client that re-used its 5-tuple while its last flow is closing
         // got a cookie for its new SYN: its ACK opens the new flow (below,
-        // as for an ACK of no flow).
-        let reopened = tracked.flow.state == FLOW_CLOSING
+        // as for an ACK of no flow). And a cookie flow whose backend has
+        // not answered for a while: its SYN to the backend, or the
+        // backend's SYN-ACK, was lost, and nothing else sends that SYN
+        // again. The client's zero-window probe (or its ACK again) carries
+        // the cookie: the flow opens anew (on the same port: its 5-tuple
+        // hashes the same), which sends the backend the client's SYN again.
+        let f = &tracked.flow;
+        again = f.flags & FLOW_COOKIE_WAIT != 0
+            && now.saturating_sub(f.created_ns) >= COOKIE_SYN_AGAIN_NS;
+        let reopened = (f.state == FLOW_CLOSING || again)
             && cookie::candidate(&l4)
             && cookie::recent(now)
             && (!COOKIES || cookie::valid(ctx, ip, &l4, settings, now));
         if !reopened {
             return established::<COOKIES>(ctx, ip, &l4, &key, service_flags, &tracked, now);
+        }
+        if COOKIES && again {
+            conntrack::forget(&key, f);
         }
     }
     let Some(svc) = service::lookup(ip.dst, l4.dport, ip.protocol) else {
@@ -157,7 +176,7 @@ fn transport<const COOKIES: bool>(ctx: &XdpContext, ip: &Ip) -> Verdict {
             if !COOKIES {
                 return cookie::hand_over(ctx);
             }
-            return cookie::open_from_ack(ctx, ip, &l4, &key, &svc, settings, now);
+            return cookie::open_from_ack(ctx, ip, &l4, &key, &svc, settings, now, again);
         }
         // Not a SYN and no flow: a RST makes the client reconnect at once.
         return refuse(ctx, ip, &l4, Counter::NoFlow);

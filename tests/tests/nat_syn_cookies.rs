@@ -457,6 +457,85 @@ fn the_backends_syn_ack_becomes_the_ack_that_opens_the_clients_window() {
 }
 
 #[test]
+fn a_cookie_flow_whose_backend_never_answered_sends_its_syn_again_on_the_clients_probe() {
+    let h = with_cookies(SYN_COOKIES_ALWAYS, 0);
+    let (cookie, syn, our_tsval) = handshake(&h);
+    // A Linux client whose window stays shut sends zero-window probes: no
+    // data, the sequence number before its next (its ISN here).
+    let probe = |tsval: u32| {
+        Seg::client(CLIENT_ISN, cookie.wrapping_add(1), ACK).opts(&ts_opt(tsval, our_tsval))
+    };
+    // At once: the backend may still answer, the probe waits.
+    let (verdict, _) = run(&h, &probe(CLIENT_TSVAL + 55));
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(counter(&h, Counter::CookieEarly), 1);
+    // The SYN (or the backend's SYN-ACK) was lost: nothing but the client
+    // sends anything again, and its next probe comes at its retransmission
+    // timeout (200 ms at least).
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    let again = tx(&h, &probe(CLIENT_TSVAL + 300));
+    assert_eq!(again.seen.tcp_flags(), SYN, "the client's SYN again");
+    assert_eq!(
+        (again.seen.src, again.seen.dst, again.seen.dst_mac),
+        (syn.seen.src, syn.seen.dst, syn.seen.dst_mac),
+        "to the same backend"
+    );
+    assert_eq!(
+        again.seen.ports(),
+        syn.seen.ports(),
+        "from the same SNAT port: a retransmission of the same SYN"
+    );
+    assert_eq!((again.seq, again.ack), (CLIENT_ISN, 0));
+    assert_eq!(again.window, syn.window);
+    for option in [
+        TcpOptionElement::MaximumSegmentSize(1460),
+        TcpOptionElement::SelectiveAcknowledgementPermitted,
+        TcpOptionElement::WindowScale(7),
+    ] {
+        assert!(again.options.contains(&option), "{option:?}");
+    }
+    let (_, flow) = h.dp.flows().unwrap()[0];
+    assert_eq!(
+        again.ts().unwrap(),
+        ((CLIENT_TSVAL + 300).wrapping_add(flow.ts_offset), 0)
+    );
+    assert_eq!(counter(&h, Counter::CookieSynAgain), 1);
+    assert_eq!(
+        counter(&h, Counter::CookieValid),
+        1,
+        "one flow, opened once"
+    );
+    // Its next probe, at once: waits again.
+    let (verdict, _) = run(&h, &probe(CLIENT_TSVAL + 301));
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(counter(&h, Counter::CookieSynAgain), 1);
+    // One flow still, which the backend's answer to the SYN opens.
+    let flows = h.dp.flows().unwrap();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].1.flags & FLOW_COOKIE_WAIT, FLOW_COOKIE_WAIT);
+    let out = tx(&h, &backend_syn_ack(&again, 7));
+    assert_eq!(out.seen.tcp_flags(), ACK);
+    assert_eq!(out.seen.dst, CLIENT_IP);
+    assert_eq!(
+        (out.seq, out.seen.payload.as_slice()),
+        (cookie, &[0u8][..]),
+        "the window-opening ACK"
+    );
+    assert_eq!(counter(&h, Counter::CookieBackendAnswered), 1);
+    // A probe with a forged cookie sends nothing to the backend.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let h2 = with_cookies(SYN_COOKIES_ALWAYS, 0);
+    let (cookie2, _, our_tsval2) = handshake(&h2);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let (verdict, _) = run(
+        &h2,
+        &Seg::client(CLIENT_ISN, cookie2.wrapping_add(2), ACK).opts(&ts_opt(1, our_tsval2)),
+    );
+    assert_ne!(verdict, XDP_TX);
+    assert_eq!(counter(&h2, Counter::CookieSynAgain), 0);
+}
+
+#[test]
 fn a_retransmitted_syn_ack_is_answered_with_the_ack_the_backend_waits_for() {
     let h = with_cookies(SYN_COOKIES_ALWAYS, 0);
     let (_, syn, _) = handshake(&h);
