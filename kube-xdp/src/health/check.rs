@@ -119,7 +119,7 @@ async fn run(
     tls: Option<&Arc<rustls::ClientConfig>>,
     addr: SocketAddr,
 ) -> Result<(), Failure> {
-    let mut tcp = TcpStream::connect(addr).await.map_err(connect_failure)?;
+    let mut tcp = connect(addr, spec.timeout).await?;
     // Checks are tiny request/response exchanges: do not let Nagle hold the
     // request back waiting for an ACK.
     let _ = tcp.set_nodelay(true);
@@ -142,6 +142,45 @@ async fn run(
                 .await
                 .map_err(|e| Failure::Tls(e.to_string()))?;
             http_get(&mut stream, &spec.path, &host, spec.expect_status).await
+        }
+    }
+}
+
+/// Connection attempts of one check: the first, and those started when
+/// the ones before have had no answer for a third of the check's timeout.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+/// Connects to `addr` for a check bounded by `timeout`. The kernel sends a
+/// SYN again only after a second (its initial retransmission timeout),
+/// which is the whole default `timeout`: one lost SYN or SYN-ACK (a lossy
+/// link, or the load balancer's own receive queue overflowing under a SYN
+/// flood) would fail the check, and three in a row would take a healthy
+/// backend DOWN. So when an attempt has had no answer for a third of
+/// `timeout`, another starts on a new socket (a new source port) while the
+/// first goes on, up to [`CONNECT_ATTEMPTS`]; the first to connect is the
+/// check's connection (the others are closed), and the first definite
+/// answer (a refusal: the backend's RST) fails it at once. A backend
+/// slower than a third of `timeout` still passes: the first attempt runs
+/// until the check's end.
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
+    let step = timeout / CONNECT_ATTEMPTS;
+    let mut attempts = tokio::task::JoinSet::new();
+    attempts.spawn(TcpStream::connect(addr));
+    let mut started = 1;
+    loop {
+        let next = tokio::time::sleep(step);
+        tokio::select! {
+            done = attempts.join_next() => match done {
+                Some(Ok(result)) => return result.map_err(connect_failure),
+                Some(Err(e)) => return Err(Failure::Local(format!("connect task: {e}"))),
+                // Every attempt ended without a result: cannot happen (each
+                // returns one), but the check must not wait forever.
+                None => return Err(Failure::Timeout(timeout)),
+            },
+            () = next, if started < CONNECT_ATTEMPTS => {
+                attempts.spawn(TcpStream::connect(addr));
+                started += 1;
+            }
         }
     }
 }
@@ -267,6 +306,36 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         assert!(probe(&tcp_spec(), None, addr).await.is_ok());
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_lost_syn_costs_no_failed_check() {
+        // A listener whose accept queue is full drops SYNs (Linux, with or
+        // without SYN cookies): the check's first SYN is lost as on a
+        // lossy link, and the kernel would send it again only after a
+        // second, the check's whole timeout.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..2 {
+            fillers.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let spec = CheckSpec {
+            timeout: Duration::from_secs(1),
+            ..tcp_spec()
+        };
+        let check = tokio::spawn(async move { probe(&spec, None, addr).await });
+        // The first attempt's SYN meets the full queue; then room is made.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut accepted = Vec::new();
+        for _ in 0..2 {
+            accepted.push(listener.accept().await.unwrap());
+        }
+        let result = check.await.unwrap();
+        assert!(result.is_ok(), "{result:?}");
+        drop((fillers, accepted));
     }
 
     #[tokio::test]
