@@ -117,12 +117,12 @@ fn program<'a>(h: &'a mut Harness, name: &str) -> &'a Xdp {
     bpf.program(name).unwrap().try_into().unwrap()
 }
 
-fn datapath() {
-    let mut h = Harness::new();
+/// The harness with the benchmark's services, and one established flow
+/// opened: (its SYN, the SYN as forwarded, a data segment of it, the
+/// backend's reply).
+fn established(h: &mut Harness) -> (Pkt, Seen, Vec<u8>, Vec<u8>) {
     h.tcp_service(0, 6443..=6443, Some(6443));
     h.service(2, 53..=53, PROTO_UDP, Some(53), false);
-
-    // One established flow and its reply path.
     let syn = Pkt::tcp(40000, VIP, 6443, SYN);
     let (v, out) = h.run(&syn.build());
     assert_eq!(v, XDP_TX);
@@ -137,7 +137,29 @@ fn datapath() {
         .ts(Some((9, fwd.ts().unwrap().0)))
         .payload(&[0x42; 64]);
     reply.dst_mac = LB_MAC;
-    let reply = reply.build();
+    (syn, fwd, data, reply.build())
+}
+
+/// The established-flow and reply-path figures (kernel ns per call, the
+/// minimum of [`REPS`]), measured as `bench datapath` does: `bench e2e`
+/// puts them beside the same program's cost in live traffic.
+pub(crate) fn established_testrun_ns() -> (f64, f64) {
+    let mut h = Harness::new();
+    let (_, _, data, reply) = established(&mut h);
+    let mut figure = |input: &Vec<u8>| {
+        let inputs = vec![input.clone()];
+        let ns: Vec<f64> = (0..REPS)
+            .map(|_| measure(program(&mut h, program_name::LB), &inputs, CALLS, XDP_TX).0)
+            .collect();
+        min(&ns)
+    };
+    (figure(&data), figure(&reply))
+}
+
+fn datapath() {
+    let mut h = Harness::new();
+    // One established flow and its reply path.
+    let (syn, fwd, data, reply) = established(&mut h);
     let pass = Pkt::tcp(40000, LB_IP, 22, ACK).seq_ack(1, 1).build();
 
     let mut figures: Vec<Figure> = Vec::new();

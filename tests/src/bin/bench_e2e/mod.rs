@@ -16,6 +16,7 @@
 pub(crate) mod counters;
 pub(crate) mod host;
 pub mod lbs;
+pub(crate) mod live;
 pub(crate) mod load;
 pub(crate) mod procs;
 mod report;
@@ -105,6 +106,13 @@ struct Short {
     /// The machine's busy share over the second before the run, while the
     /// topology sat idle: what else this shared machine was doing.
     busy_before_pct: f64,
+    /// The XDP programs' runs during the run, by name (`live`).
+    live: BTreeMap<String, live::ProgramRuns>,
+    /// kube-xdp's flow table when the run ended.
+    occupancy: Option<live::Occupancy>,
+    /// kube-xdp's established-flow and reply-path figures through
+    /// `BPF_PROG_TEST_RUN`, measured just after the run.
+    testrun_ns: Option<(f64, f64)>,
     notes: Vec<String>,
 }
 
@@ -220,8 +228,14 @@ fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()>
     let drops0 = procs::backlog_drops();
     let cpu0 = CpuTimes::now()?;
     let probe = start_probe(lb, plan.short_secs);
+    let accounting = live::start();
     let wrk = load::wrk(&c.client, &url, plan.short_secs, true)?;
     let cpu = CpuTimes::now()?.since(&cpu0);
+    let live = accounting.map(live::Accounting::finish).unwrap_or_default();
+    let occupancy = (lb == Lb::KubeXdp)
+        .then(|| live::occupancy(c.pins.path()))
+        .flatten();
+    let testrun_ns = (lb == Lb::KubeXdp).then(crate::established_testrun_ns);
     if let Some(mut p) = probe {
         let _ = p.wait();
     }
@@ -272,6 +286,9 @@ fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()>
         system_s: s(cpu.system),
         idle_pct: 100.0 * cpu.idle as f64 / cpu.total.max(1) as f64,
         busy_before_pct,
+        live,
+        occupancy,
+        testrun_ns,
         wrk,
         notes,
     });

@@ -155,6 +155,8 @@ pub fn report(
          client, backends and load balancer share it, so compare each row with the direct row.\n"
     );
 
+    live_section(lbs, rows);
+
     println!("#### Keep-alive (`wrk -t2 -c64 -d{keepalive_secs}s --latency`, one run)\n");
     println!("| load balancer | req/s | × direct | p50 | p99 | socket errors (c/r/w/t) |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -268,4 +270,105 @@ fn haproxy_version() -> String {
                 .map(|v| v.split('-').next().unwrap_or(v).to_owned())
         })
         .unwrap_or_default()
+}
+
+/// The XDP programs' cost in live traffic during the short-connection runs,
+/// beside kube-xdp's `BPF_PROG_TEST_RUN` figures, and its flow table.
+fn live_section(lbs: &[Lb], rows: &BTreeMap<usize, Row>) {
+    println!(
+        "#### The XDP programs in live traffic (the kernel's accounting during the short-connection runs)\n"
+    );
+    println!(
+        "`BPF_ENABLE_STATS` (what `sysctl kernel.bpf_stats_enabled=1` turns on) during each short-connection run: every run of a program adds its time, \
+         so ns per run is what one packet costs the program in this traffic (new flows, handshakes, data, closes, both directions), measured by the kernel. \
+         `kube_xdp_pass` is the XDP_PASS program on the LB's bridge port (every row has it), which does nothing: the accounting's own cost and a cold start. \
+         The floor program (swap MACs, XDP_TX) cannot stand in the LB's place in live traffic, so it has no row. \
+         TestRun: kube-xdp's established-flow (client → backend) and reply-path figures through `BPF_PROG_TEST_RUN` as in the datapath part, measured just after each run. \
+         Medians over the runs.\n"
+    );
+    println!(
+        "| load balancer | program | runs per run | ns per run | TestRun established ns | TestRun reply ns | live ÷ TestRun established |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (i, lb) in lbs.iter().enumerate() {
+        let Some(r) = rows.get(&i).filter(|r| !r.shorts.is_empty()) else {
+            continue;
+        };
+        let mut names: Vec<&String> = r.shorts.iter().flat_map(|s| s.live.keys()).collect();
+        names.sort();
+        names.dedup();
+        let est: Vec<f64> = r
+            .shorts
+            .iter()
+            .filter_map(|s| s.testrun_ns.map(|t| t.0))
+            .collect();
+        let rep: Vec<f64> = r
+            .shorts
+            .iter()
+            .filter_map(|s| s.testrun_ns.map(|t| t.1))
+            .collect();
+        for name in names {
+            let runs: Vec<f64> = r
+                .shorts
+                .iter()
+                .filter_map(|s| s.live.get(name).map(|p| p.runs as f64))
+                .collect();
+            let ns: Vec<f64> = r
+                .shorts
+                .iter()
+                .filter_map(|s| s.live.get(name).and_then(|p| p.ns_per_run()))
+                .collect();
+            let (est_s, rep_s, ratio) = if name == "kube_xdp" && !est.is_empty() {
+                (
+                    format!("{:.0}", median(&est)),
+                    format!("{:.0}", median(&rep)),
+                    format!("{:.2}", median(&ns) / median(&est)),
+                )
+            } else {
+                ("".into(), "".into(), "".into())
+            };
+            println!(
+                "| {} | `{name}` | {:.0} | {:.0} | {est_s} | {rep_s} | {ratio} |",
+                lb.name(),
+                median(&runs),
+                median(&ns),
+            );
+        }
+    }
+    let tables: Vec<String> = lbs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, lb)| {
+            let r = rows.get(&i)?;
+            let runs: Vec<String> = r
+                .shorts
+                .iter()
+                .filter_map(|s| s.occupancy.as_ref())
+                .map(|o| {
+                    let states: Vec<String> = o
+                        .by_state
+                        .iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(name, n)| format!("{name} {n}"))
+                        .collect();
+                    format!(
+                        "{} entries of {} ({} live: {})",
+                        o.entries,
+                        o.capacity,
+                        o.live,
+                        states.join(", ")
+                    )
+                })
+                .collect();
+            (!runs.is_empty()).then(|| format!("{}: {}", lb.name(), runs.join("; ")))
+        })
+        .collect();
+    if !tables.is_empty() {
+        println!(
+            "\nThe flow table at the end of each short-connection run (closing flows stay `tcp_closing`, so this is the table the run's packets were looked up in): {}.\n",
+            tables.join("; ")
+        );
+    } else {
+        println!();
+    }
 }
