@@ -215,13 +215,19 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
     }
     // A reply writes the state only when it closes the flow: its copy may
     // predate the ESTABLISHED the client's ACK just wrote on another CPU,
-    // and writing it back would put the flow under the SYN timeout.
+    // and writing it back would put the flow under the SYN timeout. Nothing
+    // is written that did not change: a write takes the entry's cache line
+    // from the other CPU, which handles the flow's other direction.
     // SAFETY: a pointer from the lookup, valid for this run.
     unsafe {
-        if direction == Direction::ToBackend || state != old.state {
+        if (*tracked.entry).state != state
+            && (direction == Direction::ToBackend || state != old.state)
+        {
             (*tracked.entry).state = state;
         }
-        (*tracked.entry).flags = flags;
+        if (*tracked.entry).flags != flags {
+            (*tracked.entry).flags = flags;
+        }
         // A half-open flow lives `tcp_syn` from its SYN, an unanswered UDP
         // flow `udp_unanswered` from its first datagram: neither the
         // backend retransmitting its SYN-ACK to a client that never answers
@@ -230,7 +236,9 @@ pub fn update(tracked: &Tracked, direction: Direction, tcp_flags: u8, now: u64) 
         let half_open = (state == FLOW_SYN_SENT
             && (direction == Direction::ToClient || tcp_flags & TCP_SYN != 0))
             || (state == FLOW_UDP && flags & FLOW_REPLIED == 0);
-        if !half_open {
+        // The clock is coarse (a tick of 1-4 ms): most packets of a busy
+        // flow find their time already there.
+        if !half_open && (*tracked.entry).last_seen_ns != now {
             (*tracked.entry).last_seen_ns = now;
         }
     }
