@@ -104,3 +104,19 @@ pub fn occupancy(pin_path: &Path) -> Option<Occupancy> {
         capacity: snap.capacity,
     })
 }
+
+/// The LB interface's received packets and bytes (`eth0` in its namespace,
+/// from `/proc/net/dev`): what its receive path handled, one skb (a GRO
+/// segment) or frame each.
+pub fn lb_rx(ns: &kube_xdp_tests::netns::Netns) -> Option<(u64, u64)> {
+    let out = ns.exec("cat", &["/proc/net/dev"]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("eth0:"))?;
+    let mut fields = line.split_whitespace().map(|v| v.parse::<u64>().ok());
+    // Receive: bytes, then packets.
+    let bytes = fields.next()??;
+    let packets = fields.next()??;
+    Some((packets, bytes))
+}

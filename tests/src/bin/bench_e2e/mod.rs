@@ -120,8 +120,15 @@ struct Short {
 struct Row {
     shorts: Vec<Short>,
     keepalive: Option<Wrk>,
-    iperf1: Option<f64>,
-    iperf4: Option<f64>,
+    /// Bulk throughput in bit/s, every run (1 and 4 streams).
+    iperf1: Vec<f64>,
+    iperf4: Vec<f64>,
+    /// kube-xdp's bulk runs: (streams, bytes received per run of its XDP
+    /// program during the run).
+    bulk_bytes_per_run: Vec<(u32, f64)>,
+    /// Every row's bulk runs: (streams, bytes per packet its LB interface
+    /// received during the run).
+    bulk_bytes_per_rx: Vec<(u32, f64)>,
     /// Errors of whole measurements (a row that could not run).
     failures: Vec<String>,
     notes: Vec<String>,
@@ -162,7 +169,6 @@ pub fn main() {
                 plan.reps,
                 started.elapsed().as_secs_f64()
             );
-            // The router row measures short connections only.
             let full = rep == 0 && lb != Lb::Router;
             if let Err(e) = measure(&plan, lb, full, row) {
                 let e = lbs::describe(&e);
@@ -182,8 +188,12 @@ pub fn main() {
     );
 }
 
-/// One load balancer in a fresh topology: the short-connection run, and in
-/// the first round keep-alive and iperf3 as well.
+/// iperf3 runs of each stream count per load balancer and round.
+const BULK_RUNS_PER_ROUND: usize = 2;
+
+/// One load balancer in a fresh topology: the short-connection run, in
+/// the first round keep-alive as well, and iperf3 in every round (not for
+/// the router row).
 fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()> {
     // Drop order is the reverse of declaration: the load balancer, then the
     // servers, then the topology.
@@ -292,30 +302,53 @@ fn measure(plan: &Plan, lb: Lb, full: bool, row: &mut Row) -> anyhow::Result<()>
         wrk,
         notes,
     });
-    if !full {
+    // The router row measures short connections only.
+    if lb == Lb::Router {
         running.stop();
         return Ok(());
     }
-    row.notes.push(format!(
-        "answered by {}",
-        seen.into_iter().collect::<Vec<_>>().join(", ")
-    ));
-
-    // Keep-alive.
-    match load::wrk(&c.client, &url, plan.keepalive_secs, false) {
-        Ok(w) => row.keepalive = Some(w),
-        Err(e) => row
-            .failures
-            .push(format!("keep-alive: {}", lbs::describe(&e))),
-    }
-    // Bulk throughput.
-    let host = running.iperf.ip().to_string();
-    for (streams, slot) in [(1, &mut row.iperf1), (4, &mut row.iperf4)] {
-        match load::iperf3(&c.client, &host, IPERF_PORT, plan.iperf_secs, streams) {
-            Ok(bps) => *slot = Some(bps),
+    if full {
+        row.notes.push(format!(
+            "answered by {}",
+            seen.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+        // Keep-alive.
+        match load::wrk(&c.client, &url, plan.keepalive_secs, false) {
+            Ok(w) => row.keepalive = Some(w),
             Err(e) => row
                 .failures
-                .push(format!("iperf3 -P {streams}: {}", lbs::describe(&e))),
+                .push(format!("keep-alive: {}", lbs::describe(&e))),
+        }
+    }
+    // Bulk throughput: in every round (so interleaved with the other load
+    // balancers), each stream count [`BULK_RUNS_PER_ROUND`] times.
+    let host = running.iperf.ip().to_string();
+    for _ in 0..BULK_RUNS_PER_ROUND {
+        for (streams, slot) in [(1, &mut row.iperf1), (4, &mut row.iperf4)] {
+            let accounting = (lb == Lb::KubeXdp).then(live::start).flatten();
+            let rx0 = live::lb_rx(&c.lb);
+            match load::iperf3(&c.client, &host, IPERF_PORT, plan.iperf_secs, streams) {
+                Ok(bps) => {
+                    slot.push(bps);
+                    if let (Some((p0, b0)), Some((p1, b1))) = (rx0, live::lb_rx(&c.lb))
+                        && p1 > p0
+                    {
+                        row.bulk_bytes_per_rx
+                            .push((streams, (b1 - b0) as f64 / (p1 - p0) as f64));
+                    }
+                    let runs = accounting
+                        .map(live::Accounting::finish)
+                        .and_then(|r| r.get("kube_xdp").copied());
+                    if let Some(r) = runs.filter(|r| r.runs > 0) {
+                        let bytes = bps / 8.0 * f64::from(plan.iperf_secs);
+                        row.bulk_bytes_per_run
+                            .push((streams, bytes / r.runs as f64));
+                    }
+                }
+                Err(e) => row
+                    .failures
+                    .push(format!("iperf3 -P {streams}: {}", lbs::describe(&e))),
+            }
         }
     }
     running.check_alive()?;

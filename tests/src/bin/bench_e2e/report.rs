@@ -23,6 +23,13 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// iperf3 runs of each stream count per round (see `BULK_RUNS_PER_ROUND`).
+const BULK: usize = super::BULK_RUNS_PER_ROUND;
+
 fn ms(us: f64) -> String {
     if us >= 1000.0 {
         format!("{:.2} ms", us / 1000.0)
@@ -183,18 +190,90 @@ pub fn report(
     }
 
     println!(
-        "\n#### Bulk throughput (`iperf3 -t {iperf_secs}` to backend 0, receiver's rate, one run)\n"
+        "\n#### Bulk throughput (`iperf3 -t {iperf_secs}` to backend 0, receiver's rate; {} runs of each per load balancer, interleaved: {BULK} in each round)\n",
+        BULK * reps
     );
-    println!("| load balancer | 1 stream Gbit/s | 4 streams Gbit/s |");
-    println!("|---|---:|---:|");
-    let gbit = |v: Option<f64>| v.map_or("failed".into(), |b| format!("{:.2}", b / 1e9));
+    println!(
+        "| load balancer | 1 stream Gbit/s median | min – max | × HAProxy | 4 streams Gbit/s median | min – max | × HAProxy |"
+    );
+    println!("|---|---:|---|---:|---:|---|---:|");
+    let haproxy = lbs
+        .iter()
+        .position(|lb| *lb == Lb::Haproxy)
+        .and_then(|i| rows.get(&i));
+    let gbit = |v: &[f64]| {
+        if v.is_empty() {
+            ("failed".to_owned(), String::new())
+        } else {
+            (
+                format!("{:.2}", median(v) / 1e9),
+                format!("{:.2} – {:.2}", min(v) / 1e9, max(v) / 1e9),
+            )
+        }
+    };
+    let versus = |v: &[f64], h: Option<&Vec<f64>>| match h {
+        Some(h) if !v.is_empty() && !h.is_empty() => format!("{:.2}", median(v) / median(h)),
+        _ => "–".into(),
+    };
     for (i, lb) in lbs.iter().enumerate().filter(|(_, lb)| **lb != Lb::Router) {
-        let r = rows.get(&i);
+        let Some(r) = rows.get(&i) else {
+            println!("| {} | failed | | | failed | | |", lb.name());
+            continue;
+        };
+        let (m1, s1) = gbit(&r.iperf1);
+        let (m4, s4) = gbit(&r.iperf4);
         println!(
-            "| {} | {} | {} |",
+            "| {} | {m1} | {s1} | {} | {m4} | {s4} | {} |",
             lb.name(),
-            gbit(r.and_then(|r| r.iperf1)),
-            gbit(r.and_then(|r| r.iperf4))
+            versus(&r.iperf1, haproxy.map(|h| &h.iperf1)),
+            versus(&r.iperf4, haproxy.map(|h| &h.iperf4)),
+        );
+    }
+    let rx: Vec<String> = lbs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, lb)| {
+            let r = rows.get(&i)?;
+            let per = |n: u32| {
+                let v: Vec<f64> = r
+                    .bulk_bytes_per_rx
+                    .iter()
+                    .filter(|(s, _)| *s == n)
+                    .map(|(_, b)| *b)
+                    .collect();
+                (!v.is_empty()).then(|| format!("{:.0}", median(&v)))
+            };
+            Some(format!("{} {} / {}", lb.name(), per(1)?, per(4)?))
+        })
+        .collect();
+    if !rx.is_empty() {
+        println!(
+            "\nBytes per packet the LB's interface received during the runs (medians, 1 / 4 streams; a GRO segment counts as one): {}.",
+            rx.join("; ")
+        );
+    }
+    if let Some(r) = lbs
+        .iter()
+        .position(|lb| *lb == Lb::KubeXdp)
+        .and_then(|i| rows.get(&i))
+        .filter(|r| !r.bulk_bytes_per_run.is_empty())
+    {
+        let per = |n: u32| {
+            median(
+                &r.bulk_bytes_per_run
+                    .iter()
+                    .filter(|(s, _)| *s == n)
+                    .map(|(_, b)| *b)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        println!(
+            "\nWhat bounds kube-xdp here: one run of its XDP program and one transmit per frame, both ways: \
+             {:.0} bytes received per run of `kube_xdp` with 1 stream, {:.0} with 4 (medians, from the kernel's accounting during the runs: the data's frames and the ACKs coming back). \
+             Every load balancer's interface receives MTU-sized frames (above); HAProxy, which ends the client's TCP connection, sends the data on in GSO segments of up to 64 KB (one pass of its stack for many frames) and sends its own ACKs; \
+             nftables forwards frame by frame, as kube-xdp does, through the kernel's stack.",
+            per(1),
+            per(4)
         );
     }
 
