@@ -363,7 +363,7 @@ fn live_section(lbs: &[Lb], rows: &BTreeMap<usize, Row>) {
          `kube_xdp_pass` is the XDP_PASS program on the LB's bridge port (every row has it), which does nothing: the accounting's own cost and a cold start. \
          The floor program (swap MACs, XDP_TX) cannot stand in the LB's place in live traffic, so it has no row. \
          TestRun: kube-xdp's established-flow (client → backend) and reply-path figures through `BPF_PROG_TEST_RUN` as in the datapath part, measured just after each run. \
-         Medians over the runs.\n"
+         Medians over the runs. The accounting counts every program of these names on the machine: run the bench alone.\n"
     );
     println!(
         "| load balancer | program | runs per run | ns per run | TestRun established ns | TestRun reply ns | live ÷ TestRun established |"
