@@ -321,6 +321,7 @@ pub(super) fn assess(
             check: spec,
             backends,
             unresolved,
+            origin: None,
         });
     }
     r.report.issues.sort_by_key(|issue| issue.line);
@@ -331,6 +332,7 @@ pub(super) fn assess(
             snat_addresses,
             snat_source,
             services,
+            cluster: Vec::new(),
             ha,
             warnings: Vec::new(),
             cpus,
@@ -437,7 +439,10 @@ fn warn_non_local_vips(r: &mut Report<'_>, config: &Config, is_local: &dyn Fn(Ip
 
 /// A service's health check as the checkers run it, with the CAs read
 /// from its `ca_file`.
-fn check_spec(service: &crate::config::Service, ca_file: Option<health::CaFile>) -> CheckSpec {
+pub(crate) fn check_spec(
+    service: &crate::config::Service,
+    ca_file: Option<health::CaFile>,
+) -> CheckSpec {
     let hc = &service.health_check;
     CheckSpec {
         kind: match hc.kind {

@@ -1,0 +1,497 @@
+//! The controller's task: watches Services and Nodes (kube-rs watchers
+//! into reflector stores), decides on every change (`reconcile`, the whole
+//! state at once: an address depends on every other Service's), hands
+//! the kube-xdp services to the daemon and waits until they are applied,
+//! then writes what the cluster should see: finalizers, status, Events.
+//! Only the writer writes (a single box always; in a pair, the master):
+//! both boxes of a pair decide the same from the same state.
+//!
+//! kube-runtime's `finalizer` helper runs a reconcile per object; here an
+//! object's address depends on the others', so finalizers are added and
+//! removed by this task, after the daemon applied the change.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::{
+    Api, Client, Resource as _,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{
+        WatchStreamExt as _,
+        events::{Event as KubeEvent, EventType, Recorder, Reporter},
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde_json::json;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+use tracing::{debug, error, info, warn};
+
+use super::reconcile::{self, ClusterService, FINALIZER, FileService, Handled, Key, Outcome};
+use crate::{config::KubernetesConfig, metrics::Metrics};
+
+/// How long a burst of changes is gathered before deciding.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Decide again this often even without a change, so that failed writes
+/// are tried again.
+const RESYNC: Duration = Duration::from_secs(30);
+/// How long the daemon may take to apply an update.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// What the controller asks the daemon to apply.
+#[derive(Debug)]
+pub struct ClusterUpdate {
+    /// Every kube-xdp service of the cluster's Services, replacing the last.
+    pub services: Vec<ClusterService>,
+    /// The addresses handed out (to hold on the interface).
+    pub addresses: Vec<std::net::Ipv4Addr>,
+    /// Answered once applied, or with why not.
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What the daemon keeps of the controller.
+pub struct ControllerHandle {
+    task: JoinHandle<()>,
+    /// The file's services and the `[kubernetes]` settings, after each
+    /// reload.
+    pub inputs: watch::Sender<Inputs>,
+}
+
+impl Drop for ControllerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the controller decides with besides the cluster's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    pub config: Arc<KubernetesConfig>,
+    pub file: Arc<Vec<FileService>>,
+}
+
+/// Starts the controller. It never blocks the daemon: connecting, listing
+/// and watching happen in its task, retried with backoff. It writes to the
+/// API while `writer` says so (a single box always; in a pair, the
+/// master).
+pub fn spawn(
+    inputs: Inputs,
+    writer: watch::Receiver<bool>,
+    updates: mpsc::Sender<ClusterUpdate>,
+    metrics: Arc<Metrics>,
+) -> ControllerHandle {
+    let (inputs_tx, inputs_rx) = watch::channel(inputs);
+    let task = tokio::spawn(async move {
+        run(inputs_rx, writer, updates, metrics).await;
+    });
+    ControllerHandle {
+        task,
+        inputs: inputs_tx,
+    }
+}
+
+/// The client for `kubeconfig`, else the in-cluster config, else
+/// `$KUBECONFIG`, else `~/.kube/config`.
+async fn client(kubeconfig: Option<&Path>) -> Result<Client, String> {
+    let options = KubeConfigOptions::default();
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => match kube::Config::incluster() {
+            Ok(c) => c,
+            Err(incluster) => kube::Config::from_kubeconfig(&options).await.map_err(|e| {
+                format!("no in-cluster config ({incluster}) and no kubeconfig ({e}): set [kubernetes] kubeconfig")
+            })?,
+        },
+    };
+    Client::try_from(config).map_err(|e| e.to_string())
+}
+
+struct Controller {
+    inputs: watch::Receiver<Inputs>,
+    writer: watch::Receiver<bool>,
+    updates: mpsc::Sender<ClusterUpdate>,
+    metrics: Arc<Metrics>,
+    client: Client,
+    recorder: Recorder,
+    services: Store<Service>,
+    nodes: Store<Node>,
+    /// What the daemon last applied.
+    applied: Option<Vec<ClusterService>>,
+    /// The problem last reported per Service, to report each once.
+    reported: HashMap<Key, String>,
+    /// The address last announced per Service (a Normal Event).
+    announced: HashMap<Key, std::net::Ipv4Addr>,
+    /// The problems last logged.
+    logged: BTreeMap<Key, String>,
+}
+
+async fn run(
+    inputs: watch::Receiver<Inputs>,
+    writer: watch::Receiver<bool>,
+    updates: mpsc::Sender<ClusterUpdate>,
+    metrics: Arc<Metrics>,
+) {
+    let kubeconfig = inputs.borrow().config.kubeconfig.clone();
+    let mut wait = Duration::from_secs(1);
+    let client = loop {
+        match client(kubeconfig.as_deref()).await {
+            Ok(c) => break c,
+            Err(e) => {
+                error!("kubernetes: cannot make an API client, trying again in {wait:?}: {e}");
+                metrics.kubernetes.api_error("client");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let reporter = Reporter {
+        controller: "kube-xdp".into(),
+        instance: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let (services, services_writer) = reflector::store::<Service>();
+    let (nodes, nodes_writer) = reflector::store::<Node>();
+    let config = watcher::Config::default();
+    let mut service_events = reflector::reflector(
+        services_writer,
+        watcher(Api::<Service>::all(client.clone()), config.clone()),
+    )
+    .default_backoff()
+    .boxed();
+    let mut node_events = reflector::reflector(
+        nodes_writer,
+        watcher(Api::<Node>::all(client.clone()), config),
+    )
+    .default_backoff()
+    .boxed();
+    let mut c = Controller {
+        inputs,
+        writer,
+        updates,
+        metrics,
+        client,
+        recorder,
+        services,
+        nodes,
+        applied: None,
+        reported: HashMap::new(),
+        announced: HashMap::new(),
+        logged: BTreeMap::new(),
+    };
+    // Listed at least once each: before that, an empty store would say
+    // every Service is gone.
+    let (mut services_listed, mut nodes_listed) = (false, false);
+    let mut connected: Option<bool> = None;
+    let mut dirty = false;
+    let mut resync = tokio::time::interval(RESYNC);
+    loop {
+        let ready = services_listed && nodes_listed;
+        tokio::select! {
+            event = service_events.next() => match event {
+                Some(Ok(e)) => {
+                    services_listed |= matches!(e, watcher::Event::InitDone);
+                    c.connected(&mut connected, true, "");
+                    dirty = true;
+                }
+                Some(Err(e)) => c.connected(&mut connected, false, &format!("watching Services: {e}")),
+                None => return,
+            },
+            event = node_events.next() => match event {
+                Some(Ok(e)) => {
+                    nodes_listed |= matches!(e, watcher::Event::InitDone);
+                    c.connected(&mut connected, true, "");
+                    dirty = true;
+                }
+                Some(Err(e)) => c.connected(&mut connected, false, &format!("watching Nodes: {e}")),
+                None => return,
+            },
+            changed = c.inputs.changed() => {
+                if changed.is_err() { return; }
+                dirty = true;
+            }
+            changed = c.writer.changed() => {
+                if changed.is_err() { return; }
+                dirty = true;
+            }
+            _ = resync.tick() => dirty = true,
+            _ = tokio::time::sleep(DEBOUNCE), if dirty && ready => {
+                dirty = false;
+                c.decide().await;
+            }
+        }
+    }
+}
+
+impl Controller {
+    fn connected(&self, state: &mut Option<bool>, now: bool, why: &str) {
+        if *state == Some(now) {
+            if !now {
+                debug!("kubernetes: {why}");
+            }
+            return;
+        }
+        *state = Some(now);
+        self.metrics.kubernetes.set_connected(now);
+        if now {
+            info!("kubernetes: the API answers; watching Services and Nodes");
+        } else {
+            self.metrics.kubernetes.api_error("watch");
+            warn!(
+                "kubernetes: the API does not answer ({why}): the cluster's services stay as last programmed \
+                 and keep forwarding; the file's services are not affected"
+            );
+        }
+    }
+
+    /// One decision: apply it, then tell the cluster.
+    async fn decide(&mut self) {
+        let inputs = self.inputs.borrow().clone();
+        let services: Vec<Service> = self
+            .services
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        let nodes: Vec<Node> = self.nodes.state().iter().map(|n| (**n).clone()).collect();
+        let outcome = reconcile::reconcile(&inputs.config, &services, &nodes, &inputs.file);
+        self.log_problems(&outcome);
+        let wanted = reconcile::cluster_services(&outcome);
+        if self.applied.as_ref() != Some(&wanted) {
+            let (done, answer) = oneshot::channel();
+            let update = ClusterUpdate {
+                services: wanted.clone(),
+                addresses: outcome.addresses(),
+                done,
+            };
+            if self.updates.send(update).await.is_err() {
+                return;
+            }
+            match tokio::time::timeout(APPLY_WAIT, answer).await {
+                Ok(Ok(Ok(()))) => {
+                    self.applied = Some(wanted.clone());
+                    let unserved = outcome
+                        .handled
+                        .iter()
+                        .filter(|h| h.address.is_err())
+                        .count();
+                    self.metrics.kubernetes.set_programmed(
+                        wanted.len(),
+                        outcome.addresses().len(),
+                        unserved,
+                    );
+                }
+                Ok(Ok(Err(e))) => {
+                    // Nothing is written to the cluster for a decision the
+                    // datapath does not hold.
+                    error!(
+                        "kubernetes: the cluster's services could not be applied (the previous ones stay): {e}"
+                    );
+                    return;
+                }
+                _ => {
+                    warn!(
+                        "kubernetes: the daemon did not apply the cluster's services in {APPLY_WAIT:?}"
+                    );
+                    return;
+                }
+            }
+        }
+        if *self.writer.borrow() {
+            self.write(&services, &outcome).await;
+        }
+    }
+
+    fn log_problems(&mut self, outcome: &Outcome) {
+        let now: BTreeMap<Key, String> = outcome
+            .handled
+            .iter()
+            .filter_map(|h| {
+                h.address
+                    .as_ref()
+                    .err()
+                    .map(|p| (h.key.clone(), p.to_string()))
+            })
+            .collect();
+        for (key, problem) in &now {
+            if self.logged.get(key) != Some(problem) {
+                warn!(service = %key, "kubernetes: Service {key} gets no address: {problem}");
+            }
+        }
+        for h in &outcome.handled {
+            if let Ok(addr) = h.address
+                && self.logged.contains_key(&h.key)
+            {
+                info!(service = %h.key, "kubernetes: Service {} now has address {addr}", h.key);
+            }
+        }
+        self.logged = now;
+    }
+
+    /// Finalizers, status and Events, as the outcome says.
+    async fn write(&mut self, services: &[Service], outcome: &Outcome) {
+        let by_key: HashMap<Key, &Service> = services.iter().map(|s| (Key::of(s), s)).collect();
+        for h in &outcome.handled {
+            let Some(service) = by_key.get(&h.key) else {
+                continue;
+            };
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &h.key.namespace);
+            if !h.has_finalizer {
+                let mut finalizers = service.metadata.finalizers.clone().unwrap_or_default();
+                finalizers.push(FINALIZER.into());
+                self.patch_finalizers(&api, &h.key, service, finalizers)
+                    .await;
+            }
+            if h.status_differs() {
+                let patch = json!({ "status": { "loadBalancer": h.desired_status() } });
+                match api
+                    .patch_status(&h.key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => debug!(service = %h.key, "kubernetes: status written"),
+                    Err(e) => {
+                        self.metrics.kubernetes.api_error("status");
+                        warn!(service = %h.key, "kubernetes: writing the status of {}: {e}", h.key);
+                    }
+                }
+            }
+            self.report(service, h).await;
+        }
+        for r in &outcome.released {
+            let Some(service) = by_key.get(&r.key) else {
+                continue;
+            };
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &r.key.namespace);
+            if r.has_status && !r.deleting {
+                let patch = json!({ "status": { "loadBalancer": { "ingress": [] } } });
+                if let Err(e) = api
+                    .patch_status(&r.key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    self.metrics.kubernetes.api_error("status");
+                    warn!(service = %r.key, "kubernetes: clearing the status of {}: {e}", r.key);
+                }
+            }
+            let finalizers: Vec<String> = service
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            if self
+                .patch_finalizers(&api, &r.key, service, finalizers)
+                .await
+            {
+                info!(service = %r.key, "kubernetes: Service {} released: its address is free, its services removed", r.key);
+            }
+            self.reported.remove(&r.key);
+            self.announced.remove(&r.key);
+        }
+    }
+
+    /// Sets the Service's finalizers (with its resourceVersion, so that a
+    /// concurrent change by someone else fails rather than being undone).
+    async fn patch_finalizers(
+        &self,
+        api: &Api<Service>,
+        key: &Key,
+        service: &Service,
+        finalizers: Vec<String>,
+    ) -> bool {
+        let mut meta = json!({ "finalizers": finalizers });
+        if let Some(rv) = &service.metadata.resource_version {
+            meta["resourceVersion"] = json!(rv);
+        }
+        match api
+            .patch(
+                &key.name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "metadata": meta })),
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                self.metrics.kubernetes.api_error("finalizer");
+                warn!(service = %key, "kubernetes: setting the finalizers of {key}: {e} (tried again at the next change)");
+                false
+            }
+        }
+    }
+
+    /// An Event for a new problem, or for a new address.
+    async fn report(&mut self, service: &Service, h: &Handled) {
+        let event = match &h.address {
+            Err(problem) => {
+                let text = problem.to_string();
+                if self.reported.get(&h.key) == Some(&text) {
+                    return;
+                }
+                self.reported.insert(h.key.clone(), text.clone());
+                self.announced.remove(&h.key);
+                KubeEvent {
+                    type_: EventType::Warning,
+                    reason: problem.reason().into(),
+                    note: Some(text),
+                    action: "AllocateAddress".into(),
+                    secondary: None,
+                }
+            }
+            Ok(addr) => {
+                self.reported.remove(&h.key);
+                if self.announced.get(&h.key) == Some(addr) {
+                    return;
+                }
+                self.announced.insert(h.key.clone(), *addr);
+                let ports: Vec<String> = h
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{}→{}",
+                            p.port,
+                            p.protocol.as_str().to_uppercase(),
+                            p.node_port
+                        )
+                    })
+                    .collect();
+                KubeEvent {
+                    type_: EventType::Normal,
+                    reason: "AddressAssigned".into(),
+                    note: Some(format!(
+                        "kube-xdp forwards {addr} ({}) to the nodes' NodePorts",
+                        ports.join(", ")
+                    )),
+                    action: "AllocateAddress".into(),
+                    secondary: None,
+                }
+            }
+        };
+        let reference = service.object_ref(&());
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            self.metrics.kubernetes.api_error("event");
+            warn!(service = %h.key, "kubernetes: recording an Event on {}: {e}", h.key);
+            // Try again next time.
+            self.reported.remove(&h.key);
+            self.announced.remove(&h.key);
+        }
+    }
+}

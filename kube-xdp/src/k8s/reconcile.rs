@@ -1,0 +1,641 @@
+//! The controller's decisions, as plain functions of the cluster's state:
+//! which Services are ours, which address each gets, which nodes serve,
+//! what each Service's status should say, and what went wrong. No API,
+//! no clock, no randomness: two boxes that see the same Services and
+//! Nodes decide the same, and a restarted box reads its earlier choices
+//! back from the Services' status (as MetalLB does).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    net::Ipv4Addr,
+};
+
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Node, PortStatus, Service,
+};
+
+use crate::config::{AddressPool, KubernetesConfig, PortRange, Protocol};
+
+/// Put on every Service we handle, so that its deletion waits until its
+/// address is released and its kube-xdp services are gone.
+pub const FINALIZER: &str = "kube-xdp.io/load-balancer";
+/// The addresses a Service asks for (comma-separated; the first IPv4 one
+/// counts), our own spelling.
+pub const ANNOTATION_IPS: &str = "kube-xdp.io/load-balancer-ips";
+/// MetalLB's spelling of the same, which its users already write.
+pub const METALLB_IPS: &str = "metallb.universe.tf/loadBalancerIPs";
+/// The pool a Service asks for by name.
+pub const ANNOTATION_POOL: &str = "kube-xdp.io/address-pool";
+/// Nodes labelled so never serve load-balancer traffic (Kubernetes' own
+/// label, honoured by every cloud provider's service controller).
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// A Service, by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn of(service: &Service) -> Key {
+        Key {
+            namespace: service.metadata.namespace.clone().unwrap_or_default(),
+            name: service.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A service of the file, as far as a cluster Service may collide with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileService {
+    pub name: String,
+    pub vip: Ipv4Addr,
+    pub ports: PortRange,
+    pub protocol: Protocol,
+}
+
+/// What keeps a Service from getting its address: an Event on it (with
+/// this reason) and a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Every address of the pools it may use is taken.
+    PoolExhausted { pools: Vec<String> },
+    /// No pool serves its namespace (or the pool it names does not exist,
+    /// or does not serve it).
+    NoPool { why: String },
+    /// It asks for an address outside every pool it may use.
+    NotInPool { addr: Ipv4Addr },
+    /// It asks for an address another Service holds.
+    AddressTaken { addr: Ipv4Addr, by: Key },
+    /// Its address and a port of it are a file service's.
+    PortConflict {
+        addr: Ipv4Addr,
+        port: u16,
+        protocol: Protocol,
+        file_service: String,
+    },
+    /// What it asks for is no IPv4 address.
+    BadRequest { text: String },
+    /// None of its ports has a NodePort to forward to (TCP or UDP with
+    /// `allocateLoadBalancerNodePorts` left on).
+    NoNodePorts,
+}
+
+impl Problem {
+    /// The Event's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Problem::PoolExhausted { .. } => "AllocationFailed",
+            Problem::NoPool { .. } => "NoAddressPool",
+            Problem::NotInPool { .. } => "AddressNotInPool",
+            Problem::AddressTaken { .. } => "AddressTaken",
+            Problem::PortConflict { .. } => "PortConflict",
+            Problem::BadRequest { .. } => "InvalidAddress",
+            Problem::NoNodePorts => "NoNodePorts",
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::PoolExhausted { pools } => write!(
+                f,
+                "no address left in address pool {}: every address is taken; add addresses to the pool or delete a Service",
+                pools.join(", ")
+            ),
+            Problem::NoPool { why } => write!(f, "no address pool for this Service: {why}"),
+            Problem::NotInPool { addr } => write!(
+                f,
+                "the requested address {addr} is in no address pool this Service may use: ask for one inside a pool, or add it to one"
+            ),
+            Problem::AddressTaken { addr, by } => write!(
+                f,
+                "the requested address {addr} is already taken by Service {by}: ask for another one, or leave the choice to kube-xdp"
+            ),
+            Problem::PortConflict {
+                addr,
+                port,
+                protocol,
+                file_service,
+            } => write!(
+                f,
+                "{addr}:{port}/{} is kube-xdp's file service {file_service:?}: ask for another address",
+                protocol.as_str().to_uppercase()
+            ),
+            Problem::BadRequest { text } => write!(
+                f,
+                "the requested address {text:?} is not an IPv4 address (kube-xdp serves IPv4)"
+            ),
+            Problem::NoNodePorts => write!(
+                f,
+                "no TCP or UDP port of this Service has a NodePort to forward to (allocateLoadBalancerNodePorts: false?)"
+            ),
+        }
+    }
+}
+
+/// One port of a handled Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub port: u16,
+    pub protocol: Protocol,
+    pub node_port: u16,
+}
+
+/// A Service we handle, and what it gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    pub key: Key,
+    pub address: Result<Ipv4Addr, Problem>,
+    pub ports: Vec<Port>,
+    /// `externalTrafficPolicy: Local`: nodes are checked on this port
+    /// (kube-proxy answers 200 only where the Service has endpoints).
+    pub health_check_node_port: Option<u16>,
+    pub has_finalizer: bool,
+    /// The status it has now, and the one it should have.
+    pub status_now: Option<LoadBalancerStatus>,
+}
+
+impl Handled {
+    /// `status.loadBalancer` as it should be: the address with
+    /// `ipMode: VIP` and the ports, or nothing.
+    pub fn desired_status(&self) -> LoadBalancerStatus {
+        let Ok(ip) = &self.address else {
+            return LoadBalancerStatus {
+                ingress: Some(Vec::new()),
+            };
+        };
+        LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                ip: Some(ip.to_string()),
+                ip_mode: Some("VIP".into()),
+                ports: Some(
+                    self.ports
+                        .iter()
+                        .map(|p| PortStatus {
+                            port: i32::from(p.port),
+                            protocol: p.protocol.as_str().to_uppercase(),
+                            error: None,
+                        })
+                        .collect(),
+                ),
+                hostname: None,
+            }]),
+        }
+    }
+
+    /// Whether the status must be written.
+    pub fn status_differs(&self) -> bool {
+        let now = self
+            .status_now
+            .as_ref()
+            .and_then(|s| s.ingress.clone())
+            .unwrap_or_default();
+        let want = self.desired_status().ingress.unwrap_or_default();
+        now != want
+    }
+}
+
+/// A usable node: Ready, not excluded, selected, with an IPv4 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBackend {
+    pub name: String,
+    pub addr: Ipv4Addr,
+}
+
+/// Everything decided from one look at the cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The Services we handle, in allocation order.
+    pub handled: Vec<Handled>,
+    /// Services that carry our finalizer but are ours no more (being
+    /// deleted, or no longer of our type or class): once their kube-xdp
+    /// services are gone, the finalizer goes and, unless deleted, their
+    /// status is cleared.
+    pub released: Vec<Released>,
+    /// The nodes that serve, by name.
+    pub nodes: Vec<NodeBackend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub key: Key,
+    pub deleting: bool,
+    /// It still shows an address in its status.
+    pub has_status: bool,
+}
+
+impl Outcome {
+    /// The addresses handed out.
+    pub fn addresses(&self) -> Vec<Ipv4Addr> {
+        let mut a: Vec<Ipv4Addr> = self
+            .handled
+            .iter()
+            .filter_map(|h| h.address.as_ref().ok().copied())
+            .collect();
+        a.sort();
+        a
+    }
+}
+
+/// Whether a Service is ours: of type LoadBalancer, with our class (or
+/// none, with `handle_classless`).
+pub fn is_ours(config: &KubernetesConfig, service: &Service) -> bool {
+    let Some(spec) = &service.spec else {
+        return false;
+    };
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        return false;
+    }
+    match spec.load_balancer_class.as_deref() {
+        Some(class) => class == config.load_balancer_class,
+        None => config.handle_classless,
+    }
+}
+
+fn has_finalizer(service: &Service) -> bool {
+    service
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+}
+
+/// The nodes that serve: Ready, without the exclusion label, matching the
+/// selector, with an InternalIP (else ExternalIP) IPv4 address; by name.
+pub fn usable_nodes(config: &KubernetesConfig, nodes: &[Node]) -> Vec<NodeBackend> {
+    let mut out: Vec<NodeBackend> = nodes
+        .iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter(|n| {
+            let labels = n.metadata.labels.as_ref();
+            let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+            label(EXCLUDE_LABEL).is_none()
+                && config
+                    .node_selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches(label))
+        })
+        .filter_map(|n| {
+            let addresses = n.status.as_ref()?.addresses.as_ref()?;
+            let of = |kind: &str| {
+                addresses
+                    .iter()
+                    .filter(|a| a.type_ == kind)
+                    .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
+            };
+            let addr = of("InternalIP").or_else(|| of("ExternalIP"))?;
+            Some(NodeBackend {
+                name: n.metadata.name.clone()?,
+                addr,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
+/// What a Service asks for: `spec.loadBalancerIP`, else our annotation,
+/// else MetalLB's; the first IPv4 address of a list.
+fn requested(service: &Service) -> Option<Result<Ipv4Addr, Problem>> {
+    let annotations = service.metadata.annotations.as_ref();
+    let annotation = |k: &str| {
+        annotations
+            .and_then(|a| a.get(k))
+            .filter(|v| !v.trim().is_empty())
+    };
+    let text = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.clone())
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| annotation(ANNOTATION_IPS).cloned())
+        .or_else(|| annotation(METALLB_IPS).cloned())?;
+    let first_v4 = text
+        .split(',')
+        .map(str::trim)
+        .find(|t| !t.contains(':'))
+        .map(|t| t.parse::<Ipv4Addr>());
+    Some(match first_v4 {
+        Some(Ok(addr)) => Ok(addr),
+        _ => Err(Problem::BadRequest { text }),
+    })
+}
+
+/// The address in the Service's status (what an earlier run gave it).
+fn status_address(service: &Service) -> Option<Ipv4Addr> {
+    service
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .iter()
+        .find_map(|i| i.ip.as_deref()?.parse().ok())
+}
+
+fn ports(service: &Service) -> Vec<Port> {
+    let Some(spec) = &service.spec else {
+        return Vec::new();
+    };
+    spec.ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+                "TCP" => Protocol::Tcp,
+                "UDP" => Protocol::Udp,
+                _ => return None,
+            };
+            Some(Port {
+                port: u16::try_from(p.port).ok().filter(|p| *p > 0)?,
+                protocol,
+                node_port: u16::try_from(p.node_port?).ok().filter(|p| *p > 0)?,
+            })
+        })
+        .collect()
+}
+
+/// The pools a Service may draw from, and whether allocation may pick
+/// from each unasked (`auto_assign`, or the pool it names).
+fn pools_for<'a>(
+    config: &'a KubernetesConfig,
+    service: &Service,
+    namespace: &str,
+) -> Result<Vec<(&'a AddressPool, bool)>, Problem> {
+    let named = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_POOL));
+    if let Some(name) = named {
+        let Some(pool) = config.address_pools.iter().find(|p| &p.name == name) else {
+            return Err(Problem::NoPool {
+                why: format!(
+                    "its annotation {ANNOTATION_POOL} names pool {name:?}, which kube-xdp does not have"
+                ),
+            });
+        };
+        if !pool.serves_namespace(namespace) {
+            return Err(Problem::NoPool {
+                why: format!("pool {name:?} does not serve namespace {namespace:?}"),
+            });
+        }
+        return Ok(vec![(pool, true)]);
+    }
+    let pools: Vec<(&AddressPool, bool)> = config
+        .address_pools
+        .iter()
+        .filter(|p| p.serves_namespace(namespace))
+        .map(|p| (p, p.auto_assign))
+        .collect();
+    if pools.is_empty() {
+        return Err(Problem::NoPool {
+            why: format!("no pool serves namespace {namespace:?}"),
+        });
+    }
+    Ok(pools)
+}
+
+/// The file service that `addr` with `ports` would collide with.
+fn conflict(addr: Ipv4Addr, ports: &[Port], file: &[FileService]) -> Option<Problem> {
+    ports.iter().find_map(|p| {
+        file.iter()
+            .find(|f| f.vip == addr && f.protocol == p.protocol && f.ports.contains(p.port))
+            .map(|f| Problem::PortConflict {
+                addr,
+                port: p.port,
+                protocol: p.protocol,
+                file_service: f.name.clone(),
+            })
+    })
+}
+
+/// Decides everything from the cluster's Services and Nodes and the
+/// file's services.
+pub fn reconcile(
+    config: &KubernetesConfig,
+    services: &[Service],
+    nodes: &[Node],
+    file: &[FileService],
+) -> Outcome {
+    let mut ours: Vec<&Service> = Vec::new();
+    let mut released = Vec::new();
+    for s in services {
+        let deleting = s.metadata.deletion_timestamp.is_some();
+        if is_ours(config, s) && !deleting {
+            ours.push(s);
+        } else if has_finalizer(s) {
+            released.push(Released {
+                key: Key::of(s),
+                deleting,
+                has_status: status_address(s).is_some(),
+            });
+        }
+    }
+    released.sort_by(|a, b| a.key.cmp(&b.key));
+    // The oldest first, then by name: the same order on every box.
+    ours.sort_by(|a, b| {
+        let created = |s: &Service| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        created(a)
+            .cmp(&created(b))
+            .then_with(|| Key::of(a).cmp(&Key::of(b)))
+    });
+
+    let mut decided: Vec<Option<Result<Ipv4Addr, Problem>>> = vec![None; ours.len()];
+    let mut taken: HashMap<Ipv4Addr, Key> = HashMap::new();
+    let all_ports: Vec<Vec<Port>> = ours.iter().map(|s| ports(s)).collect();
+    let pools: Vec<Result<Vec<(&AddressPool, bool)>, Problem>> = ours
+        .iter()
+        .map(|s| pools_for(config, s, &Key::of(s).namespace))
+        .collect();
+    let requests: Vec<Option<Result<Ipv4Addr, Problem>>> =
+        ours.iter().map(|s| requested(s)).collect();
+
+    for i in 0..ours.len() {
+        if all_ports[i].is_empty() {
+            decided[i] = Some(Err(Problem::NoNodePorts));
+        } else if let Err(p) = &pools[i] {
+            decided[i] = Some(Err(p.clone()));
+        } else if let Some(Err(p)) = &requests[i] {
+            decided[i] = Some(Err(p.clone()));
+        }
+    }
+    // 1. What they hold: the address in their status, kept while it is
+    //    still what they ask for (if they ask) and inside a pool of theirs.
+    for (i, s) in ours.iter().enumerate() {
+        if decided[i].is_some() {
+            continue;
+        }
+        let Some(held) = status_address(s) else {
+            continue;
+        };
+        let asked = match &requests[i] {
+            Some(Ok(addr)) => Some(*addr),
+            _ => None,
+        };
+        let in_pool = pools[i]
+            .as_ref()
+            .is_ok_and(|p| p.iter().any(|(pool, _)| pool.contains(held)));
+        if asked.is_none_or(|a| a == held)
+            && in_pool
+            && !taken.contains_key(&held)
+            && conflict(held, &all_ports[i], file).is_none()
+        {
+            taken.insert(held, Key::of(s));
+            decided[i] = Some(Ok(held));
+        }
+    }
+    // 2. What they ask for.
+    for (i, s) in ours.iter().enumerate() {
+        if decided[i].is_some() {
+            continue;
+        }
+        let Some(Ok(addr)) = requests[i] else {
+            continue;
+        };
+        let in_pool = pools[i]
+            .as_ref()
+            .is_ok_and(|p| p.iter().any(|(pool, _)| pool.contains(addr)));
+        decided[i] = Some(if let Some(by) = taken.get(&addr) {
+            Err(Problem::AddressTaken {
+                addr,
+                by: by.clone(),
+            })
+        } else if !in_pool {
+            Err(Problem::NotInPool { addr })
+        } else if let Some(c) = conflict(addr, &all_ports[i], file) {
+            Err(c)
+        } else {
+            taken.insert(addr, Key::of(s));
+            Ok(addr)
+        });
+    }
+    // 3. The rest: the lowest free address of the first pool that has
+    //    one, never a file service's VIP.
+    for (i, s) in ours.iter().enumerate() {
+        if decided[i].is_some() {
+            continue;
+        }
+        let Ok(candidates) = &pools[i] else {
+            continue;
+        };
+        let auto: Vec<&AddressPool> = candidates
+            .iter()
+            .filter(|(_, auto)| *auto)
+            .map(|(p, _)| *p)
+            .collect();
+        if auto.is_empty() {
+            decided[i] = Some(Err(Problem::NoPool {
+                why: format!(
+                    "the pools serving namespace {:?} hand out addresses only to Services that ask for them \
+                     (auto_assign = false): set {ANNOTATION_POOL} or ask for an address",
+                    Key::of(s).namespace
+                ),
+            }));
+            continue;
+        }
+        let free = auto.iter().find_map(|pool| {
+            pool.addresses()
+                .find(|a| !taken.contains_key(a) && !file.iter().any(|f| f.vip == *a))
+        });
+        decided[i] = Some(match free {
+            Some(addr) => {
+                taken.insert(addr, Key::of(s));
+                Ok(addr)
+            }
+            None => Err(Problem::PoolExhausted {
+                pools: auto.iter().map(|p| p.name.clone()).collect(),
+            }),
+        });
+    }
+
+    let handled = ours
+        .iter()
+        .zip(decided)
+        .zip(all_ports)
+        .map(|((s, address), ports)| {
+            let spec = s.spec.as_ref();
+            let local = spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+            Handled {
+                key: Key::of(s),
+                address: address.expect("every Service is decided"),
+                ports,
+                health_check_node_port: spec
+                    .and_then(|s| s.health_check_node_port)
+                    .filter(|_| local)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0),
+                has_finalizer: has_finalizer(s),
+                status_now: s.status.as_ref().and_then(|st| st.load_balancer.clone()),
+            }
+        })
+        .collect();
+    Outcome {
+        handled,
+        released,
+        nodes: usable_nodes(config, nodes),
+    }
+}
+
+/// One kube-xdp service of a cluster Service: one port of it on its
+/// address, to every usable node's NodePort.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterService {
+    /// `namespace/name:port/protocol`: how `kube-xdp backends`, the logs
+    /// and the metrics name it.
+    pub name: String,
+    /// The Service, `namespace/name`.
+    pub origin: String,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// By node name: (address, NodePort).
+    pub backends: BTreeMap<String, (Ipv4Addr, u16)>,
+    /// `Some`: the Service's `healthCheckNodePort`
+    /// (`externalTrafficPolicy: Local`); `None`: the configured check port.
+    pub check_port: Option<u16>,
+}
+
+/// The kube-xdp services the outcome asks for.
+pub fn cluster_services(outcome: &Outcome) -> Vec<ClusterService> {
+    let mut out = Vec::new();
+    for h in &outcome.handled {
+        let Ok(vip) = h.address else {
+            continue;
+        };
+        for p in &h.ports {
+            out.push(ClusterService {
+                name: format!("{}:{}/{}", h.key, p.port, p.protocol.as_str()),
+                origin: h.key.to_string(),
+                vip,
+                port: p.port,
+                protocol: p.protocol,
+                backends: outcome
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), (n.addr, p.node_port)))
+                    .collect(),
+                check_port: h.health_check_node_port,
+            });
+        }
+    }
+    out
+}
