@@ -156,6 +156,9 @@ impl Daemon {
                 if let Err(e) = control::write_json(&run_dir, SERVICES_FILE, &services) {
                     warn!("kubernetes: recording the cluster's services: {e}");
                 }
+                // New node backends forward once their next hop is known:
+                // look now rather than at the next housekeeping tick.
+                self.refresh_next_hops();
                 self.hold(addresses);
                 let _ = done.send(Ok(()));
             }

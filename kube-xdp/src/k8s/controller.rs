@@ -205,6 +205,9 @@ async fn run(
         let ready = services_listed && nodes_listed;
         tokio::select! {
             event = service_events.next() => match event {
+                // `Init` comes before the list is asked for: it says nothing
+                // of the API.
+                Some(Ok(watcher::Event::Init)) => {}
                 Some(Ok(e)) => {
                     services_listed |= matches!(e, watcher::Event::InitDone);
                     c.connected(&mut connected, true, "");
@@ -214,6 +217,7 @@ async fn run(
                 None => return,
             },
             event = node_events.next() => match event {
+                Some(Ok(watcher::Event::Init)) => {}
                 Some(Ok(e)) => {
                     nodes_listed |= matches!(e, watcher::Event::InitDone);
                     c.connected(&mut connected, true, "");
