@@ -21,9 +21,9 @@ refused with 409), field or label selectors, watch bookmarks and
 timeouts, strategic-merge patches (kube-xdp sends JSON merge patches),
 admission, defaulting (nodePorts are written by the test).
 
-Usage: python3 emulator.py PORTFILE [PORT] — listens on 127.0.0.1:PORT
-(0 or none: a free port), writes the port to PORTFILE, serves until
-killed.
+Usage: python3 emulator.py PORTFILE [PORT [HOST]] — listens on
+HOST:PORT (127.0.0.1 and a free port by default), writes the port to
+PORTFILE, serves until killed.
 """
 
 import asyncio
@@ -61,11 +61,11 @@ class Emulator(kmock.KubernetesEmulator):
         return listed
 
 
-async def main(port_file: str, port: int) -> None:
+async def main(port_file: str, port: int, host: str) -> None:
     emulator = Emulator()
     for resource in ('v1/services', 'v1/nodes', 'v1/events', 'events.k8s.io/v1/events'):
         emulator.resources[resource] = {}
-    async with emulator, kmock.Server(emulator, host='127.0.0.1', port=port or None) as server:
+    async with emulator, kmock.Server(emulator, host=host, port=port or None) as server:
         with open(port_file + '.tmp', 'w') as f:
             f.write(str(server.port))
         import os
@@ -74,4 +74,6 @@ async def main(port_file: str, port: int) -> None:
 
 
 if __name__ == '__main__':
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0))
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    host = sys.argv[3] if len(sys.argv) > 3 else '127.0.0.1'
+    asyncio.run(main(sys.argv[1], port, host))

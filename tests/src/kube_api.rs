@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use std::{
     io::{Read, Write},
-    net::TcpStream,
+    net::{Ipv4Addr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     time::{Duration, Instant},
@@ -27,6 +27,7 @@ pub fn kmock_dir() -> PathBuf {
 pub struct Emulator {
     child: Option<Child>,
     ns_path: PathBuf,
+    pub host: Ipv4Addr,
     pub port: u16,
     log: PathBuf,
 }
@@ -40,6 +41,16 @@ impl Emulator {
     ///
     /// When kmock is not installed or the emulator does not come up.
     pub fn start(ns: &Netns, dir: &Path, port: u16) -> anyhow::Result<Self> {
+        Emulator::start_on(ns, dir, Ipv4Addr::LOCALHOST, port)
+    }
+
+    /// [`Emulator::start`] on `host` (an address of `ns`), for boxes in
+    /// other namespaces.
+    ///
+    /// # Errors
+    ///
+    /// As [`Emulator::start`].
+    pub fn start_on(ns: &Netns, dir: &Path, host: Ipv4Addr, port: u16) -> anyhow::Result<Self> {
         let kmock = kmock_dir();
         if !kmock.join("kmock").exists() {
             bail!(
@@ -56,6 +67,7 @@ impl Emulator {
             .arg(&script)
             .arg(&port_file)
             .arg(port.to_string())
+            .arg(host.to_string())
             .env("PYTHONPATH", &kmock)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
@@ -64,6 +76,7 @@ impl Emulator {
         let mut emulator = Emulator {
             child: Some(child),
             ns_path: ns.path(),
+            host,
             port: 0,
             log,
         };
@@ -99,10 +112,11 @@ impl Emulator {
         }
     }
 
-    /// A kubeconfig for kube-xdp: plain http on loopback, no credentials.
-    pub fn kubeconfig(port: u16) -> String {
+    /// A kubeconfig for kube-xdp: plain http to the emulator on `host`
+    /// (loopback, or an address on the test segment), no credentials.
+    pub fn kubeconfig(host: Ipv4Addr, port: u16) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: http://{host}:{port}\n\
              users:\n- name: test\n  user: {{}}\ncontexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: test\n\
              current-context: emulator\n"
         )
@@ -122,6 +136,7 @@ impl Emulator {
     ) -> anyhow::Result<(u16, Value)> {
         let ns_path = self.ns_path.clone();
         let port = self.port;
+        let host = self.host;
         let method = method.to_owned();
         let path = path.to_owned();
         let body = body.map(Value::to_string);
@@ -134,7 +149,7 @@ impl Emulator {
                 bail!("setns: {}", std::io::Error::last_os_error());
             }
             let mut s = TcpStream::connect_timeout(
-                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                &std::net::SocketAddr::from((host, port)),
                 Duration::from_secs(2),
             )?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -14,8 +14,9 @@
 
 use kube_xdp_tests::{
     daemon::cli,
-    e2e_util::{backends, serial, vip, wait_for},
+    e2e_util::{Service, backends, serial, vip, wait_for},
     kube_api::Emulator,
+    pair::{PairBox, PairCluster},
     require_root,
     servers::{TcpServer, UdpServer, whoami},
     topology::{Cluster, backend_addr},
@@ -139,32 +140,52 @@ fn lb_has_address(c: &Cluster, ip: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains(&format!(" {ip}/32 "))
 }
 
+/// Two nodes: NodePorts 30080/TCP and 30053/UDP, kube-proxy's health
+/// port (checked over TCP in these tests), and an apiserver on 6443 for
+/// the file's service.
+fn node_servers(c: &Cluster) -> (Vec<TcpServer>, Vec<UdpServer>) {
+    let mut tcp = Vec::new();
+    let mut udp = Vec::new();
+    for i in 0..2 {
+        let ns = &c.backends[i];
+        let ip = backend_addr(i);
+        tcp.push(TcpServer::start(ns, addr(&ip, 30080), &format!("node-{i}")).unwrap());
+        tcp.push(TcpServer::start(ns, addr(&ip, 10256), "healthz").unwrap());
+        tcp.push(TcpServer::start(ns, addr(&ip, 6443), &format!("apiserver-{i}")).unwrap());
+        udp.push(UdpServer::start(ns, addr(&ip, 30053), &format!("node-{i}")).unwrap());
+    }
+    (tcp, udp)
+}
+
+/// `[kubernetes]` for these tests: the emulator's kubeconfig, fast TCP
+/// node checks, four addresses from 198.18.0.100.
+fn kubernetes_section(kubeconfig: &std::path::Path) -> String {
+    format!(
+        r#"
+[kubernetes]
+kubeconfig = "{}"
+
+[kubernetes.health_check]
+kind = "tcp"
+interval = "200ms"
+timeout = "100ms"
+fall = 2
+rise = 1
+
+[[kubernetes.address_pool]]
+name = "test"
+addresses = ["198.18.0.100-198.18.0.103"]
+"#,
+        kubeconfig.display()
+    )
+}
+
 #[test]
 fn services_of_type_load_balancer_are_forwarded_to_the_nodeports() {
     require_root();
     let _serial = serial();
     let c = Cluster::new(2).unwrap();
-    // Two nodes: NodePorts 30080/TCP and 30053/UDP, kube-proxy's health
-    // port (checked over TCP here), and an apiserver on 6443 for the
-    // file's service.
-    let mut servers = Vec::new();
-    for i in 0..2 {
-        let ns = &c.backends[i];
-        let ip = backend_addr(i);
-        servers.push(TcpServer::start(ns, addr(&ip, 30080), &format!("node-{i}")).unwrap());
-        servers.push(TcpServer::start(ns, addr(&ip, 10256), "healthz").unwrap());
-        servers.push(TcpServer::start(ns, addr(&ip, 6443), &format!("apiserver-{i}")).unwrap());
-    }
-    let _udp: Vec<UdpServer> = (0..2)
-        .map(|i| {
-            UdpServer::start(
-                &c.backends[i],
-                addr(&backend_addr(i), 30053),
-                &format!("node-{i}"),
-            )
-            .unwrap()
-        })
-        .collect();
+    let _servers = node_servers(&c);
 
     // The API's port, chosen now; nothing listens on it yet.
     let port =
@@ -175,7 +196,11 @@ fn services_of_type_load_balancer_are_forwarded_to_the_nodeports() {
         })
         .unwrap();
     let kubeconfig = c.dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, Emulator::kubeconfig(port)).unwrap();
+    std::fs::write(
+        &kubeconfig,
+        Emulator::kubeconfig(std::net::Ipv4Addr::LOCALHOST, port),
+    )
+    .unwrap();
     c.write_config(&format!(
         r#"
 [[service]]
@@ -197,23 +222,11 @@ address = "{}"
 name = "cp1"
 address = "{}"
 
-[kubernetes]
-kubeconfig = "{}"
-
-[kubernetes.health_check]
-kind = "tcp"
-interval = "200ms"
-timeout = "100ms"
-fall = 2
-rise = 1
-
-[[kubernetes.address_pool]]
-name = "test"
-addresses = ["198.18.0.100-198.18.0.103"]
+{}
 "#,
         backend_addr(0),
         backend_addr(1),
-        kubeconfig.display()
+        kubernetes_section(&kubeconfig)
     ))
     .unwrap();
     let mut daemon = c.start_daemon().unwrap();
@@ -511,4 +524,154 @@ addresses = ["198.18.0.100-198.18.0.103"]
             .is_ok()
     );
     daemon.stop().unwrap();
+}
+
+/// `backends --json` of one box of a pair: its services from the cluster.
+fn box_cluster_services(p: &PairCluster, which: &PairBox) -> Vec<Value> {
+    let out = cli(
+        p.ns(which),
+        &["backends", "--json", "--config", which.config_str()],
+    )
+    .unwrap();
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    all.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.get("origin").is_some())
+        .collect()
+}
+
+#[test]
+fn in_a_pair_the_master_holds_the_addresses_and_writes_to_the_cluster() {
+    require_root();
+    let _serial = serial();
+    let p = PairCluster::new(2).unwrap();
+    let _servers = node_servers(&p.c);
+    // The API on the segment, where both boxes reach it.
+    let api_ns = p.c.add_host("api", "papi", "198.18.0.50/24").unwrap();
+    let api =
+        Emulator::start_on(&api_ns, p.c.dir.path(), "198.18.0.50".parse().unwrap(), 0).unwrap();
+    let kubeconfig = p.c.dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, Emulator::kubeconfig(api.host, api.port)).unwrap();
+    let services = format!(
+        "{}\n{}",
+        Service::apiserver(2).toml(),
+        kubernetes_section(&kubeconfig)
+    );
+    let ha = |priority: u8| {
+        format!("virtual_router_id = 51\npriority = {priority}\nadvert_interval = \"100ms\"\n")
+    };
+    p.a.write_config(&ha(150), &services);
+    p.b.write_config(&ha(100), &services);
+    let da = p.start(&p.a).unwrap();
+    let db = p.start(&p.b).unwrap();
+    let logs = || format!("A:\n{}\nB:\n{}\nAPI:\n{}", da.log(), db.log(), api.log());
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(10), &logs);
+    p.wait_state(&p.b, "BACKUP", Duration::from_secs(5), &logs);
+
+    api.ok(
+        "POST",
+        "/api/v1/nodes",
+        Some(&node("node-0", &backend_addr(0), true)),
+    )
+    .unwrap();
+    api.ok(
+        "POST",
+        "/api/v1/nodes",
+        Some(&node("node-1", &backend_addr(1), true)),
+    )
+    .unwrap();
+    api.ok(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(&service("web", None)),
+    )
+    .unwrap();
+    let answered = wait_for(Duration::from_secs(5), || {
+        tcp_name(&p.c, POOL_FIRST).is_ok_and(|n| n.starts_with("node-"))
+    });
+    assert!(
+        answered.is_some(),
+        "the VIP answers through the master:\n{}",
+        logs()
+    );
+    assert!(
+        p.holds(&p.a, POOL_FIRST),
+        "the master holds {POOL_FIRST}:\n{}",
+        logs()
+    );
+    assert!(
+        !p.holds(&p.b, POOL_FIRST),
+        "the backup does not:\n{}",
+        logs()
+    );
+    let written = wait_for(Duration::from_secs(3), || {
+        api.ok("GET", "/api/v1/namespaces/default/services/web", None)
+            .is_ok_and(|s| ingress_ip(&s).as_deref() == Some(POOL_FIRST))
+    });
+    assert!(written.is_some(), "the status is written:\n{}", logs());
+    assert!(
+        da.log().contains("kubernetes: this box writes"),
+        "{}",
+        logs()
+    );
+    assert!(
+        db.log().contains("this box decides the same and forwards")
+            && !db.log().contains("kubernetes: this box writes"),
+        "{}",
+        logs()
+    );
+    // The backup programmed the same services, ready to take over.
+    let same = wait_for(Duration::from_secs(3), || {
+        let names = |v: Vec<Value>| -> Vec<Value> { v.iter().map(|s| s["name"].clone()).collect() };
+        let b = names(box_cluster_services(&p, &p.b));
+        !b.is_empty() && b == names(box_cluster_services(&p, &p.a))
+    });
+    assert!(
+        same.is_some(),
+        "both boxes program the Service:\n{}",
+        logs()
+    );
+
+    // The master stops: the backup holds the address, forwards, and writes.
+    // SIGTERM: it resigns and gives its addresses up.
+    da.signal(libc::SIGTERM);
+    p.wait_state(&p.b, "MASTER", Duration::from_secs(5), &logs);
+    let moved = wait_for(Duration::from_secs(3), || {
+        p.holds(&p.b, POOL_FIRST)
+            && tcp_name(&p.c, POOL_FIRST).is_ok_and(|n| n.starts_with("node-"))
+    });
+    assert!(
+        moved.is_some(),
+        "the address moved with the mastership:\n{}",
+        logs()
+    );
+    assert!(
+        !p.holds(&p.a, POOL_FIRST),
+        "the old master gave it up:\n{}",
+        logs()
+    );
+    api.ok(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(&service("second", None)),
+    )
+    .unwrap();
+    let second = "198.18.0.101";
+    let served = wait_for(Duration::from_secs(3), || {
+        api.ok("GET", "/api/v1/namespaces/default/services/second", None)
+            .is_ok_and(|s| ingress_ip(&s).as_deref() == Some(second))
+            && tcp_name(&p.c, second).is_ok()
+    });
+    assert!(
+        served.is_some(),
+        "the new master writes the status:\n{}",
+        logs()
+    );
+    assert!(
+        db.log().contains("kubernetes: this box writes"),
+        "{}",
+        logs()
+    );
 }

@@ -200,6 +200,8 @@ async fn run(
     let (mut services_listed, mut nodes_listed) = (false, false);
     let mut connected: Option<bool> = None;
     let mut dirty = false;
+    let mut writing = *c.writer.borrow_and_update();
+    log_writer(writing);
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         let ready = services_listed && nodes_listed;
@@ -232,6 +234,11 @@ async fn run(
             }
             changed = c.writer.changed() => {
                 if changed.is_err() { return; }
+                let now = *c.writer.borrow_and_update();
+                if now != writing {
+                    writing = now;
+                    log_writer(now);
+                }
                 dirty = true;
             }
             _ = resync.tick() => dirty = true,
@@ -240,6 +247,16 @@ async fn run(
                 c.decide().await;
             }
         }
+    }
+}
+
+fn log_writer(writing: bool) {
+    if writing {
+        info!("kubernetes: this box writes the Services' status, finalizers and Events");
+    } else {
+        info!(
+            "kubernetes: the pair's master writes to the cluster; this box decides the same and forwards"
+        );
     }
 }
 
