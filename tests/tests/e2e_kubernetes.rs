@@ -15,6 +15,7 @@
 use kube_xdp_tests::{
     daemon::cli,
     e2e_util::{Service, backends, serial, vip, wait_for},
+    http::request,
     kube_api::Emulator,
     pair::{PairBox, PairCluster},
     require_root,
@@ -28,6 +29,15 @@ use std::{
 };
 
 const POOL_FIRST: &str = "198.18.0.100";
+/// The daemon's metrics, on the LB's loopback.
+const METRICS: &str = "127.0.0.1:19437";
+
+/// The value of the metric `name` (a gauge without labels), if scraped.
+fn metric(c: &Cluster, name: &str) -> Option<f64> {
+    let (_, body) = request(&c.lb, METRICS, "GET", "/metrics", &[]);
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
@@ -201,8 +211,16 @@ fn services_of_type_load_balancer_are_forwarded_to_the_nodeports() {
         Emulator::kubeconfig(std::net::Ipv4Addr::LOCALHOST, port),
     )
     .unwrap();
-    c.write_config(&format!(
-        r#"
+    std::fs::write(
+        &c.config,
+        format!(
+            r#"[daemon]
+interfaces = ["eth0"]
+pin_path = "{}"
+run_dir = "{}"
+snat_ports = "20000-29999"
+metrics_listen = "{METRICS}"
+
 [[service]]
 name = "kube-apiserver"
 vip = "198.18.0.10"
@@ -224,10 +242,13 @@ address = "{}"
 
 {}
 "#,
-        backend_addr(0),
-        backend_addr(1),
-        kubernetes_section(&kubeconfig)
-    ))
+            c.pins.path().display(),
+            c.run_dir.display(),
+            backend_addr(0),
+            backend_addr(1),
+            kubernetes_section(&kubeconfig)
+        ),
+    )
     .unwrap();
     let mut daemon = c.start_daemon().unwrap();
 
@@ -251,6 +272,8 @@ address = "{}"
         "the log says the cluster is unreachable:\n{}",
         daemon.log()
     );
+
+    assert_eq!(metric(&c, "kube_xdp_kubernetes_connected"), Some(0.0));
 
     // 2. The API comes up, with two Ready nodes.
     let mut api = Emulator::start(&c.lb, c.dir.path(), port).unwrap();
@@ -363,6 +386,10 @@ address = "{}"
         events_of(&api, "web")
     );
 
+    assert_eq!(metric(&c, "kube_xdp_kubernetes_connected"), Some(1.0));
+    assert_eq!(metric(&c, "kube_xdp_kubernetes_services"), Some(2.0));
+    assert_eq!(metric(&c, "kube_xdp_kubernetes_addresses"), Some(1.0));
+
     // 4. A second Service asks for the taken address: an Event, no address.
     api.ok(
         "POST",
@@ -393,6 +420,10 @@ address = "{}"
         .ok("GET", "/api/v1/namespaces/default/services/second", None)
         .unwrap();
     assert_eq!(ingress_ip(&second), None, "no address: {second}");
+    assert_eq!(
+        metric(&c, "kube_xdp_kubernetes_unserved_services"),
+        Some(1.0)
+    );
     assert!(
         daemon
             .log()
@@ -517,6 +548,12 @@ address = "{}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(metric(&c, "kube_xdp_kubernetes_connected"), Some(0.0));
+    assert_eq!(
+        metric(&c, "kube_xdp_kubernetes_services"),
+        Some(2.0),
+        "still programmed"
+    );
     assert!(udp_answer(&c, POOL_FIRST).is_ok_and(|a| a.starts_with("node-0")));
     assert!(
         c.client

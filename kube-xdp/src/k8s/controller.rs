@@ -305,19 +305,7 @@ impl Controller {
                 return;
             }
             match tokio::time::timeout(APPLY_WAIT, answer).await {
-                Ok(Ok(Ok(()))) => {
-                    self.applied = Some(wanted.clone());
-                    let unserved = outcome
-                        .handled
-                        .iter()
-                        .filter(|h| h.address.is_err())
-                        .count();
-                    self.metrics.kubernetes.set_programmed(
-                        wanted.len(),
-                        outcome.addresses().len(),
-                        unserved,
-                    );
-                }
+                Ok(Ok(Ok(()))) => self.applied = Some(wanted.clone()),
                 Ok(Ok(Err(e))) => {
                     // Nothing is written to the cluster for a decision the
                     // datapath does not hold.
@@ -334,6 +322,14 @@ impl Controller {
                 }
             }
         }
+        let unserved = outcome
+            .handled
+            .iter()
+            .filter(|h| h.address.is_err())
+            .count();
+        self.metrics
+            .kubernetes
+            .set_programmed(wanted.len(), outcome.addresses().len(), unserved);
         if *self.writer.borrow() {
             self.write(&services, &outcome).await;
         }
