@@ -14,7 +14,7 @@
 
 use kube_xdp_tests::{
     daemon::cli,
-    e2e_util::{Service, backends, serial, vip, wait_for},
+    e2e_util::{Service, backends, reload, serial, vip, wait_for},
     http::request,
     kube_api::Emulator,
     pair::{PairBox, PairCluster},
@@ -389,6 +389,12 @@ address = "{}"
     assert_eq!(metric(&c, "kube_xdp_kubernetes_connected"), Some(1.0));
     assert_eq!(metric(&c, "kube_xdp_kubernetes_services"), Some(2.0));
     assert_eq!(metric(&c, "kube_xdp_kubernetes_addresses"), Some(1.0));
+
+    // A reload of the file keeps the cluster's services (and their flows).
+    let (ok, said) = reload(&c);
+    assert!(ok, "reload: {said}");
+    assert_eq!(cluster_services(&c).len(), 2, "after the reload");
+    assert!(tcp_name(&c, POOL_FIRST).is_ok_and(|n| n.starts_with("node-")));
 
     // 4. A second Service asks for the taken address: an Event, no address.
     api.ok(
