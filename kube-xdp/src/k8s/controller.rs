@@ -8,7 +8,7 @@
 //!
 //! kube-runtime's `finalizer` helper runs a reconcile per object; here an
 //! object's address depends on the others', so finalizers are added and
-//! removed by this task, after the daemon applied the change.
+//! removed by this task, after the daemon applied the change (`writes`).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -20,24 +20,22 @@ use std::{
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::{
-    Api, Client, Resource as _,
-    api::{Patch, PatchParams},
+    Api, Client,
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{
         WatchStreamExt as _,
-        events::{Event as KubeEvent, EventType, Recorder, Reporter},
+        events::{Recorder, Reporter},
         reflector::{self, Store},
         watcher,
     },
 };
-use serde_json::json;
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
 };
 use tracing::{debug, error, info, warn};
 
-use super::reconcile::{self, ClusterService, FINALIZER, FileService, Handled, Key, Outcome};
+use super::reconcile::{self, ClusterService, FileService, Key, Outcome};
 use crate::{config::KubernetesConfig, metrics::Metrics};
 
 /// How long a burst of changes is gathered before deciding.
@@ -121,23 +119,23 @@ async fn client(kubeconfig: Option<&Path>) -> Result<Client, String> {
     Client::try_from(config).map_err(|e| e.to_string())
 }
 
-struct Controller {
-    inputs: watch::Receiver<Inputs>,
-    writer: watch::Receiver<bool>,
-    updates: mpsc::Sender<ClusterUpdate>,
-    metrics: Arc<Metrics>,
-    client: Client,
-    recorder: Recorder,
-    services: Store<Service>,
-    nodes: Store<Node>,
+pub(super) struct Controller {
+    pub(super) inputs: watch::Receiver<Inputs>,
+    pub(super) writer: watch::Receiver<bool>,
+    pub(super) updates: mpsc::Sender<ClusterUpdate>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) client: Client,
+    pub(super) recorder: Recorder,
+    pub(super) services: Store<Service>,
+    pub(super) nodes: Store<Node>,
     /// What the daemon last applied.
-    applied: Option<Vec<ClusterService>>,
+    pub(super) applied: Option<Vec<ClusterService>>,
     /// The problem last reported per Service, to report each once.
-    reported: HashMap<Key, String>,
+    pub(super) reported: HashMap<Key, String>,
     /// The address last announced per Service (a Normal Event).
-    announced: HashMap<Key, std::net::Ipv4Addr>,
+    pub(super) announced: HashMap<Key, std::net::Ipv4Addr>,
     /// The problems last logged.
-    logged: BTreeMap<Key, String>,
+    pub(super) logged: BTreeMap<Key, String>,
 }
 
 async fn run(
@@ -359,156 +357,5 @@ impl Controller {
             }
         }
         self.logged = now;
-    }
-
-    /// Finalizers, status and Events, as the outcome says.
-    async fn write(&mut self, services: &[Service], outcome: &Outcome) {
-        let by_key: HashMap<Key, &Service> = services.iter().map(|s| (Key::of(s), s)).collect();
-        for h in &outcome.handled {
-            let Some(service) = by_key.get(&h.key) else {
-                continue;
-            };
-            let api: Api<Service> = Api::namespaced(self.client.clone(), &h.key.namespace);
-            if !h.has_finalizer {
-                let mut finalizers = service.metadata.finalizers.clone().unwrap_or_default();
-                finalizers.push(FINALIZER.into());
-                self.patch_finalizers(&api, &h.key, service, finalizers)
-                    .await;
-            }
-            if h.status_differs() {
-                let patch = json!({ "status": { "loadBalancer": h.desired_status() } });
-                match api
-                    .patch_status(&h.key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => debug!(service = %h.key, "kubernetes: status written"),
-                    Err(e) => {
-                        self.metrics.kubernetes.api_error("status");
-                        warn!(service = %h.key, "kubernetes: writing the status of {}: {e}", h.key);
-                    }
-                }
-            }
-            self.report(service, h).await;
-        }
-        for r in &outcome.released {
-            let Some(service) = by_key.get(&r.key) else {
-                continue;
-            };
-            let api: Api<Service> = Api::namespaced(self.client.clone(), &r.key.namespace);
-            if r.has_status && !r.deleting {
-                let patch = json!({ "status": { "loadBalancer": { "ingress": [] } } });
-                if let Err(e) = api
-                    .patch_status(&r.key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    self.metrics.kubernetes.api_error("status");
-                    warn!(service = %r.key, "kubernetes: clearing the status of {}: {e}", r.key);
-                }
-            }
-            let finalizers: Vec<String> = service
-                .metadata
-                .finalizers
-                .iter()
-                .flatten()
-                .filter(|f| *f != FINALIZER)
-                .cloned()
-                .collect();
-            if self
-                .patch_finalizers(&api, &r.key, service, finalizers)
-                .await
-            {
-                info!(service = %r.key, "kubernetes: Service {} released: its address is free, its services removed", r.key);
-            }
-            self.reported.remove(&r.key);
-            self.announced.remove(&r.key);
-        }
-    }
-
-    /// Sets the Service's finalizers (with its resourceVersion, so that a
-    /// concurrent change by someone else fails rather than being undone).
-    async fn patch_finalizers(
-        &self,
-        api: &Api<Service>,
-        key: &Key,
-        service: &Service,
-        finalizers: Vec<String>,
-    ) -> bool {
-        let mut meta = json!({ "finalizers": finalizers });
-        if let Some(rv) = &service.metadata.resource_version {
-            meta["resourceVersion"] = json!(rv);
-        }
-        match api
-            .patch(
-                &key.name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "metadata": meta })),
-            )
-            .await
-        {
-            Ok(_) => true,
-            Err(e) => {
-                self.metrics.kubernetes.api_error("finalizer");
-                warn!(service = %key, "kubernetes: setting the finalizers of {key}: {e} (tried again at the next change)");
-                false
-            }
-        }
-    }
-
-    /// An Event for a new problem, or for a new address.
-    async fn report(&mut self, service: &Service, h: &Handled) {
-        let event = match &h.address {
-            Err(problem) => {
-                let text = problem.to_string();
-                if self.reported.get(&h.key) == Some(&text) {
-                    return;
-                }
-                self.reported.insert(h.key.clone(), text.clone());
-                self.announced.remove(&h.key);
-                KubeEvent {
-                    type_: EventType::Warning,
-                    reason: problem.reason().into(),
-                    note: Some(text),
-                    action: "AllocateAddress".into(),
-                    secondary: None,
-                }
-            }
-            Ok(addr) => {
-                self.reported.remove(&h.key);
-                if self.announced.get(&h.key) == Some(addr) {
-                    return;
-                }
-                self.announced.insert(h.key.clone(), *addr);
-                let ports: Vec<String> = h
-                    .ports
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{}/{}→{}",
-                            p.port,
-                            p.protocol.as_str().to_uppercase(),
-                            p.node_port
-                        )
-                    })
-                    .collect();
-                KubeEvent {
-                    type_: EventType::Normal,
-                    reason: "AddressAssigned".into(),
-                    note: Some(format!(
-                        "kube-xdp forwards {addr} ({}) to the nodes' NodePorts",
-                        ports.join(", ")
-                    )),
-                    action: "AllocateAddress".into(),
-                    secondary: None,
-                }
-            }
-        };
-        let reference = service.object_ref(&());
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
-            self.metrics.kubernetes.api_error("event");
-            warn!(service = %h.key, "kubernetes: recording an Event on {}: {e}", h.key);
-            // Try again next time.
-            self.reported.remove(&h.key);
-            self.announced.remove(&h.key);
-        }
     }
 }

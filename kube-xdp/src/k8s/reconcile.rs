@@ -7,7 +7,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fmt,
     net::Ipv4Addr,
 };
 
@@ -15,43 +14,13 @@ use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, PortStatus, Service,
 };
 
+pub use super::objects::{
+    ANNOTATION_IPS, ANNOTATION_POOL, EXCLUDE_LABEL, FINALIZER, Key, METALLB_IPS, NodeBackend, Port,
+    is_ours, usable_nodes,
+};
+use super::objects::{has_finalizer, ports, requested, status_address};
+pub use super::problem::Problem;
 use crate::config::{AddressPool, KubernetesConfig, PortRange, Protocol};
-
-/// Put on every Service we handle, so that its deletion waits until its
-/// address is released and its kube-xdp services are gone.
-pub const FINALIZER: &str = "kube-xdp.io/load-balancer";
-/// The addresses a Service asks for (comma-separated; the first IPv4 one
-/// counts), our own spelling.
-pub const ANNOTATION_IPS: &str = "kube-xdp.io/load-balancer-ips";
-/// MetalLB's spelling of the same, which its users already write.
-pub const METALLB_IPS: &str = "metallb.universe.tf/loadBalancerIPs";
-/// The pool a Service asks for by name.
-pub const ANNOTATION_POOL: &str = "kube-xdp.io/address-pool";
-/// Nodes labelled so never serve load-balancer traffic (Kubernetes' own
-/// label, honoured by every cloud provider's service controller).
-pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
-
-/// A Service, by namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl Key {
-    pub fn of(service: &Service) -> Key {
-        Key {
-            namespace: service.metadata.namespace.clone().unwrap_or_default(),
-            name: service.metadata.name.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// A service of the file, as far as a cluster Service may collide with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,95 +29,6 @@ pub struct FileService {
     pub vip: Ipv4Addr,
     pub ports: PortRange,
     pub protocol: Protocol,
-}
-
-/// What keeps a Service from getting its address: an Event on it (with
-/// this reason) and a log line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// Every address of the pools it may use is taken.
-    PoolExhausted { pools: Vec<String> },
-    /// No pool serves its namespace (or the pool it names does not exist,
-    /// or does not serve it).
-    NoPool { why: String },
-    /// It asks for an address outside every pool it may use.
-    NotInPool { addr: Ipv4Addr },
-    /// It asks for an address another Service holds.
-    AddressTaken { addr: Ipv4Addr, by: Key },
-    /// Its address and a port of it are a file service's.
-    PortConflict {
-        addr: Ipv4Addr,
-        port: u16,
-        protocol: Protocol,
-        file_service: String,
-    },
-    /// What it asks for is no IPv4 address.
-    BadRequest { text: String },
-    /// None of its ports has a NodePort to forward to (TCP or UDP with
-    /// `allocateLoadBalancerNodePorts` left on).
-    NoNodePorts,
-}
-
-impl Problem {
-    /// The Event's reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Problem::PoolExhausted { .. } => "AllocationFailed",
-            Problem::NoPool { .. } => "NoAddressPool",
-            Problem::NotInPool { .. } => "AddressNotInPool",
-            Problem::AddressTaken { .. } => "AddressTaken",
-            Problem::PortConflict { .. } => "PortConflict",
-            Problem::BadRequest { .. } => "InvalidAddress",
-            Problem::NoNodePorts => "NoNodePorts",
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::PoolExhausted { pools } => write!(
-                f,
-                "no address left in address pool {}: every address is taken; add addresses to the pool or delete a Service",
-                pools.join(", ")
-            ),
-            Problem::NoPool { why } => write!(f, "no address pool for this Service: {why}"),
-            Problem::NotInPool { addr } => write!(
-                f,
-                "the requested address {addr} is in no address pool this Service may use: ask for one inside a pool, or add it to one"
-            ),
-            Problem::AddressTaken { addr, by } => write!(
-                f,
-                "the requested address {addr} is already taken by Service {by}: ask for another one, or leave the choice to kube-xdp"
-            ),
-            Problem::PortConflict {
-                addr,
-                port,
-                protocol,
-                file_service,
-            } => write!(
-                f,
-                "{addr}:{port}/{} is kube-xdp's file service {file_service:?}: ask for another address",
-                protocol.as_str().to_uppercase()
-            ),
-            Problem::BadRequest { text } => write!(
-                f,
-                "the requested address {text:?} is not an IPv4 address (kube-xdp serves IPv4)"
-            ),
-            Problem::NoNodePorts => write!(
-                f,
-                "no TCP or UDP port of this Service has a NodePort to forward to (allocateLoadBalancerNodePorts: false?)"
-            ),
-        }
-    }
-}
-
-/// One port of a handled Service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Port {
-    pub port: u16,
-    pub protocol: Protocol,
-    pub node_port: u16,
 }
 
 /// A Service we handle, and what it gets.
@@ -205,13 +85,6 @@ impl Handled {
     }
 }
 
-/// A usable node: Ready, not excluded, selected, with an IPv4 address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeBackend {
-    pub name: String,
-    pub addr: Ipv4Addr,
-}
-
 /// Everything decided from one look at the cluster.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
@@ -245,132 +118,6 @@ impl Outcome {
         a.sort();
         a
     }
-}
-
-/// Whether a Service is ours: of type LoadBalancer, with our class (or
-/// none, with `handle_classless`).
-pub fn is_ours(config: &KubernetesConfig, service: &Service) -> bool {
-    let Some(spec) = &service.spec else {
-        return false;
-    };
-    if spec.type_.as_deref() != Some("LoadBalancer") {
-        return false;
-    }
-    match spec.load_balancer_class.as_deref() {
-        Some(class) => class == config.load_balancer_class,
-        None => config.handle_classless,
-    }
-}
-
-fn has_finalizer(service: &Service) -> bool {
-    service
-        .metadata
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
-}
-
-/// The nodes that serve: Ready, without the exclusion label, matching the
-/// selector, with an InternalIP (else ExternalIP) IPv4 address; by name.
-pub fn usable_nodes(config: &KubernetesConfig, nodes: &[Node]) -> Vec<NodeBackend> {
-    let mut out: Vec<NodeBackend> = nodes
-        .iter()
-        .filter(|n| n.metadata.deletion_timestamp.is_none())
-        .filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .filter(|n| {
-            let labels = n.metadata.labels.as_ref();
-            let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
-            label(EXCLUDE_LABEL).is_none()
-                && config
-                    .node_selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches(label))
-        })
-        .filter_map(|n| {
-            let addresses = n.status.as_ref()?.addresses.as_ref()?;
-            let of = |kind: &str| {
-                addresses
-                    .iter()
-                    .filter(|a| a.type_ == kind)
-                    .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
-            };
-            let addr = of("InternalIP").or_else(|| of("ExternalIP"))?;
-            Some(NodeBackend {
-                name: n.metadata.name.clone()?,
-                addr,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out.dedup_by(|a, b| a.name == b.name);
-    out
-}
-
-/// What a Service asks for: `spec.loadBalancerIP`, else our annotation,
-/// else MetalLB's; the first IPv4 address of a list.
-fn requested(service: &Service) -> Option<Result<Ipv4Addr, Problem>> {
-    let annotations = service.metadata.annotations.as_ref();
-    let annotation = |k: &str| {
-        annotations
-            .and_then(|a| a.get(k))
-            .filter(|v| !v.trim().is_empty())
-    };
-    let text = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.load_balancer_ip.clone())
-        .filter(|t| !t.trim().is_empty())
-        .or_else(|| annotation(ANNOTATION_IPS).cloned())
-        .or_else(|| annotation(METALLB_IPS).cloned())?;
-    let first_v4 = text
-        .split(',')
-        .map(str::trim)
-        .find(|t| !t.contains(':'))
-        .map(|t| t.parse::<Ipv4Addr>());
-    Some(match first_v4 {
-        Some(Ok(addr)) => Ok(addr),
-        _ => Err(Problem::BadRequest { text }),
-    })
-}
-
-/// The address in the Service's status (what an earlier run gave it).
-fn status_address(service: &Service) -> Option<Ipv4Addr> {
-    service
-        .status
-        .as_ref()?
-        .load_balancer
-        .as_ref()?
-        .ingress
-        .as_ref()?
-        .iter()
-        .find_map(|i| i.ip.as_deref()?.parse().ok())
-}
-
-fn ports(service: &Service) -> Vec<Port> {
-    let Some(spec) = &service.spec else {
-        return Vec::new();
-    };
-    spec.ports
-        .iter()
-        .flatten()
-        .filter_map(|p| {
-            let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
-                "TCP" => Protocol::Tcp,
-                "UDP" => Protocol::Udp,
-                _ => return None,
-            };
-            Some(Port {
-                port: u16::try_from(p.port).ok().filter(|p| *p > 0)?,
-                protocol,
-                node_port: u16::try_from(p.node_port?).ok().filter(|p| *p > 0)?,
-            })
-        })
-        .collect()
 }
 
 /// The pools a Service may draw from, and whether allocation may pick
