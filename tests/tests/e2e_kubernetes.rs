@@ -14,21 +14,24 @@
 
 use kube_xdp_tests::{
     daemon::cli,
-    e2e_util::{Service, backends, reload, serial, vip, wait_for},
+    e2e_util::{
+        Service, backends,
+        kubernetes::{
+            POOL_FIRST, events_of, ingress_ip, kubernetes_section, node, node_servers, service,
+            tcp_name, udp_answer,
+        },
+        reload, serial, vip, wait_for,
+    },
     http::request,
     kube_api::Emulator,
     pair::{PairBox, PairCluster},
     require_root,
-    servers::{TcpServer, UdpServer, whoami},
+    servers::whoami,
     topology::{Cluster, backend_addr},
 };
 use serde_json::{Value, json};
-use std::{
-    net::{SocketAddr, UdpSocket},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-const POOL_FIRST: &str = "198.18.0.100";
 /// The daemon's metrics, on the LB's loopback.
 const METRICS: &str = "127.0.0.1:19437";
 
@@ -37,68 +40,6 @@ fn metric(c: &Cluster, name: &str) -> Option<f64> {
     let (_, body) = request(&c.lb, METRICS, "GET", "/metrics", &[]);
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
-
-fn node(name: &str, ip: &str, ready: bool) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": {
-            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-            "addresses": [{"type": "InternalIP", "address": ip}],
-        },
-    })
-}
-
-fn service(name: &str, request: Option<&str>) -> Value {
-    let mut s = json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "type": "LoadBalancer",
-            "loadBalancerClass": "kube-xdp.io/lb",
-            "ports": [
-                {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080},
-                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353, "nodePort": 30053},
-            ],
-        },
-    });
-    if let Some(ip) = request {
-        s["spec"]["loadBalancerIP"] = json!(ip);
-    }
-    s
-}
-
-fn ingress_ip(svc: &Value) -> Option<String> {
-    svc["status"]["loadBalancer"]["ingress"][0]["ip"]
-        .as_str()
-        .map(str::to_owned)
-}
-
-/// From the client: the name of the node behind `ip:80`.
-fn tcp_name(c: &Cluster, ip: &str) -> anyhow::Result<String> {
-    let a = addr(ip, 80);
-    c.client
-        .run(move || Ok(whoami(a, Duration::from_millis(500))?))
-}
-
-/// From the client: the UDP answer of `ip:53`.
-fn udp_answer(c: &Cluster, ip: &str) -> anyhow::Result<String> {
-    let a = addr(ip, 53);
-    c.client.run(move || {
-        let sock = UdpSocket::bind("198.18.0.1:0")?;
-        sock.set_read_timeout(Some(Duration::from_millis(500)))?;
-        sock.send_to(b"hello", a)?;
-        let mut buf = [0u8; 128];
-        let (n, _) = sock.recv_from(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-    })
 }
 
 /// The kube-xdp services (from `backends --json`) that came from the
@@ -126,68 +67,11 @@ fn usable(c: &Cluster, service: &str) -> Vec<String> {
     names
 }
 
-fn events_of(api: &Emulator, name: &str) -> Vec<Value> {
-    let list = api
-        .ok(
-            "GET",
-            "/apis/events.k8s.io/v1/namespaces/default/events",
-            None,
-        )
-        .unwrap();
-    list["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["regarding"]["name"] == name)
-        .collect()
-}
-
 fn lb_has_address(c: &Cluster, ip: &str) -> bool {
     let out =
         c.lb.ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
             .unwrap();
     String::from_utf8_lossy(&out.stdout).contains(&format!(" {ip}/32 "))
-}
-
-/// Two nodes: NodePorts 30080/TCP and 30053/UDP, kube-proxy's health
-/// port (checked over TCP in these tests), and an apiserver on 6443 for
-/// the file's service.
-fn node_servers(c: &Cluster) -> (Vec<TcpServer>, Vec<UdpServer>) {
-    let mut tcp = Vec::new();
-    let mut udp = Vec::new();
-    for i in 0..2 {
-        let ns = &c.backends[i];
-        let ip = backend_addr(i);
-        tcp.push(TcpServer::start(ns, addr(&ip, 30080), &format!("node-{i}")).unwrap());
-        tcp.push(TcpServer::start(ns, addr(&ip, 10256), "healthz").unwrap());
-        tcp.push(TcpServer::start(ns, addr(&ip, 6443), &format!("apiserver-{i}")).unwrap());
-        udp.push(UdpServer::start(ns, addr(&ip, 30053), &format!("node-{i}")).unwrap());
-    }
-    (tcp, udp)
-}
-
-/// `[kubernetes]` for these tests: the emulator's kubeconfig, fast TCP
-/// node checks, four addresses from 198.18.0.100.
-fn kubernetes_section(kubeconfig: &std::path::Path) -> String {
-    format!(
-        r#"
-[kubernetes]
-kubeconfig = "{}"
-
-[kubernetes.health_check]
-kind = "tcp"
-interval = "200ms"
-timeout = "100ms"
-fall = 2
-rise = 1
-
-[[kubernetes.address_pool]]
-name = "test"
-addresses = ["198.18.0.100-198.18.0.103"]
-"#,
-        kubeconfig.display()
-    )
 }
 
 #[test]
