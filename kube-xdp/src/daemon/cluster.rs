@@ -6,6 +6,8 @@
 
 use std::{net::Ipv4Addr, path::Path, sync::Arc};
 
+use kube_xdp_common::maps::{MAX_BACKENDS, MAX_SERVICES};
+
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -19,6 +21,7 @@ use crate::{
         ClusterService, ClusterUpdate, ControllerHandle, claim,
         controller::{self, Inputs},
         planned,
+        reconcile::Room,
     },
     plan::{Plan, PlannedService},
 };
@@ -66,9 +69,19 @@ pub(super) fn last_applied(plan: &Plan) -> Vec<PlannedService> {
 }
 
 fn inputs(plan: &Plan) -> Option<Inputs> {
+    // The datapath's capacity less the file's services and backends (a
+    // backend removed from the file holds its slot while it drains: the
+    // controller may then find less room than this says, and the apply
+    // fails and is tried again at the next change).
+    let file_backends: usize = plan.services.iter().map(|s| s.backends.len()).sum();
+    let room = Room {
+        services: (MAX_SERVICES as usize).saturating_sub(plan.services.len()),
+        backends: (MAX_BACKENDS as usize).saturating_sub(file_backends),
+    };
     Some(Inputs {
         config: Arc::new(plan.config.kubernetes.clone()?),
         file: Arc::new(planned::file_services(&plan.config)),
+        room,
     })
 }
 

@@ -35,7 +35,7 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use super::reconcile::{self, ClusterService, FileService, Key, Outcome};
+use super::reconcile::{self, ClusterService, FileService, Key, Outcome, Room};
 use crate::{config::KubernetesConfig, metrics::Metrics};
 
 /// How long a burst of changes is gathered before deciding.
@@ -76,6 +76,8 @@ impl Drop for ControllerHandle {
 pub struct Inputs {
     pub config: Arc<KubernetesConfig>,
     pub file: Arc<Vec<FileService>>,
+    /// What the datapath has room for beside the file's services.
+    pub room: Room,
 }
 
 /// Starts the controller. It never blocks the daemon: connecting, listing
@@ -289,7 +291,13 @@ impl Controller {
             .map(|s| (**s).clone())
             .collect();
         let nodes: Vec<Node> = self.nodes.state().iter().map(|n| (**n).clone()).collect();
-        let outcome = reconcile::reconcile(&inputs.config, &services, &nodes, &inputs.file);
+        let outcome = reconcile::reconcile_within(
+            &inputs.config,
+            &services,
+            &nodes,
+            &inputs.file,
+            inputs.room,
+        );
         self.log_problems(&outcome);
         let wanted = reconcile::cluster_services(&outcome);
         if self.applied.as_ref() != Some(&wanted) {

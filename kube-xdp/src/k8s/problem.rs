@@ -31,6 +31,9 @@ pub enum Problem {
     /// None of its ports has a NodePort to forward to (TCP or UDP with
     /// `allocateLoadBalancerNodePorts` left on).
     NoNodePorts,
+    /// The datapath has no room left for its kube-xdp services (one per
+    /// port) or their backends (one per node and port).
+    NoRoom { services: usize, backends: usize },
 }
 
 impl Problem {
@@ -44,6 +47,7 @@ impl Problem {
             Problem::PortConflict { .. } => "PortConflict",
             Problem::BadRequest { .. } => "InvalidAddress",
             Problem::NoNodePorts => "NoNodePorts",
+            Problem::NoRoom { .. } => "CapacityExceeded",
         }
     }
 }
@@ -78,6 +82,13 @@ impl fmt::Display for Problem {
             Problem::BadRequest { text } => write!(
                 f,
                 "the requested address {text:?} is not an IPv4 address (kube-xdp serves IPv4)"
+            ),
+            Problem::NoRoom { services, backends } => write!(
+                f,
+                "kube-xdp has no room for its {services} service(s) and {backends} backend(s): the datapath holds \
+                 {} services (one per Service port, the file's included) and {} backends in all",
+                kube_xdp_common::maps::MAX_SERVICES,
+                kube_xdp_common::maps::MAX_BACKENDS
             ),
             Problem::NoNodePorts => write!(
                 f,

@@ -183,6 +183,34 @@ pub fn reconcile(
     nodes: &[Node],
     file: &[FileService],
 ) -> Outcome {
+    reconcile_within(config, services, nodes, file, Room::UNLIMITED)
+}
+
+/// What the datapath has room for beside the file's services: kube-xdp
+/// services (one per Service port) and backends (one per node and port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub services: usize,
+    pub backends: usize,
+}
+
+impl Room {
+    pub const UNLIMITED: Room = Room {
+        services: usize::MAX,
+        backends: usize::MAX,
+    };
+}
+
+/// [`reconcile`] where the datapath has `room`: Services that would not
+/// fit (the newest, in allocation order) get no address and an Event,
+/// rather than the datapath refusing every change.
+pub fn reconcile_within(
+    config: &KubernetesConfig,
+    services: &[Service],
+    nodes: &[Node],
+    file: &[FileService],
+    room: Room,
+) -> Outcome {
     let mut ours: Vec<&Service> = Vec::new();
     let mut released = Vec::new();
     for s in services {
@@ -314,6 +342,25 @@ pub fn reconcile(
         });
     }
 
+    // What fits, in allocation order.
+    let usable = usable_nodes(config, nodes);
+    let (mut services_left, mut backends_left) = (room.services, room.backends);
+    for (i, d) in decided.iter_mut().enumerate() {
+        if !matches!(d, Some(Ok(_))) {
+            continue;
+        }
+        let need = all_ports[i].len();
+        let need_backends = need.saturating_mul(usable.len());
+        if need > services_left || need_backends > backends_left {
+            *d = Some(Err(Problem::NoRoom {
+                services: need,
+                backends: need_backends,
+            }));
+        } else {
+            services_left -= need;
+            backends_left -= need_backends;
+        }
+    }
     let handled = ours
         .iter()
         .zip(decided)
@@ -338,7 +385,7 @@ pub fn reconcile(
     Outcome {
         handled,
         released,
-        nodes: usable_nodes(config, nodes),
+        nodes: usable,
     }
 }
 

@@ -641,3 +641,34 @@ fn a_deleted_service_or_one_no_longer_ours_is_released() {
     )]);
     assert!(o.released.is_empty() && o.handled.is_empty());
 }
+
+#[test]
+fn services_beyond_the_datapaths_room_get_an_event_not_a_refused_apply() {
+    let services: Vec<Service> = (0..3)
+        .map(|i| service(lb("default", &format!("s{i}"), i)))
+        .collect();
+    // Room for 5 services (ports) and 8 backends: s0 (2 ports × 2 nodes)
+    // and s1 fit, s2 does not.
+    let room = Room {
+        services: 5,
+        backends: 8,
+    };
+    let o = reconcile_within(&config(), &services, &nodes(), &[], room);
+    assert!(address_of(&o, "s0").is_ok() && address_of(&o, "s1").is_ok());
+    let problem = address_of(&o, "s2").unwrap_err();
+    assert_eq!(
+        problem,
+        Problem::NoRoom {
+            services: 2,
+            backends: 4
+        }
+    );
+    assert_eq!(problem.reason(), "CapacityExceeded");
+    assert_eq!(cluster_services(&o).len(), 4);
+    let tight = Room {
+        services: 100,
+        backends: 6,
+    };
+    let o = reconcile_within(&config(), &services, &nodes(), &[], tight);
+    assert_eq!(cluster_services(&o).len(), 2, "backends are the limit");
+}
