@@ -324,6 +324,27 @@ pub(super) fn assess(
             origin: None,
         });
     }
+    // The cluster never keeps the file's services from running: a
+    // kubeconfig that cannot be read is a warning (the controller keeps
+    // trying), not an error.
+    if let Some(path) = config
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.kubeconfig.as_ref())
+        && let Err(e) = host.read_file(path)
+    {
+        r.push(
+            Severity::Warning,
+            config.kubernetes.as_ref().map_or(0, |k| k.lines.of("kubeconfig")),
+            "kubernetes",
+            "kubeconfig",
+            format!(
+                "{}: {e}: the cluster's Services of type LoadBalancer are not served until it can be read \
+                 (the file's services are)",
+                path.display()
+            ),
+        );
+    }
     r.report.issues.sort_by_key(|issue| issue.line);
     let plan = match (r.report.is_ok(), snat) {
         (true, Some((snat_addresses, snat_source))) => Some(Plan {

@@ -110,3 +110,23 @@ fn summary_shows_the_kubernetes_settings_and_pools() {
         assert!(out.contains(needle), "{needle:?} not in:\n{out}");
     }
 }
+
+#[test]
+fn a_kubeconfig_that_cannot_be_read_is_a_warning_not_an_error() {
+    let text = format!(
+        "{DAEMON}\n[kubernetes]\nkubeconfig = \"/etc/kube-xdp/kubeconfig\"\n\n\
+         [[kubernetes.address_pool]]\nname = \"p\"\naddresses = [\"10.4.0.96/28\"]\n"
+    );
+    let plan = plan(&text, &FakeHost::lb());
+    let w = plan
+        .warnings
+        .iter()
+        .find(|w| w.key == "kubeconfig")
+        .unwrap_or_else(|| panic!("no warning: {:?}", plan.warnings));
+    assert_eq!(w.line, Some(line(&text, "kubeconfig =")), "{w}");
+    assert!(
+        w.to_string()
+            .contains("are not served until it can be read"),
+        "{w}"
+    );
+}
