@@ -601,4 +601,24 @@ fn in_a_pair_the_master_holds_the_addresses_and_writes_to_the_cluster() {
         "{}",
         logs()
     );
+
+    // The old master comes back and takes over again (preempt): it holds
+    // both addresses, the backup gives them up.
+    drop(da);
+    let da = p.start(&p.a).unwrap();
+    let logs = || format!("A:\n{}\nB:\n{}\nAPI:\n{}", da.log(), db.log(), api.log());
+    p.wait_state(&p.a, "MASTER", Duration::from_secs(10), &logs);
+    let back = wait_for(Duration::from_secs(5), || {
+        p.holds(&p.a, POOL_FIRST)
+            && p.holds(&p.a, second)
+            && !p.holds(&p.b, POOL_FIRST)
+            && !p.holds(&p.b, second)
+            && tcp_name(&p.c, POOL_FIRST).is_ok()
+            && tcp_name(&p.c, second).is_ok()
+    });
+    assert!(
+        back.is_some(),
+        "the returning master holds the addresses:\n{}",
+        logs()
+    );
 }

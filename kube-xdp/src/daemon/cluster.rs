@@ -117,6 +117,16 @@ impl Daemon {
                 (Some(tx), Some(task))
             }
         };
+        // A pair's master holds the last run's Service addresses from its
+        // takeover on, before the controller's first decision.
+        if let Some(pair) = self.pair.as_mut() {
+            let mut last: Vec<Ipv4Addr> = self.plan.as_ref().map_or_else(Vec::new, |p| {
+                p.cluster.iter().map(|s| s.config.vip).collect()
+            });
+            last.sort();
+            last.dedup();
+            pair.set_extra_addresses(last);
+        }
         let controller = controller::spawn(inputs, writer_rx, updates, Arc::clone(&self.metrics));
         info!("kubernetes: watching the cluster's Services of type LoadBalancer");
         self.cluster = Some(Cluster {
@@ -198,8 +208,16 @@ impl Daemon {
     /// The Service addresses to hold: the claim task's on a single box,
     /// the pair's (its master holds them) in a pair.
     fn hold(&mut self, addresses: Vec<Ipv4Addr>) {
-        if let Some(pair) = self.pair.as_mut() {
-            pair.set_extra_addresses(addresses);
+        if self.pair.is_some() {
+            // What a master may hold, for the next start to give up
+            // should this run die holding it.
+            let run_dir = self.plan().config.daemon.run_dir.clone();
+            if let Err(e) = control::write_json(&run_dir, claim::CLAIMED_FILE, &addresses) {
+                warn!("kubernetes: recording the Service addresses: {e}");
+            }
+            if let Some(pair) = self.pair.as_mut() {
+                pair.set_extra_addresses(addresses);
+            }
         } else if let Some(claim) = self.cluster.as_ref().and_then(|c| c.claim.as_ref()) {
             claim.send_if_modified(|now| {
                 let changed = now.as_ref() != Some(&addresses);

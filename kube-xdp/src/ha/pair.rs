@@ -187,7 +187,14 @@ pub async fn spawn(
         plan.unicast_peers.clone(),
     )?;
     let addresses = Addresses::new(plan.interface.index)?;
-    for addr in &plan.virtual_addresses {
+    // The cluster's Service addresses an earlier run may have held too
+    // (recorded by the daemon, see `crate::k8s::claim`).
+    let left: Vec<Ipv4Addr> =
+        std::fs::read_to_string(run_dir.join(crate::k8s::claim::CLAIMED_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+    for addr in plan.virtual_addresses.iter().chain(&left) {
         if let Err(e) = addresses.remove(*addr).await {
             warn!(%addr, "removing a virtual address left by an earlier run: {e}");
         }
