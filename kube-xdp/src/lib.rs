@@ -13,6 +13,7 @@ pub mod host;
 mod http_server;
 mod human;
 pub mod import;
+pub mod k8s;
 pub mod maglev;
 pub mod metrics;
 pub mod plan;

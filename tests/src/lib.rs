@@ -12,6 +12,7 @@ pub mod e2e_util;
 pub mod fuzz;
 pub mod harness;
 pub mod http;
+pub mod kube_api;
 pub mod model;
 pub mod netns;
 pub mod observe;

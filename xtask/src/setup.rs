@@ -20,12 +20,44 @@ const PACKAGES: &[&str] = &[
     "procps",
     "chromium",
     "keepalived",
+    // The Kubernetes API emulator's (kmock) interpreter and installer.
+    "python3",
+    "python3-pip",
 ];
 
 pub fn setup() -> anyhow::Result<()> {
     install_packages()?;
     install_rust_src()?;
-    install_bpf_linker()
+    install_bpf_linker()?;
+    install_kmock()
+}
+
+/// The Kubernetes API emulator the `[kubernetes]` tests run against:
+/// PyPI's kmock, pinned (the tests' wrapper, `tests/k8s/emulator.py`,
+/// relies on its internals).
+const KMOCK: &str = "kmock==0.8";
+/// Where it goes (no virtualenv needed, nothing of the system's changes):
+/// `target/python-kmock`, found there by `tests/src/kube_api.rs`.
+pub const KMOCK_DIR: &str = "target/python-kmock";
+
+fn install_kmock() -> anyhow::Result<()> {
+    let dir = crate::workspace_root().join(KMOCK_DIR);
+    if dir.join("kmock").join("__init__.py").exists() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {KMOCK} into {}", dir.display());
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&dir)
+        .arg(KMOCK))
+    .context("installing the Kubernetes API emulator (python3 -m pip)")
 }
 
 fn quiet(cmd: &mut Command) -> bool {

@@ -39,6 +39,9 @@ pub fn backends(common: &Common, pins: &PinArgs, json: bool) -> anyhow::Result<(
             human(s.packets),
             human(s.new_flows)
         );
+        if let Some(origin) = &s.origin {
+            println!("  from the cluster: Service {origin} (type LoadBalancer)");
+        }
         println!(
             "  {:<16} {:<22} {:<6} {:>6} {:>7} {:>8} {:>9} {:>9}",
             "BACKEND", "ADDRESS", "STATE", "WEIGHT", "SHARE", "FLOWS", "PACKETS", "BYTES"

@@ -83,7 +83,8 @@ keyword_enum! {
 
 keyword_enum! {
     /// A service's transport protocol.
-    #[derive(Default)]
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
     pub enum Protocol {
         #[default]
         Tcp = "tcp",

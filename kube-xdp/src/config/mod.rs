@@ -11,6 +11,7 @@
 mod backend_address;
 mod ha;
 mod keyword;
+mod kubernetes;
 mod port_range;
 mod raw;
 mod schema;
@@ -30,6 +31,10 @@ pub use ha::{DEFAULT_ADVERT_INTERVAL, DEFAULT_SYNC_PORT, HaConfig};
 pub use keyword::{
     CheckKind, ForwardingMode, InitState, OnBackendDown, Protocol, SynCookies, UnknownKeyword,
     XdpMode,
+};
+pub use kubernetes::{
+    AddressPool, AddressRange, DEFAULT_LOAD_BALANCER_CLASS, KUBE_PROXY_HEALTHZ_PORT,
+    KubernetesConfig, LabelSelector, LabelTerm, MAX_POOL_ADDRESSES,
 };
 pub use port_range::{ParsePortRangeError, PortRange};
 pub use schema::{

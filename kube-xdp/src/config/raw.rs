@@ -19,6 +19,28 @@ pub(super) struct RawConfig {
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<RawService>>,
     pub ha: Field<RawHa>,
+    pub kubernetes: Field<RawKubernetes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKubernetes {
+    pub kubeconfig: Field<String>,
+    pub load_balancer_class: Field<String>,
+    pub handle_classless: Field<bool>,
+    pub node_selector: Field<String>,
+    #[serde(default, rename = "address_pool")]
+    pub address_pools: Vec<Spanned<RawAddressPool>>,
+    pub health_check: Field<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAddressPool {
+    pub name: Field<String>,
+    pub addresses: Field<Vec<Spanned<String>>>,
+    pub namespaces: Field<Vec<Spanned<String>>>,
+    pub auto_assign: Field<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +111,7 @@ pub(super) struct RawService {
     pub backends: Vec<Spanned<RawBackend>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealthCheck {
     pub kind: Field<String>,

@@ -57,6 +57,9 @@ pub struct Config {
     pub services: Vec<Service>,
     /// `[ha]`: one box of a pair; `None`: a single box.
     pub ha: Option<super::HaConfig>,
+    /// `[kubernetes]`: Services of type LoadBalancer from the cluster;
+    /// `None`: none.
+    pub kubernetes: Option<super::KubernetesConfig>,
 }
 
 /// `[daemon]`.

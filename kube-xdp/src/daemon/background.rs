@@ -125,15 +125,17 @@ impl Daemon {
     /// or a plan that cannot be applied, is logged and the one in force
     /// stays.
     fn finish_reload(&mut self, plan: anyhow::Result<Plan>) {
-        let plan = match plan {
+        let mut plan = match plan {
             Ok(plan) => plan,
             Err(e) => return self.fail_reload(format!("{e:#}")),
         };
         if self.plan().restart_needed(&plan) {
             warn!(
-                "interfaces, xdp_mode, pin_path, flow_table_size, metrics_listen, stats_listen and [ha] take effect at the next restart"
+                "interfaces, xdp_mode, pin_path, flow_table_size, metrics_listen, stats_listen, [ha] and \
+                 adding or removing [kubernetes] (or its kubeconfig) take effect at the next restart"
             );
         }
+        plan.cluster = self.cluster_for(&plan);
         match self.commit(plan) {
             Ok(_) => {
                 let hash = metrics::hash_file(&self.config_path);

@@ -83,6 +83,8 @@ pub(super) struct Daemon {
     pub defence: Defence,
     /// The flow sync with the peer, when on.
     pub sync: Option<Sync>,
+    /// The Kubernetes controller, with `[kubernetes]`.
+    pub cluster: Option<super::cluster::Cluster>,
 }
 
 /// The daemon's side of the flow sync.
@@ -149,6 +151,7 @@ impl Daemon {
         self.sync_checkers();
         self.publish_names();
         self.publish_directory();
+        self.publish_cluster_inputs();
         self.update_ready();
         Ok(changes)
     }

@@ -3,6 +3,7 @@
 
 pub mod attach;
 mod background;
+pub mod cluster;
 pub mod control;
 mod control_loop;
 pub mod run;

@@ -285,7 +285,10 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         cookie_clock_offset_ns: 0,
         defence: Default::default(),
         sync: None,
+        cluster: None,
     };
+    let mut plan = plan;
+    plan.cluster = super::cluster::last_applied(&plan);
     d.commit(plan).context("programming the datapath")?;
     // Attach only once the maps hold the plan (and, on a restart, the
     // adopted state), so the new program never sees an empty table.
@@ -335,6 +338,11 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         d.pair = Some(pair);
         d.update_ready();
     }
+    // The cluster's Services: the controller runs beside the loop, so the
+    // file's services never wait for the cluster.
+    let (cluster_updates, mut cluster_rx) = mpsc::channel(4);
+    d.start_cluster(cluster_updates, &run_dir)
+        .context("starting the Kubernetes controller")?;
     control::write_pid(&run_dir)?;
     d.report(true, "started".into());
     info!(pin_path = %pin_path.display(), services = d.plan().services.len(), "kube-xdp running");
@@ -359,6 +367,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
             _ = housekeeping.tick() => d.housekeeping(),
             _ = resolve.tick() => d.re_resolve(),
             Some(done) = done_rx.recv() => d.on_done(done),
+            Some(update) = cluster_rx.recv() => d.on_cluster(update),
         }
     }
     sd_notify("STOPPING=1");

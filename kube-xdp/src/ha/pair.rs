@@ -83,6 +83,8 @@ impl HaStatus {
 #[derive(Debug)]
 enum Command {
     Ready(bool, String),
+    /// The cluster's Service addresses, held with the virtual addresses.
+    Extra(Vec<Ipv4Addr>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -92,6 +94,8 @@ pub struct PairHandle {
     task: JoinHandle<()>,
     last_ready: Option<bool>,
     heard_peer: watch::Receiver<Option<Ipv4Addr>>,
+    master: watch::Receiver<bool>,
+    last_extra: Option<Vec<Ipv4Addr>>,
 }
 
 impl PairHandle {
@@ -99,6 +103,27 @@ impl PairHandle {
     /// flow sync goes without `unicast_peers`.
     pub fn heard_peer(&self) -> watch::Receiver<Option<Ipv4Addr>> {
         self.heard_peer.clone()
+    }
+
+    /// Whether this box is the master now (it writes the cluster's status).
+    pub fn master(&self) -> watch::Receiver<bool> {
+        self.master.clone()
+    }
+
+    /// The cluster's Service addresses: the master holds and announces
+    /// them with its virtual addresses (not advertised in VRRP, whose
+    /// address list keepalived peers compare with their own).
+    pub fn set_extra_addresses(&mut self, addresses: Vec<Ipv4Addr>) {
+        if self.last_extra.as_ref() == Some(&addresses) {
+            return;
+        }
+        if self
+            .commands
+            .try_send(Command::Extra(addresses.clone()))
+            .is_ok()
+        {
+            self.last_extra = Some(addresses);
+        }
     }
 
     /// Whether the box can serve, and why; sent only when it changes.
@@ -137,6 +162,10 @@ struct Pair {
     published: Instant,
     /// The peer heard last.
     heard_peer: watch::Sender<Option<Ipv4Addr>>,
+    /// Whether the state is MASTER.
+    master: watch::Sender<bool>,
+    /// The cluster's Service addresses (held beside the virtual ones).
+    extra: Vec<Ipv4Addr>,
 }
 
 /// Starts the pair on the current runtime. It gives up any virtual
@@ -158,7 +187,14 @@ pub async fn spawn(
         plan.unicast_peers.clone(),
     )?;
     let addresses = Addresses::new(plan.interface.index)?;
-    for addr in &plan.virtual_addresses {
+    // The cluster's Service addresses an earlier run may have held too
+    // (recorded by the daemon, see `crate::k8s::claim`).
+    let left: Vec<Ipv4Addr> =
+        std::fs::read_to_string(run_dir.join(crate::k8s::claim::CLAIMED_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+    for addr in plan.virtual_addresses.iter().chain(&left) {
         if let Err(e) = addresses.remove(*addr).await {
             warn!(%addr, "removing a virtual address left by an earlier run: {e}");
         }
@@ -176,6 +212,7 @@ pub async fn spawn(
     );
     let (commands, rx) = mpsc::channel(16);
     let (heard_peer, heard_rx) = watch::channel(None);
+    let (master, master_rx) = watch::channel(false);
     let mut pair = Pair {
         plan,
         machine,
@@ -187,6 +224,8 @@ pub async fn spawn(
         epoch: (now, SystemTime::now()),
         published: now,
         heard_peer,
+        master,
+        extra: Vec::new(),
     };
     pair.publish();
     let task = tokio::spawn(async move { pair.run(rx).await });
@@ -195,6 +234,8 @@ pub async fn spawn(
         task,
         last_ready: None,
         heard_peer: heard_rx,
+        master: master_rx,
+        last_extra: None,
     })
 }
 
@@ -227,6 +268,10 @@ impl Pair {
                 _ = tokio::time::sleep_until(deadline.into()) => self.machine.tick(Instant::now()),
                 command = rx.recv() => match command {
                     Some(Command::Ready(ready, why)) => self.machine.set_ready(ready, &why, Instant::now()),
+                    Some(Command::Extra(addresses)) => {
+                        self.set_extra(addresses).await;
+                        vec![]
+                    }
                     Some(Command::Shutdown(done)) => {
                         let actions = self.machine.shutdown(Instant::now());
                         self.perform(&actions).await;
@@ -240,6 +285,9 @@ impl Pair {
             };
             self.perform(&actions).await;
             self.log_transition(before);
+            let master = self.machine.state() == State::Master;
+            self.master
+                .send_if_modified(|m| std::mem::replace(m, master) != master);
             if let Some(peer) = self.machine.peers().first().map(|p| p.addr) {
                 self.heard_peer.send_if_modified(|heard| {
                     let changed = *heard != Some(peer);
@@ -313,7 +361,7 @@ impl Pair {
                     }
                 }
                 Action::Claim => {
-                    for addr in &self.plan.virtual_addresses {
+                    for addr in &self.held() {
                         if let Err(e) = self.addresses.add(*addr).await {
                             error!(%addr, "adding a virtual address: {e}");
                         }
@@ -322,7 +370,7 @@ impl Pair {
                 }
                 Action::Announce => self.announce(1),
                 Action::Release => {
-                    for addr in &self.plan.virtual_addresses {
+                    for addr in &self.held() {
                         if let Err(e) = self.addresses.remove(*addr).await {
                             error!(%addr, "removing a virtual address: {e}");
                         }
@@ -332,10 +380,59 @@ impl Pair {
         }
     }
 
+    /// The virtual addresses and the cluster's Service addresses.
+    fn held(&self) -> Vec<Ipv4Addr> {
+        let mut all = self.plan.virtual_addresses.clone();
+        all.extend(
+            self.extra
+                .iter()
+                .filter(|a| !self.plan.virtual_addresses.contains(a)),
+        );
+        all
+    }
+
+    /// New cluster Service addresses: a master adds and announces those
+    /// it lacks and gives up those released.
+    async fn set_extra(&mut self, addresses: Vec<Ipv4Addr>) {
+        let old = std::mem::replace(&mut self.extra, addresses);
+        if self.machine.state() != State::Master {
+            return;
+        }
+        let base = &self.plan.virtual_addresses;
+        let new: Vec<Ipv4Addr> = self
+            .extra
+            .iter()
+            .filter(|a| !old.contains(a) && !base.contains(a))
+            .copied()
+            .collect();
+        for addr in &new {
+            if let Err(e) = self.addresses.add(*addr).await {
+                error!(%addr, "adding a Service address: {e}");
+            }
+        }
+        if !new.is_empty() {
+            let iface = &self.plan.interface;
+            for _ in 0..GARP_REPEAT {
+                if let Err(e) = announce(iface.index, iface.mac, &new) {
+                    warn!(interface = %iface.name, "sending gratuitous ARPs: {e}");
+                    break;
+                }
+            }
+        }
+        for addr in old
+            .iter()
+            .filter(|a| !self.extra.contains(a) && !base.contains(a))
+        {
+            if let Err(e) = self.addresses.remove(*addr).await {
+                error!(%addr, "removing a Service address: {e}");
+            }
+        }
+    }
+
     fn announce(&self, times: usize) {
         let iface = &self.plan.interface;
         for _ in 0..times {
-            if let Err(e) = announce(iface.index, iface.mac, &self.plan.virtual_addresses) {
+            if let Err(e) = announce(iface.index, iface.mac, &self.held()) {
                 warn!(interface = %iface.name, "sending gratuitous ARPs: {e}");
                 return;
             }

@@ -21,6 +21,8 @@
 
 mod collector;
 mod ha;
+mod kubernetes;
+pub use kubernetes::KubernetesMetrics;
 mod server;
 pub mod summary;
 pub mod top;
@@ -142,6 +144,8 @@ pub struct Metrics {
     scraping: Mutex<()>,
     ha: ha::HaMetrics,
     syn_flood_defence: Gauge,
+    /// The Kubernetes controller's (`[kubernetes]`).
+    pub kubernetes: KubernetesMetrics,
 }
 
 fn unix_now() -> f64 {
@@ -224,6 +228,7 @@ impl Metrics {
             syn_flood_defence.clone(),
         );
         let ha = ha::HaMetrics::register(&mut registry);
+        let kubernetes = KubernetesMetrics::register(&mut registry);
         registry.register_collector(Box::new(collector::DatapathCollector {
             shared: Arc::clone(&shared),
         }));
@@ -241,6 +246,7 @@ impl Metrics {
             scraping: Mutex::new(()),
             ha,
             syn_flood_defence,
+            kubernetes,
         })
     }
 

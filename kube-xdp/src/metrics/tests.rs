@@ -47,6 +47,7 @@ fn backend(
 
 fn service(backends: Vec<BackendView>) -> ServiceView {
     ServiceView {
+        origin: None,
         name: "kube-apiserver".into(),
         vip: Ipv4Addr::new(198, 18, 0, 10),
         first_port: 6443,
@@ -412,6 +413,7 @@ fn names(backends: &[&str]) -> Names {
             0,
             ServiceName {
                 name: "kube-apiserver".into(),
+                origin: None,
                 backends: backends
                     .iter()
                     .enumerate()

@@ -321,7 +321,29 @@ pub(super) fn assess(
             check: spec,
             backends,
             unresolved,
+            origin: None,
         });
+    }
+    // The cluster never keeps the file's services from running: a
+    // kubeconfig that cannot be read is a warning (the controller keeps
+    // trying), not an error.
+    if let Some(path) = config
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.kubeconfig.as_ref())
+        && let Err(e) = host.read_file(path)
+    {
+        r.push(
+            Severity::Warning,
+            config.kubernetes.as_ref().map_or(0, |k| k.lines.of("kubeconfig")),
+            "kubernetes",
+            "kubeconfig",
+            format!(
+                "{}: {e}: the cluster's Services of type LoadBalancer are not served until it can be read \
+                 (the file's services are)",
+                path.display()
+            ),
+        );
     }
     r.report.issues.sort_by_key(|issue| issue.line);
     let plan = match (r.report.is_ok(), snat) {
@@ -331,6 +353,7 @@ pub(super) fn assess(
             snat_addresses,
             snat_source,
             services,
+            cluster: Vec::new(),
             ha,
             warnings: Vec::new(),
             cpus,
@@ -437,7 +460,10 @@ fn warn_non_local_vips(r: &mut Report<'_>, config: &Config, is_local: &dyn Fn(Ip
 
 /// A service's health check as the checkers run it, with the CAs read
 /// from its `ca_file`.
-fn check_spec(service: &crate::config::Service, ca_file: Option<health::CaFile>) -> CheckSpec {
+pub(crate) fn check_spec(
+    service: &crate::config::Service,
+    ca_file: Option<health::CaFile>,
+) -> CheckSpec {
     let hc = &service.health_check;
     CheckSpec {
         kind: match hc.kind {

@@ -17,6 +17,9 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredService {
     pub name: String,
+    /// The Kubernetes Service (`namespace/name`) it was made for; `None`
+    /// for a service of the file.
+    pub origin: Option<String>,
     pub vip: Ipv4Addr,
     pub ports: RangeInclusive<u16>,
     pub protocol: u8,
@@ -53,11 +56,13 @@ impl Plan {
     pub fn desired_services(&self) -> Vec<DesiredService> {
         self.services
             .iter()
+            .chain(&self.cluster)
             .map(|s| {
                 let c = &s.config;
                 let range = c.port.range();
                 DesiredService {
                     name: c.name.clone(),
+                    origin: s.origin.clone(),
                     vip: c.vip,
                     ports: range.first..=range.last,
                     protocol: c.protocol.number(),
@@ -84,6 +89,7 @@ impl Plan {
     pub fn checkers(&self) -> Vec<Checker> {
         self.services
             .iter()
+            .chain(&self.cluster)
             .flat_map(|s| {
                 s.backends.iter().map(|b| Checker {
                     key: (s.config.name.clone(), b.name.clone()),

@@ -52,6 +52,13 @@ pub fn half_open_cost_ns(syn_flood: &SynFlood, tcp_syn: Duration, cpus: u32) -> 
     u64::try_from(cost).unwrap_or(u64::MAX).max(1)
 }
 
+/// A service's health check as the checkers run it, without a CA file
+/// (the Kubernetes controller's node checks; `[kubernetes.health_check]`
+/// takes no `ca_file`).
+pub fn check_spec_of(service: &Service) -> CheckSpec {
+    checks::check_spec(service, None)
+}
+
 /// An interface the program attaches to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedInterface {
@@ -100,6 +107,9 @@ pub struct PlannedService {
     /// daemon started: not in the datapath, not checked, looked up again
     /// with the others.
     pub unresolved: Vec<String>,
+    /// The Kubernetes Service (`namespace/name`) it was made for; `None`
+    /// for a service of the file.
+    pub origin: Option<String>,
 }
 
 impl PlannedBackend {
@@ -132,6 +142,11 @@ pub struct Plan {
     pub snat_addresses: Vec<Ipv4Addr>,
     pub snat_source: SnatSource,
     pub services: Vec<PlannedService>,
+    /// The services of the cluster's Services of type LoadBalancer, as the
+    /// Kubernetes controller last decided them (`crate::k8s`): applied
+    /// with the file's, never part of the file's plan (`check-config`
+    /// shows none, a reload keeps them).
+    pub cluster: Vec<PlannedService>,
     /// One box of a pair: `None` for a single box.
     pub ha: Option<HaPlan>,
     /// What the operator should know (a VIP that is not local, a service
@@ -201,6 +216,7 @@ impl Plan {
     pub fn backend(&self, service: &str, backend: &str) -> Option<&PlannedBackend> {
         self.services
             .iter()
+            .chain(&self.cluster)
             .find(|s| s.config.name == service)?
             .backends
             .iter()
@@ -390,5 +406,7 @@ impl Plan {
             // The same key file may hold a new key.
             || self.ha.as_ref().map(|h| &h.sync) != next.ha.as_ref().map(|h| &h.sync)
             || a.stats.listen != b.stats.listen
+            || self.config.kubernetes.as_ref().map(|k| &k.kubeconfig)
+                != next.config.kubernetes.as_ref().map(|k| &k.kubeconfig)
     }
 }

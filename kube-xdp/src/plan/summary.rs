@@ -126,6 +126,46 @@ pub(super) fn summary(plan: &Plan) -> String {
             let _ = writeln!(out, "  {key:<16} {value}");
         }
     }
+    if let Some(k) = &config.kubernetes {
+        let _ = writeln!(out, "Kubernetes (Services of type LoadBalancer)");
+        let class = if k.handle_classless {
+            format!("{} (and Services without a class)", k.load_balancer_class)
+        } else {
+            k.load_balancer_class.clone()
+        };
+        let api = k.kubeconfig.as_ref().map_or_else(
+            || "in-cluster config, else $KUBECONFIG, else ~/.kube/config".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let nodes = match &k.node_selector {
+            Some(s) => format!("Ready, not excluded, matching {}", s.text),
+            None => "Ready, not excluded".to_owned(),
+        };
+        let rows = [
+            ("api", api),
+            ("class", class),
+            ("nodes", nodes),
+            ("node check", check_line(&k.health_check)),
+        ];
+        for (key, value) in rows {
+            let _ = writeln!(out, "  {key:<16} {value}");
+        }
+        for pool in &k.address_pools {
+            let ranges: Vec<String> = pool.ranges.iter().map(ToString::to_string).collect();
+            let mut line = format!(
+                "{} ({} addresses)",
+                ranges.join(", "),
+                pool.addresses().count()
+            );
+            if !pool.namespaces.is_empty() {
+                line.push_str(&format!(", namespaces {}", pool.namespaces.join(", ")));
+            }
+            if !pool.auto_assign {
+                line.push_str(", only when asked for");
+            }
+            let _ = writeln!(out, "  pool {:<11} {line}", pool.name);
+        }
+    }
     let _ = writeln!(out, "Timeouts");
     let _ = writeln!(
         out,

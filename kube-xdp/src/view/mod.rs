@@ -79,6 +79,10 @@ pub struct BackendView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceView {
     pub name: String,
+    /// The Kubernetes Service (`namespace/name`) it came from; `None`: the
+    /// file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     pub vip: Ipv4Addr,
     pub first_port: u16,
     pub last_port: u16,
@@ -220,6 +224,7 @@ fn services(
         }
         out.push(ServiceView {
             name: named.map_or_else(|| format!("#{id}"), |s| s.name.clone()),
+            origin: named.and_then(|s| s.origin.clone()),
             vip: spec.vip,
             first_port: *spec.ports.start(),
             last_port: *spec.ports.end(),

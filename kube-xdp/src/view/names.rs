@@ -22,6 +22,10 @@ pub struct BackendName {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceName {
     pub name: String,
+    /// The Kubernetes Service it was made for (`namespace/name`); `None`
+    /// for a service of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// By backend id.
     pub backends: BTreeMap<u32, BackendName>,
 }
@@ -83,6 +87,7 @@ mod tests {
             3,
             ServiceName {
                 name: "kube-apiserver".into(),
+                origin: None,
                 backends: BTreeMap::from([(
                     7,
                     BackendName {

@@ -11,6 +11,7 @@
 //! the client connections.
 
 mod connections;
+pub mod kubernetes;
 mod state;
 
 pub use connections::{EchoConn, Pinger, connect_many, setsockopt_int, try_connect};

@@ -5,6 +5,7 @@ mod backend_table;
 mod daemon_table;
 mod ha_table;
 mod health_check_table;
+mod kubernetes_table;
 mod many_at_once;
 mod parsing;
 mod service_table;

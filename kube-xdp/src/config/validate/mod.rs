@@ -13,6 +13,7 @@ mod fields;
 mod ha;
 pub(crate) use fields::usable_unicast;
 mod health_check;
+mod kubernetes;
 mod services;
 mod stats;
 mod syntax;
@@ -50,6 +51,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<ConfigIssu
     v.across_services(&services, &facts);
     v.snat_against_vips(&daemon, &services, &facts);
     let ha = v.ha(raw.ha, &daemon, &services);
+    let kubernetes = v.kubernetes(raw.kubernetes, &daemon, ha.as_ref(), &services);
     if v.issues.is_empty() {
         Ok(Config {
             path: path.to_owned(),
@@ -58,6 +60,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<ConfigIssu
             syn_flood,
             services,
             ha,
+            kubernetes,
         })
     } else {
         // In file order; problems without a line first.

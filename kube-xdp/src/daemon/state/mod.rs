@@ -327,6 +327,7 @@ impl State {
                         .collect();
                     let named = ServiceName {
                         name: name.clone(),
+                        origin: svc.desired.origin.clone(),
                         backends,
                     };
                     (svc.id, named)

@@ -106,6 +106,7 @@ fn backend(name: &str, last: u8) -> DesiredBackend {
 
 fn service(name: &str, port: u16, backends: Vec<DesiredBackend>) -> DesiredService {
     DesiredService {
+        origin: None,
         name: name.into(),
         vip: Ipv4Addr::new(198, 18, 0, 10),
         ports: port..=port,

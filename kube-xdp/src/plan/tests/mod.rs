@@ -149,6 +149,11 @@ fn plan(text: &str, host: &FakeHost) -> Plan {
     Plan::build(&parse(text).unwrap(), host).unwrap()
 }
 
+/// The kubeadm file's plan on a sound host (for other modules' tests).
+pub(crate) fn sample_plan() -> Plan {
+    plan(TWO_SERVICES, &FakeHost::lb())
+}
+
 #[track_caller]
 fn assert_env(issue: &ConfigIssue, text: &str, needle: &str, key: &str, says: &str) {
     let shown = issue.to_string();

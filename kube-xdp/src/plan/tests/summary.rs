@@ -88,3 +88,45 @@ fn summary_says_where_the_stats_page_is_and_how_it_is_served() {
         "the hash is not printed:\n{out}"
     );
 }
+
+#[test]
+fn summary_shows_the_kubernetes_settings_and_pools() {
+    let text = format!(
+        "{DAEMON}\n[kubernetes]\nkubeconfig = \"/etc/kube-xdp/kubeconfig\"\nnode_selector = \"role=lb\"\n\n\
+         [[kubernetes.address_pool]]\nname = \"public\"\naddresses = [\"10.4.0.96/28\"]\n\n\
+         [[kubernetes.address_pool]]\nname = \"team-a\"\naddresses = [\"10.4.0.120-10.4.0.121\"]\n\
+         namespaces = [\"team-a\"]\nauto_assign = false\n"
+    );
+    let out = plan(&text, &FakeHost::lb()).summary();
+    for needle in [
+        "Kubernetes (Services of type LoadBalancer)",
+        "api              /etc/kube-xdp/kubeconfig",
+        "class            kube-xdp.io/lb",
+        "nodes            Ready, not excluded, matching role=lb",
+        "node check       http GET /healthz expect 200 on port 10256;",
+        "pool public      10.4.0.96-10.4.0.111 (16 addresses)",
+        "pool team-a      10.4.0.120-10.4.0.121 (2 addresses), namespaces team-a, only when asked for",
+    ] {
+        assert!(out.contains(needle), "{needle:?} not in:\n{out}");
+    }
+}
+
+#[test]
+fn a_kubeconfig_that_cannot_be_read_is_a_warning_not_an_error() {
+    let text = format!(
+        "{DAEMON}\n[kubernetes]\nkubeconfig = \"/etc/kube-xdp/kubeconfig\"\n\n\
+         [[kubernetes.address_pool]]\nname = \"p\"\naddresses = [\"10.4.0.96/28\"]\n"
+    );
+    let plan = plan(&text, &FakeHost::lb());
+    let w = plan
+        .warnings
+        .iter()
+        .find(|w| w.key == "kubeconfig")
+        .unwrap_or_else(|| panic!("no warning: {:?}", plan.warnings));
+    assert_eq!(w.line, Some(line(&text, "kubeconfig =")), "{w}");
+    assert!(
+        w.to_string()
+            .contains("are not served until it can be read"),
+        "{w}"
+    );
+}
