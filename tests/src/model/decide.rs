@@ -194,6 +194,10 @@ impl Model {
                 note: "no flow: reset".into(),
             };
         }
+        if tcp.is_some_and(|t| t.flags & (FIN | RST) != 0) {
+            // A SYN with FIN or RST: no client sends one.
+            return decision(XDP_DROP, Counter::Malformed, "SYN with FIN or RST");
+        }
         if table.is_empty() {
             return match tcp {
                 Some(tcp) => Decision {
