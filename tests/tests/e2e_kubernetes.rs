@@ -11,7 +11,7 @@
 //! NotReady (it leaves the backends), the daemon restarts (the same
 //! addresses), the first Service is deleted (its VIP stops answering,
 //! the address goes to the second), the emulator stops (forwarding goes
-//! on).
+//! on), `[kubernetes]` is removed (the next start gives the address up).
 
 use kube_xdp_tests::{
     daemon::cli,
@@ -450,6 +450,30 @@ address = "{}"
         c.client
             .run(move || Ok(whoami(apiserver, Duration::from_millis(300))?))
             .is_ok()
+    );
+    daemon.stop().unwrap();
+
+    // 9. [kubernetes] is removed from the file: the next start gives up
+    //    the Service address kube-xdp added, and forgets it.
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    let without = &text[..text.find("[kubernetes]").unwrap()];
+    std::fs::write(&c.config, without).unwrap();
+    assert!(lb_has_address(&c, POOL_FIRST), "still held while stopped");
+    let mut daemon = c.start_daemon().unwrap();
+    let released = wait_for(Duration::from_secs(10), || {
+        !lb_has_address(&c, POOL_FIRST) && !c.run_dir.join("kubernetes-addresses.json").exists()
+    });
+    assert!(
+        released.is_some(),
+        "the address is given up without [kubernetes]:\n{}",
+        daemon.log()
+    );
+    assert!(cluster_services(&c).is_empty());
+    assert!(
+        c.client
+            .run(move || Ok(whoami(apiserver, Duration::from_millis(300))?))
+            .is_ok(),
+        "the file's service still answers"
     );
     daemon.stop().unwrap();
 }
