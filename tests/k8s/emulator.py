@@ -15,6 +15,13 @@ watcher, and says so:
   sets them.
 - the resources the tests use are declared (services, nodes, both kinds
   of events), so that listing an empty one answers an empty list, not 404.
+- a watch that loses nothing: kmock's ``_serve_watch`` copies the existing
+  objects under its lock, sends them, and only then starts reading the
+  resource's event bus, so a create or patch made while the copy is sent
+  is never delivered (and, watches never timing out, no re-list repairs
+  it: a Node POSTed while kube-rs's watcher (re)connects stays unseen).
+  Here the bus position is marked inside the lock, before the copy: the
+  copy, then every event since the mark.
 
 It does not emulate: resourceVersion preconditions (a stale one is not
 refused with 409), field or label selectors, watch bookmarks and
@@ -54,6 +61,30 @@ class Emulator(kmock.KubernetesEmulator):
             elif request.action == enums.action.UPDATE and request.name is not None:
                 data.setdefault('metadata', {})['resourceVersion'] = self._next_rv()
         return await super()._handle(request)
+
+    async def _serve_watch(self, request):
+        # kmock 0.8's, with the bus marked under the lock before the copy
+        # (see the module's doc); its private helpers by their mangled
+        # names.
+        yield b''
+        resource = request.resource
+        assert resource is not None
+        bus = self._buses[resource]
+        async with self._lock:
+            mark = await bus.mark()
+            objs = self._KubernetesEmulator__get_objs(request, strict=False)
+            events = [{'type': 'ADDED', 'object': obj.raw} for obj in objs if not obj.deleted]
+        try:
+            for event in events:
+                yield event
+            async for event in bus.stream(since=mark):
+                meta = event.get('object', {}).get('metadata', {})
+                if self._KubernetesEmulator__check(
+                    request, resource, meta.get('namespace'), meta.get('name'), strict=False
+                ):
+                    yield event
+        finally:
+            await bus.unmark(mark)
 
     async def _serve_list(self, request):
         listed = await super()._serve_list(request)

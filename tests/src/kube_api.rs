@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, TcpStream},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Stdio},
     time::{Duration, Instant},
@@ -62,17 +63,29 @@ impl Emulator {
         let port_file = dir.join(format!("emulator-{}.port", std::process::id()));
         let _ = std::fs::remove_file(&port_file);
         let log = dir.join("emulator.log");
-        let child = ns
-            .command("python3")
+        let mut command = ns.command("python3");
+        command
             .arg(&script)
             .arg(&port_file)
             .arg(port.to_string())
             .arg(host.to_string())
             .env("PYTHONPATH", &kmock)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting the emulator")?;
+            .stderr(std::fs::File::create(&log)?);
+        // A test killed outright (no Drop) leaves no Python behind: the
+        // kernel kills the emulator when the thread that started it (the
+        // test's, which also drops it) ends. nsenter execs python3, which
+        // keeps the setting.
+        // SAFETY: only prctl(2), async-signal-safe, between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().context("starting the emulator")?;
         let mut emulator = Emulator {
             child: Some(child),
             ns_path: ns.path(),

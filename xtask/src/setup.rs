@@ -40,12 +40,20 @@ const KMOCK: &str = "kmock==0.8";
 /// `target/python-kmock`, found there by `tests/src/kube_api.rs`.
 pub const KMOCK_DIR: &str = "target/python-kmock";
 
+/// What pip writes last for the pinned version: its presence says the
+/// install is that version and complete.
+const KMOCK_DIST_INFO: &str = "kmock-0.8.dist-info";
+
 fn install_kmock() -> anyhow::Result<()> {
     let dir = crate::workspace_root().join(KMOCK_DIR);
-    if dir.join("kmock").join("__init__.py").exists() {
+    if dir.join(KMOCK_DIST_INFO).is_dir() {
         return Ok(());
     }
     eprintln!("setup: installing {KMOCK} into {}", dir.display());
+    // Into a directory beside it, then renamed: an interrupted install
+    // (or another version) is never taken for a complete one.
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
     run(Command::new("python3")
         .args([
             "-m",
@@ -55,9 +63,20 @@ fn install_kmock() -> anyhow::Result<()> {
             "--disable-pip-version-check",
             "--target",
         ])
-        .arg(&dir)
+        .arg(&partial)
         .arg(KMOCK))
-    .context("installing the Kubernetes API emulator (python3 -m pip)")
+    .context("installing the Kubernetes API emulator (python3 -m pip)")?;
+    if !partial.join(KMOCK_DIST_INFO).is_dir() {
+        bail!(
+            "pip installed no {KMOCK_DIST_INFO} into {}",
+            partial.display()
+        );
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::rename(&partial, &dir)
+        .with_context(|| format!("moving {} to {}", partial.display(), dir.display()))
 }
 
 fn quiet(cmd: &mut Command) -> bool {

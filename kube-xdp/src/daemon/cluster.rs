@@ -39,10 +39,37 @@ pub(super) struct Cluster {
     pub _writer: Option<watch::Sender<bool>>,
     /// What the controller asked for last and the daemon applied.
     pub applied: Vec<ClusterService>,
+    /// In a pair: the interface's addresses before the pair held any
+    /// (the box's own among them), never held nor given up as a
+    /// Service's. A single box's claim leaves what it did not add.
+    pub preexisting: Vec<Ipv4Addr>,
+}
+
+/// The Service addresses to hold on the interface: `addresses` less the
+/// file's VIPs and `not_ours` (the pair's own and virtual addresses, what
+/// the interface had before): those are not kube-xdp's to add or remove
+/// for a Service, which is served on them all the same.
+fn holdable(addresses: Vec<Ipv4Addr>, plan: &Plan, not_ours: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
+    let pair = plan
+        .ha
+        .iter()
+        .flat_map(|ha| std::iter::once(ha.local).chain(ha.virtual_addresses.iter().copied()));
+    let skip: std::collections::BTreeSet<Ipv4Addr> = plan
+        .services
+        .iter()
+        .map(|s| s.config.vip)
+        .chain(pair)
+        .chain(not_ours.iter().copied())
+        .collect();
+    addresses
+        .into_iter()
+        .filter(|a| !skip.contains(a))
+        .collect()
 }
 
 /// The cluster's services a previous run applied, planned with this
-/// plan's `[kubernetes]` (none without it).
+/// plan's `[kubernetes]` (none without it), less those on a service of
+/// this plan's file ([`planned::beside_file`]).
 pub(super) fn last_applied(plan: &Plan) -> Vec<PlannedService> {
     let Some(k) = &plan.config.kubernetes else {
         return Vec::new();
@@ -59,7 +86,8 @@ pub(super) fn last_applied(plan: &Plan) -> Vec<PlannedService> {
                     "kubernetes: forwarding the cluster's services of the last run until the cluster answers"
                 );
             }
-            services.iter().map(|cs| planned::planned(cs, k)).collect()
+            let cluster = services.iter().map(|cs| planned::planned(cs, k)).collect();
+            planned::beside_file(cluster, &plan.services)
         }
         Err(e) => {
             warn!("kubernetes: ignoring {}: {e}", path.display());
@@ -87,17 +115,19 @@ fn inputs(plan: &Plan) -> Option<Inputs> {
 
 impl Daemon {
     /// Starts the controller when the plan has `[kubernetes]`; its updates
-    /// come on `updates`.
+    /// come on `updates`. Without it, the Service addresses an earlier run
+    /// added are given up and its records forgotten.
     ///
     /// # Errors
     ///
     /// When the netlink socket for the addresses cannot be opened.
-    pub(super) fn start_cluster(
+    pub(super) async fn start_cluster(
         &mut self,
         updates: mpsc::Sender<ClusterUpdate>,
         run_dir: &Path,
     ) -> std::io::Result<()> {
         let Some(inputs) = inputs(self.plan()) else {
+            self.forget_cluster(run_dir).await;
             return Ok(());
         };
         let (writer_rx, writer_tx) = match &self.pair {
@@ -117,15 +147,27 @@ impl Daemon {
                 (Some(tx), Some(task))
             }
         };
+        // In a pair: what the interface has before the pair holds any
+        // Service address (the last run's were given up at the pair's
+        // start, the virtual addresses are the pair's).
+        let preexisting = match &self.pair {
+            Some(_) => {
+                use crate::host::Host as _;
+                crate::host::RealHost.local_addresses()
+            }
+            None => Vec::new(),
+        };
         // A pair's master holds the last run's Service addresses from its
         // takeover on, before the controller's first decision.
-        if let Some(pair) = self.pair.as_mut() {
-            let mut last: Vec<Ipv4Addr> = self.plan.as_ref().map_or_else(Vec::new, |p| {
-                p.cluster.iter().map(|s| s.config.vip).collect()
-            });
+        if self.pair.is_some() {
+            let mut last: Vec<Ipv4Addr> =
+                self.plan().cluster.iter().map(|s| s.config.vip).collect();
             last.sort();
             last.dedup();
-            pair.set_extra_addresses(last);
+            let last = holdable(last, self.plan(), &preexisting);
+            if let Some(pair) = self.pair.as_mut() {
+                pair.set_extra_addresses(last);
+            }
         }
         let controller = controller::spawn(inputs, writer_rx, updates, Arc::clone(&self.metrics));
         info!("kubernetes: watching the cluster's Services of type LoadBalancer");
@@ -135,8 +177,28 @@ impl Daemon {
             _claim_task: claim_task,
             _writer: writer_tx,
             applied: Vec::new(),
+            preexisting,
         });
         Ok(())
+    }
+
+    /// `[kubernetes]` was removed from the file: a single box gives up the
+    /// Service addresses an earlier run added (a pair's start gave them
+    /// up already), and both forget the last run's Services, so that a
+    /// `[kubernetes]` added back starts from the cluster's answer.
+    async fn forget_cluster(&self, run_dir: &Path) {
+        if self.pair.is_none() {
+            claim::give_up_recorded(self.plan().interfaces[0].index, run_dir).await;
+        } else if let Err(e) = std::fs::remove_file(run_dir.join(claim::CLAIMED_FILE))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!("kubernetes: forgetting the Service addresses of an earlier run: {e}");
+        }
+        if let Err(e) = std::fs::remove_file(run_dir.join(SERVICES_FILE))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!("kubernetes: forgetting the Services of an earlier run: {e}");
+        }
     }
 
     /// The file's services and `[kubernetes]` to the controller, after a
@@ -164,7 +226,12 @@ impl Daemon {
             return;
         };
         let mut next = self.plan().clone();
-        next.cluster = services.iter().map(|cs| planned::planned(cs, &k)).collect();
+        // Decided against the file the controller had seen: a reload
+        // since may have put a file service where a Service is.
+        next.cluster = planned::beside_file(
+            services.iter().map(|cs| planned::planned(cs, &k)).collect(),
+            &next.services,
+        );
         if next == *self.plan() {
             let _ = done.send(Ok(()));
             self.hold(addresses);
@@ -193,21 +260,29 @@ impl Daemon {
     }
 
     /// The cluster's services for a reloaded file's `plan`: what the
-    /// controller last asked for, planned with the new `[kubernetes]`.
+    /// controller last asked for, planned with the new `[kubernetes]`,
+    /// less those on a service of the new file (the controller then
+    /// decides again with it).
     pub(super) fn cluster_for(&self, plan: &Plan) -> Vec<PlannedService> {
-        match (&self.cluster, &plan.config.kubernetes) {
+        let cluster = match (&self.cluster, &plan.config.kubernetes) {
             // Before the controller's first decision, what runs (the
             // last run's services) stays.
             (Some(c), Some(k)) if !c.applied.is_empty() => {
                 c.applied.iter().map(|cs| planned::planned(cs, k)).collect()
             }
             _ => self.plan().cluster.clone(),
-        }
+        };
+        planned::beside_file(cluster, &plan.services)
     }
 
     /// The Service addresses to hold: the claim task's on a single box,
     /// the pair's (its master holds them) in a pair.
     fn hold(&mut self, addresses: Vec<Ipv4Addr>) {
+        let not_ours = self
+            .cluster
+            .as_ref()
+            .map_or(&[][..], |c| c.preexisting.as_slice());
+        let addresses = holdable(addresses, self.plan(), not_ours);
         if self.pair.is_some() {
             // What a master may hold, for the next start to give up
             // should this run die holding it.
@@ -225,5 +300,26 @@ impl Daemon {
                 changed
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_vip_and_the_interfaces_own_addresses_are_never_held_for_a_service() {
+        // The file's services are on 10.4.0.10; 10.4.0.9 was on the
+        // interface before.
+        let plan = crate::plan::tests::sample_plan();
+        let wanted = vec![
+            Ipv4Addr::new(10, 4, 0, 10),
+            Ipv4Addr::new(198, 18, 100, 0),
+            Ipv4Addr::new(10, 4, 0, 9),
+        ];
+        assert_eq!(
+            holdable(wanted, &plan, &[Ipv4Addr::new(10, 4, 0, 9)]),
+            vec![Ipv4Addr::new(198, 18, 100, 0)]
+        );
     }
 }

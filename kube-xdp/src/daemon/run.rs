@@ -287,9 +287,21 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
         sync: None,
         cluster: None,
     };
-    let mut plan = plan;
+    // The last run's cluster services forward until the cluster answers;
+    // should they not fit beside the file's (a file that grew), the
+    // file's alone: they never wait for the cluster.
+    let file_only = plan;
+    let mut plan = file_only.clone();
     plan.cluster = super::cluster::last_applied(&plan);
-    d.commit(plan).context("programming the datapath")?;
+    if plan.cluster.is_empty() {
+        d.commit(file_only).context("programming the datapath")?;
+    } else if let Err(e) = d.commit(plan) {
+        warn!(
+            "kubernetes: the last run's cluster services cannot be applied with the file's ({e}): \
+             starting with the file's alone, the cluster's come with the controller's first decision"
+        );
+        d.commit(file_only).context("programming the datapath")?;
+    }
     // Attach only once the maps hold the plan (and, on a restart, the
     // adopted state), so the new program never sees an empty table.
     let program: &mut Xdp = d
@@ -342,6 +354,7 @@ async fn serve(config_path: PathBuf, plan: Plan, signals: Signals) -> anyhow::Re
     // file's services never wait for the cluster.
     let (cluster_updates, mut cluster_rx) = mpsc::channel(4);
     d.start_cluster(cluster_updates, &run_dir)
+        .await
         .context("starting the Kubernetes controller")?;
     control::write_pid(&run_dir)?;
     d.report(true, "started".into());

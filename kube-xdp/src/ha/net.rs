@@ -157,12 +157,14 @@ impl Addresses {
         Ok(Addresses { handle, ifindex })
     }
 
-    /// Adds `addr/32` (already there is fine).
+    /// Adds `addr/32` (already there is fine): whether this call added
+    /// it (`false`: it was there), so that a caller gives up only what it
+    /// added.
     ///
     /// # Errors
     ///
     /// What the kernel said.
-    pub async fn add(&self, addr: Ipv4Addr) -> Result<(), rtnetlink::Error> {
+    pub async fn add(&self, addr: Ipv4Addr) -> Result<bool, rtnetlink::Error> {
         match self
             .handle
             .address()
@@ -170,8 +172,9 @@ impl Addresses {
             .execute()
             .await
         {
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
-            other => other,
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

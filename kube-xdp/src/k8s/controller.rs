@@ -199,7 +199,7 @@ async fn run(
     // every Service is gone.
     let (mut services_listed, mut nodes_listed) = (false, false);
     let mut connected: Option<bool> = None;
-    let mut dirty = false;
+    let mut dirty = Debounce::default();
     let mut writing = *c.writer.borrow_and_update();
     log_writer(writing);
     let mut resync = tokio::time::interval(RESYNC);
@@ -213,7 +213,7 @@ async fn run(
                 Some(Ok(e)) => {
                     services_listed |= matches!(e, watcher::Event::InitDone);
                     c.connected(&mut connected, true, "");
-                    dirty = true;
+                    dirty.mark(tokio::time::Instant::now());
                 }
                 Some(Err(e)) => c.connected(&mut connected, false, &format!("watching Services: {e}")),
                 None => return,
@@ -223,14 +223,14 @@ async fn run(
                 Some(Ok(e)) => {
                     nodes_listed |= matches!(e, watcher::Event::InitDone);
                     c.connected(&mut connected, true, "");
-                    dirty = true;
+                    dirty.mark(tokio::time::Instant::now());
                 }
                 Some(Err(e)) => c.connected(&mut connected, false, &format!("watching Nodes: {e}")),
                 None => return,
             },
             changed = c.inputs.changed() => {
                 if changed.is_err() { return; }
-                dirty = true;
+                dirty.mark(tokio::time::Instant::now());
             }
             changed = c.writer.changed() => {
                 if changed.is_err() { return; }
@@ -239,14 +239,36 @@ async fn run(
                     writing = now;
                     log_writer(now);
                 }
-                dirty = true;
+                dirty.mark(tokio::time::Instant::now());
             }
-            _ = resync.tick() => dirty = true,
-            _ = tokio::time::sleep(DEBOUNCE), if dirty && ready => {
-                dirty = false;
+            _ = resync.tick() => dirty.mark(tokio::time::Instant::now()),
+            _ = tokio::time::sleep_until(dirty.due().unwrap_or_else(tokio::time::Instant::now)),
+                if dirty.due().is_some() && ready => {
+                dirty.clear();
                 c.decide().await;
             }
         }
+    }
+}
+
+/// When to decide: [`DEBOUNCE`] after the first change since the last
+/// decision. Later changes do not move it, so a cluster that never stops
+/// changing is still decided on, at least every [`DEBOUNCE`].
+#[derive(Debug, Default)]
+struct Debounce(Option<tokio::time::Instant>);
+
+impl Debounce {
+    /// A change at `now`.
+    fn mark(&mut self, now: tokio::time::Instant) {
+        self.0.get_or_insert(now + DEBOUNCE);
+    }
+
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.0
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -365,5 +387,28 @@ impl Controller {
             }
         }
         self.logged = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_changes_do_not_postpone_the_decision() {
+        let start = tokio::time::Instant::now();
+        let mut d = Debounce::default();
+        assert_eq!(d.due(), None);
+        d.mark(start);
+        assert_eq!(d.due(), Some(start + DEBOUNCE));
+        // A change every 10 ms, for longer than the debounce.
+        for i in 1..20 {
+            d.mark(start + Duration::from_millis(10 * i));
+            assert_eq!(d.due(), Some(start + DEBOUNCE));
+        }
+        d.clear();
+        let later = start + Duration::from_millis(200);
+        d.mark(later);
+        assert_eq!(d.due(), Some(later + DEBOUNCE));
     }
 }

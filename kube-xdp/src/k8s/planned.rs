@@ -67,6 +67,36 @@ pub fn planned(cs: &ClusterService, config: &KubernetesConfig) -> PlannedService
     }
 }
 
+/// `cluster` less the services that overlap one of the file's `file`
+/// (the same address and protocol, a port in common). The file's
+/// services never depend on the cluster: a service of the file and one
+/// of the cluster on the same address, protocol and port would share one
+/// key of the datapath's service map, and removing the cluster's would
+/// remove the file's. The controller gives such a Service no address
+/// (`PortConflict`) once it sees the file; until then (a reload, a
+/// restart with the last run's services) it is left out here.
+pub fn beside_file(cluster: Vec<PlannedService>, file: &[PlannedService]) -> Vec<PlannedService> {
+    cluster
+        .into_iter()
+        .filter(|c| {
+            let shadowed = file.iter().find(|f| {
+                f.config.vip == c.config.vip
+                    && f.config.protocol == c.config.protocol
+                    && f.config.port.range().overlaps(&c.config.port.range())
+            });
+            if let Some(f) = shadowed {
+                tracing::warn!(
+                    service = %c.config.name,
+                    "kubernetes: {} is left out: the file's service {} has its address, protocol and port",
+                    c.config.name,
+                    f.config.name
+                );
+            }
+            shadowed.is_none()
+        })
+        .collect()
+}
+
 /// What of the file a cluster Service must not collide with.
 pub fn file_services(config: &Config) -> Vec<FileService> {
     config
@@ -147,6 +177,44 @@ mod tests {
     fn a_local_traffic_policy_service_is_checked_on_its_health_check_node_port() {
         let p = planned(&cluster_service(Some(32001)), &kubernetes());
         assert!(p.backends.iter().all(|b| b.check_addr.port() == 32001));
+    }
+
+    #[test]
+    fn a_cluster_service_on_a_file_services_address_protocol_and_port_is_left_out() {
+        // The file: 10.4.0.10, 6443/tcp and 30000-32767/tcp.
+        let plan = crate::plan::tests::sample_plan();
+        let at = |vip: [u8; 4], port: u16, protocol: Protocol| {
+            let mut cs = cluster_service(None);
+            cs.vip = Ipv4Addr::from(vip);
+            cs.port = port;
+            cs.protocol = protocol;
+            cs.name = format!("default/web:{port}/{}@{}", protocol.as_str(), cs.vip);
+            planned(&cs, &kubernetes())
+        };
+        let cluster = vec![
+            at([10, 4, 0, 10], 6443, Protocol::Tcp),
+            at([10, 4, 0, 10], 31000, Protocol::Tcp),
+            at([10, 4, 0, 10], 6443, Protocol::Udp),
+            at([10, 4, 0, 10], 80, Protocol::Tcp),
+            at([198, 18, 100, 0], 6443, Protocol::Tcp),
+        ];
+        let kept: Vec<String> = beside_file(cluster, &plan.services)
+            .into_iter()
+            .map(|s| s.config.name)
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                "default/web:6443/udp@10.4.0.10",
+                "default/web:80/tcp@10.4.0.10",
+                "default/web:6443/tcp@198.18.100.0",
+            ]
+        );
+        // Nothing of the file: all kept.
+        assert_eq!(
+            beside_file(vec![at([10, 4, 0, 10], 6443, Protocol::Tcp)], &[]).len(),
+            1
+        );
     }
 
     #[test]

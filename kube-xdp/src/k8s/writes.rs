@@ -2,7 +2,7 @@
 //! decision: finalizers, status (JSON merge patches) and Events (each
 //! problem once, and each new address).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, fmt::Display, future::Future, time::Duration};
 
 use k8s_openapi::api::core::v1::Service;
 use kube::{
@@ -17,6 +17,21 @@ use super::{
     controller::Controller,
     reconcile::{FINALIZER, Handled, Key, Outcome},
 };
+
+/// How long one write may take (kube's client would wait about five
+/// minutes, holding every later decision back): past it the write counts
+/// as failed, and is tried again at the next decision.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `write` bounded by [`WRITE_TIMEOUT`]; its error, or the timeout, as
+/// text.
+async fn bounded<T, E: Display>(write: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer in {WRITE_TIMEOUT:?}")),
+    }
+}
 
 impl Controller {
     /// Finalizers, status and Events, as the outcome says.
@@ -35,9 +50,12 @@ impl Controller {
             }
             if h.status_differs() {
                 let patch = json!({ "status": { "loadBalancer": h.desired_status() } });
-                match api
-                    .patch_status(&h.key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
+                match bounded(api.patch_status(
+                    &h.key.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                ))
+                .await
                 {
                     Ok(_) => debug!(service = %h.key, "kubernetes: status written"),
                     Err(e) => {
@@ -55,9 +73,12 @@ impl Controller {
             let api: Api<Service> = Api::namespaced(self.client.clone(), &r.key.namespace);
             if r.has_status && !r.deleting {
                 let patch = json!({ "status": { "loadBalancer": { "ingress": [] } } });
-                if let Err(e) = api
-                    .patch_status(&r.key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
+                if let Err(e) = bounded(api.patch_status(
+                    &r.key.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                ))
+                .await
                 {
                     self.metrics.kubernetes.api_error("status");
                     warn!(service = %r.key, "kubernetes: clearing the status of {}: {e}", r.key);
@@ -80,6 +101,10 @@ impl Controller {
             self.reported.remove(&r.key);
             self.announced.remove(&r.key);
         }
+        // What was said of a Service that no longer exists is forgotten
+        // (one deleted without our finalizer is never released here).
+        self.reported.retain(|k, _| by_key.contains_key(k));
+        self.announced.retain(|k, _| by_key.contains_key(k));
     }
 
     /// Sets the Service's finalizers (with its resourceVersion, so that a
@@ -95,13 +120,12 @@ impl Controller {
         if let Some(rv) = &service.metadata.resource_version {
             meta["resourceVersion"] = json!(rv);
         }
-        match api
-            .patch(
-                &key.name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "metadata": meta })),
-            )
-            .await
+        match bounded(api.patch(
+            &key.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "metadata": meta })),
+        ))
+        .await
         {
             Ok(_) => true,
             Err(e) => {
@@ -161,7 +185,7 @@ impl Controller {
             }
         };
         let reference = service.object_ref(&());
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        if let Err(e) = bounded(self.recorder.publish(&event, &reference)).await {
             self.metrics.kubernetes.api_error("event");
             warn!(service = %h.key, "kubernetes: recording an Event on {}: {e}", h.key);
             // Try again next time.
