@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::{StreamExt as _, stream::FuturesUnordered};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -164,24 +165,18 @@ const CONNECT_ATTEMPTS: u32 = 3;
 /// until the check's end.
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
     let step = timeout / CONNECT_ATTEMPTS;
-    let mut attempts = tokio::task::JoinSet::new();
-    attempts.spawn(TcpStream::connect(addr));
-    let mut started = 1;
-    loop {
-        let next = tokio::time::sleep(step);
+    let mut attempts = FuturesUnordered::new();
+    attempts.push(TcpStream::connect(addr));
+    for _ in 1..CONNECT_ATTEMPTS {
         tokio::select! {
-            done = attempts.join_next() => match done {
-                Some(Ok(result)) => return result.map_err(connect_failure),
-                Some(Err(e)) => return Err(Failure::Local(format!("connect task: {e}"))),
-                // Every attempt ended without a result: cannot happen (each
-                // returns one), but the check must not wait forever.
-                None => return Err(Failure::Timeout(timeout)),
-            },
-            () = next, if started < CONNECT_ATTEMPTS => {
-                attempts.spawn(TcpStream::connect(addr));
-                started += 1;
-            }
+            Some(result) = attempts.next() => return result.map_err(connect_failure),
+            () = tokio::time::sleep(step) => attempts.push(TcpStream::connect(addr)),
         }
+    }
+    match attempts.next().await {
+        Some(result) => result.map_err(connect_failure),
+        // Never: an attempt ends only by returning above.
+        None => Err(Failure::Timeout(timeout)),
     }
 }
 
