@@ -73,6 +73,18 @@ fn usable(c: &Cluster, service: &str) -> Vec<String> {
     names
 }
 
+/// Two Ready nodes, `node-0` and `node-1`, on backends 0 and 1.
+fn post_ready_nodes(api: &Emulator) {
+    for i in 0..2 {
+        api.ok(
+            "POST",
+            "/api/v1/nodes",
+            Some(&node(&format!("node-{i}"), &backend_addr(i), true)),
+        )
+        .unwrap();
+    }
+}
+
 fn lb_has_address(c: &Cluster, ip: &str) -> bool {
     let out =
         c.lb.ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
@@ -161,18 +173,7 @@ address = "{}"
 
     // 2. The API comes up, with two Ready nodes.
     let mut api = Emulator::start(&c.lb, c.dir.path(), port).unwrap();
-    api.ok(
-        "POST",
-        "/api/v1/nodes",
-        Some(&node("node-0", &backend_addr(0), true)),
-    )
-    .unwrap();
-    api.ok(
-        "POST",
-        "/api/v1/nodes",
-        Some(&node("node-1", &backend_addr(1), true)),
-    )
-    .unwrap();
+    post_ready_nodes(&api);
     let connected = wait_for(Duration::from_secs(40), || {
         daemon.log().contains("kubernetes: the API answers")
     });
@@ -522,18 +523,7 @@ fn in_a_pair_the_master_holds_the_addresses_and_writes_to_the_cluster() {
     p.wait_state(&p.a, "MASTER", Duration::from_secs(10), &logs);
     p.wait_state(&p.b, "BACKUP", Duration::from_secs(5), &logs);
 
-    api.ok(
-        "POST",
-        "/api/v1/nodes",
-        Some(&node("node-0", &backend_addr(0), true)),
-    )
-    .unwrap();
-    api.ok(
-        "POST",
-        "/api/v1/nodes",
-        Some(&node("node-1", &backend_addr(1), true)),
-    )
-    .unwrap();
+    post_ready_nodes(&api);
     api.ok(
         "POST",
         "/api/v1/namespaces/default/services",

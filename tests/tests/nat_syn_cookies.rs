@@ -415,6 +415,18 @@ fn backend_syn_ack(syn: &Out, ws: u8) -> Seg {
     ])
 }
 
+/// The backend's SYN-ACK to the SYN `syn` it got, with a timestamp only.
+fn bare_syn_ack(syn: &Out) -> Seg {
+    Seg::backend(
+        syn.seen.dst,
+        syn.seen.ports().0,
+        BACKEND_ISN,
+        CLIENT_ISN + 1,
+        SYN | ACK,
+    )
+    .opts(&ts_opt(BACKEND_TSVAL, syn.ts().unwrap().0))
+}
+
 #[test]
 fn the_backends_syn_ack_becomes_the_ack_that_opens_the_clients_window() {
     let h = with_cookies(SYN_COOKIES_ALWAYS, 0);
@@ -738,14 +750,7 @@ fn over_the_half_open_limit_a_syn_gets_a_cookie_and_a_finished_handshake_makes_r
     );
     // The first flow's handshake ends (the ACK of the backend's ISN): its
     // place is free again.
-    let synack = Seg::backend(
-        first.seen.dst,
-        first.seen.ports().0,
-        BACKEND_ISN,
-        CLIENT_ISN + 1,
-        SYN | ACK,
-    )
-    .opts(&ts_opt(BACKEND_TSVAL, first.ts().unwrap().0));
+    let synack = bare_syn_ack(&first);
     assert_eq!(tx(&h, &synack).seen.dst, CLIENT_IP);
     tx(&h, &ack(41_000, BACKEND_ISN + 1));
     assert_eq!(tx(&h, &syn(41_004)).seen.tcp_flags(), SYN);
@@ -782,15 +787,12 @@ fn a_half_open_flow_is_not_kept_alive_by_the_backends_syn_ack_retransmits() {
     h.dp.set_settings(&settings).unwrap();
     let syn = Seg::client(CLIENT_ISN, 0, SYN).opts(&linux_syn_options());
     let out = tx(&h, &syn);
-    let backend = out.seen.dst;
-    let snat_port = out.seen.ports().0;
     // The backend answers and retransmits to a client that never answers
     // (a spoofed source): each SYN-ACK goes to the client, none keeps the
     // flow.
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(150));
-        let synack = Seg::backend(backend, snat_port, BACKEND_ISN, CLIENT_ISN + 1, SYN | ACK)
-            .opts(&ts_opt(BACKEND_TSVAL, out.ts().unwrap().0));
+        let synack = bare_syn_ack(&out);
         let (verdict, _) = run(&h, &synack);
         if verdict != XDP_TX {
             break;
@@ -798,8 +800,7 @@ fn a_half_open_flow_is_not_kept_alive_by_the_backends_syn_ack_retransmits() {
     }
     // 450 ms after the client's SYN, past tcp_syn: the flow is gone, and
     // the backend's next SYN-ACK is the kernel's (it answers with a RST).
-    let synack = Seg::backend(backend, snat_port, BACKEND_ISN, CLIENT_ISN + 1, SYN | ACK)
-        .opts(&ts_opt(BACKEND_TSVAL, out.ts().unwrap().0));
+    let synack = bare_syn_ack(&out);
     let (verdict, _) = run(&h, &synack);
     assert_eq!(verdict, 2, "XDP_PASS: no flow any more");
     assert!(counter(&h, Counter::NoFlow) >= 1);
@@ -868,14 +869,7 @@ fn a_half_open_flows_port_is_free_when_it_expires_if_its_backend_answered_once()
         &h,
         &Seg::client(CLIENT_ISN, 0, SYN).opts(&linux_syn_options()),
     );
-    let synack = Seg::backend(
-        syn.seen.dst,
-        syn.seen.ports().0,
-        BACKEND_ISN,
-        CLIENT_ISN + 1,
-        SYN | ACK,
-    )
-    .opts(&ts_opt(BACKEND_TSVAL, syn.ts().unwrap().0));
+    let synack = bare_syn_ack(&syn);
     tx(&h, &synack);
     std::thread::sleep(std::time::Duration::from_millis(400));
     let next = tx(
